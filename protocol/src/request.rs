@@ -1,0 +1,102 @@
+//! Client requests: `{"type": "<op>", "ref": R?, ...fields}`.
+
+use crate::envelope::Ref;
+use serde::{Deserialize, Serialize};
+
+/// The part of a request read before its op: enough to answer an error with
+/// the right `ref` even when the rest of the frame is malformed.
+#[derive(Debug, Default, Deserialize)]
+pub struct Header {
+    #[serde(rename = "ref", default)]
+    pub reference: Option<Ref>,
+}
+
+/// One op with its fields. `ref` is read separately through [`Header`], so a
+/// request's fields never need to repeat it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Request {
+    #[serde(rename = "hello")]
+    Hello { token: String },
+    #[serde(rename = "ping")]
+    Ping,
+    #[serde(rename = "auth.refresh")]
+    AuthRefresh { token: String },
+
+    #[serde(rename = "room.create")]
+    RoomCreate {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        topic: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        capacity: Option<u32>,
+    },
+    #[serde(rename = "room.list")]
+    RoomList,
+    #[serde(rename = "room.join")]
+    RoomJoin {
+        room_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since_seq: Option<u64>,
+    },
+    #[serde(rename = "room.leave")]
+    RoomLeave { room_id: String },
+    #[serde(rename = "room.send")]
+    RoomSend {
+        room_id: String,
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_msg_id: Option<String>,
+    },
+    #[serde(rename = "room.typing")]
+    RoomTyping { room_id: String },
+    #[serde(rename = "rooms.watch")]
+    RoomsWatch,
+
+    #[serde(rename = "dm.send")]
+    DmSend {
+        conversation_id: String,
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_msg_id: Option<String>,
+    },
+    #[serde(rename = "dm.history")]
+    DmHistory {
+        conversation_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after_seq: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before_seq: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+    #[serde(rename = "dm.read")]
+    DmRead { conversation_id: String, seq: u64 },
+    #[serde(rename = "dm.typing")]
+    DmTyping { conversation_id: String },
+    #[serde(rename = "presence.query")]
+    PresenceQuery { user_ids: Vec<String> },
+}
+
+impl Request {
+    /// The op name as it appears in `type`.
+    pub fn op(&self) -> &'static str {
+        match self {
+            Request::Hello { .. } => "hello",
+            Request::Ping => "ping",
+            Request::AuthRefresh { .. } => "auth.refresh",
+            Request::RoomCreate { .. } => "room.create",
+            Request::RoomList => "room.list",
+            Request::RoomJoin { .. } => "room.join",
+            Request::RoomLeave { .. } => "room.leave",
+            Request::RoomSend { .. } => "room.send",
+            Request::RoomTyping { .. } => "room.typing",
+            Request::RoomsWatch => "rooms.watch",
+            Request::DmSend { .. } => "dm.send",
+            Request::DmHistory { .. } => "dm.history",
+            Request::DmRead { .. } => "dm.read",
+            Request::DmTyping { .. } => "dm.typing",
+            Request::PresenceQuery { .. } => "presence.query",
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Every frame the server sends: replies (`ok`, `error`) and pushes.
+
+use crate::envelope::{ErrorBody, Ref};
+use crate::model::{
+    DmMessage, Notification, Presence, Room, RoomClosedReason, RoomMessage, UserSummary,
+};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ServerFrame {
+    #[serde(rename = "ok")]
+    Ok {
+        #[serde(rename = "ref")]
+        reference: Ref,
+        data: serde_json::Value,
+    },
+    #[serde(rename = "error")]
+    Error {
+        #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+        reference: Option<Ref>,
+        error: ErrorBody,
+    },
+    #[serde(rename = "room.message")]
+    RoomMessage(RoomMessage),
+    #[serde(rename = "room.member_joined")]
+    RoomMemberJoined { room_id: String, user: UserSummary },
+    #[serde(rename = "room.member_left")]
+    RoomMemberLeft { room_id: String, user_id: String },
+    #[serde(rename = "room.typing")]
+    RoomTyping { room_id: String, user_id: String },
+    #[serde(rename = "room.closed")]
+    RoomClosed {
+        room_id: String,
+        reason: RoomClosedReason,
+    },
+    #[serde(rename = "rooms.changed")]
+    RoomsChanged(RoomsChanged),
+    #[serde(rename = "dm.message")]
+    DmMessage(DmMessage),
+    #[serde(rename = "dm.read")]
+    DmRead {
+        conversation_id: String,
+        user_id: String,
+        seq: u64,
+    },
+    #[serde(rename = "dm.typing")]
+    DmTyping {
+        conversation_id: String,
+        user_id: String,
+    },
+    #[serde(rename = "presence")]
+    Presence(Presence),
+    #[serde(rename = "notification")]
+    Notification { notification: Notification },
+    #[serde(rename = "reconnect")]
+    Reconnect { reason: String, retry_after_ms: u64 },
+}
+
+/// A change in the room directory: either a room's new state, or
+/// `{room_id, closed: true}` once it is gone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomsChanged {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<Room>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed: Option<bool>,
+}
+
+impl RoomsChanged {
+    pub fn open(room: Room) -> Self {
+        RoomsChanged {
+            room: Some(room),
+            room_id: None,
+            closed: None,
+        }
+    }
+
+    pub fn closed(room_id: String) -> Self {
+        RoomsChanged {
+            room: None,
+            room_id: Some(room_id),
+            closed: Some(true),
+        }
+    }
+}
+
+impl ServerFrame {
+    /// The `type` of the frame, for routing in clients.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServerFrame::Ok { .. } => "ok",
+            ServerFrame::Error { .. } => "error",
+            ServerFrame::RoomMessage(_) => "room.message",
+            ServerFrame::RoomMemberJoined { .. } => "room.member_joined",
+            ServerFrame::RoomMemberLeft { .. } => "room.member_left",
+            ServerFrame::RoomTyping { .. } => "room.typing",
+            ServerFrame::RoomClosed { .. } => "room.closed",
+            ServerFrame::RoomsChanged(_) => "rooms.changed",
+            ServerFrame::DmMessage(_) => "dm.message",
+            ServerFrame::DmRead { .. } => "dm.read",
+            ServerFrame::DmTyping { .. } => "dm.typing",
+            ServerFrame::Presence(_) => "presence",
+            ServerFrame::Notification { .. } => "notification",
+            ServerFrame::Reconnect { .. } => "reconnect",
+        }
+    }
+}

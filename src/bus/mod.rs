@@ -1,0 +1,17 @@
+//! The bus carries every delivery to every node's [`Subscribers`],
+//! including the node that published it, so one node and many run the same
+//! path. [`LocalBus`] serves a single node in-process; a networked bus
+//! implements the same trait.
+//!
+//! `publish` must not wait: callers hold a room's lock while publishing so
+//! that a room's messages leave in `seq` order.
+
+mod local;
+
+pub use local::LocalBus;
+
+use crate::hub::subscribers::Delivery;
+
+pub trait Bus: Send + Sync + 'static {
+    fn publish(&self, delivery: Delivery);
+}

@@ -1,0 +1,116 @@
+//! The one error type handlers and socket ops return, and how it shows on
+//! the wire: a contract code, an HTTP status and a message safe for users.
+//! Internal causes are logged once here and never shown.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use meshi_protocol::{ErrorBody, ErrorCode};
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad input; the message names the field.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("room is full")]
+    RoomFull,
+    #[error("rate limit exceeded")]
+    RateLimited { retry_after_ms: u64 },
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0} is unavailable")]
+    Unavailable(&'static str),
+    #[error("internal error")]
+    Internal(#[source] Cause),
+}
+
+/// The hidden cause of an internal error, kept for the log.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn bad(field: &str, why: &str) -> Self {
+        Error::BadRequest(format!("{field}: {why}"))
+    }
+
+    pub fn internal(cause: impl Into<Cause>) -> Self {
+        Error::Internal(cause.into())
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::BadRequest(_) => ErrorCode::BadRequest,
+            Error::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            Error::Forbidden(_) => ErrorCode::Forbidden,
+            Error::NotFound(_) => ErrorCode::NotFound,
+            Error::Conflict(_) => ErrorCode::Conflict,
+            Error::RoomFull => ErrorCode::RoomFull,
+            Error::RateLimited { .. } => ErrorCode::RateLimited,
+            Error::TooLarge(_) => ErrorCode::TooLarge,
+            Error::Unavailable(_) => ErrorCode::Unavailable,
+            Error::Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self.code() {
+            ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::Conflict | ErrorCode::RoomFull => StatusCode::CONFLICT,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The body users see. Logs the hidden cause of internal errors, once.
+    pub fn body(&self) -> ErrorBody {
+        if let Error::Internal(cause) = self {
+            tracing::error!(error = %cause, "internal error");
+        }
+        ErrorBody {
+            code: self.code(),
+            message: self.to_string(),
+            retry_after_ms: match self {
+                Error::RateLimited { retry_after_ms } => Some(*retry_after_ms),
+                _ => None,
+            },
+        }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Conflict(what) => Error::Conflict(what.to_owned()),
+            StoreError::Unavailable(_) => Error::Unavailable("database"),
+            other => Error::internal(other),
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct ErrorResponse {
+    error: ErrorBody,
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        (status, Json(ErrorResponse { error: self.body() })).into_response()
+    }
+}

@@ -1,0 +1,106 @@
+//! The live state of this node: sockets, who listens to what, and rooms.
+//!
+//! Synchronous and free of I/O: no method awaits. Rooms sit in a sharded
+//! map, each behind its own short-lived lock, so rooms never contend with
+//! one another. Frames are serialized once and the same bytes go to every
+//! recipient through the bus.
+
+pub mod outbox;
+mod rooms;
+pub mod subscribers;
+
+pub use rooms::{validate_text, RoomSettings};
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use meshi_protocol::ServerFrame;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::bus::Bus;
+use outbox::Frame;
+use subscribers::{Delivery, Subscriber, Subscribers, Topic};
+
+pub type ConnId = u64;
+pub type UserId = i64;
+
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    rooms: DashMap<Arc<str>, Arc<rooms::Room>>,
+    bus: Arc<dyn Bus>,
+    subscribers: Arc<Subscribers>,
+    settings: RoomSettings,
+    next_conn: AtomicU64,
+    /// Timers (empty-room grace) are tracked and cancelled with the node.
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Hub {
+    pub fn new(
+        bus: Arc<dyn Bus>,
+        subscribers: Arc<Subscribers>,
+        settings: RoomSettings,
+        tasks: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Hub {
+            inner: Arc::new(Inner {
+                rooms: DashMap::new(),
+                bus,
+                subscribers,
+                settings,
+                next_conn: AtomicU64::new(1),
+                tasks,
+                shutdown,
+            }),
+        }
+    }
+
+    pub fn next_conn_id(&self) -> ConnId {
+        self.inner.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn subscribe(&self, topic: Topic, subscriber: Subscriber) {
+        self.inner.subscribers.subscribe(topic, subscriber);
+    }
+
+    pub fn unsubscribe(&self, topic: &Topic, conn: ConnId) {
+        self.inner.subscribers.unsubscribe(topic, conn);
+    }
+
+    /// Pushes a frame to every socket listening to `topic`, on every node.
+    pub fn publish(&self, topic: Topic, frame: &ServerFrame) {
+        self.inner.bus.publish(Delivery::Frame {
+            topic,
+            frame: encode(frame),
+            skip_user: None,
+        });
+    }
+
+    /// Closes every socket listening to `topic`, on every node.
+    pub fn close_all(&self, topic: Topic, code: u16, reason: &'static str) {
+        self.inner.bus.publish(Delivery::Close {
+            topic,
+            code,
+            reason,
+        });
+    }
+
+    /// Whether this user has a socket open on this node.
+    pub fn is_connected_here(&self, user: UserId) -> bool {
+        self.inner.subscribers.count(&Topic::User(user)) > 0
+    }
+}
+
+/// Serializes a frame once; the result is shared by every recipient.
+pub fn encode<T: serde::Serialize>(frame: &T) -> Frame {
+    // Our frame types have only string keys and no fallible serializers.
+    Frame::from(serde_json::to_string(frame).expect("frames always serialize"))
+}

@@ -1,0 +1,457 @@
+//! Drop-in rooms: membership, capacity, ordered messages with a history
+//! window for recovery, `client_msg_id` dedupe, and closing when empty.
+//!
+//! Lock order: a room's `state` lock, then (inside the bus) a topic shard.
+//! Nothing here takes a room lock while delivering, so the order holds.
+//! Messages are published while the room lock is held, which is what keeps
+//! `seq` order identical for every recipient.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use meshi_protocol::server::RoomsChanged;
+use meshi_protocol::{
+    Room as RoomView, RoomClosedReason, RoomJoined, RoomKind, RoomMessage, Sent, ServerFrame,
+    UserSummary,
+};
+
+use super::subscribers::{Delivery, Subscriber, Topic};
+use super::{encode, Hub, UserId};
+use crate::clock::{now_ms, rfc3339};
+use crate::error::{Error, Result};
+use crate::ids;
+
+/// Room rules a node is configured with.
+#[derive(Debug, Clone)]
+pub struct RoomSettings {
+    pub empty_grace: Duration,
+    /// Messages kept per room for `since_seq` recovery.
+    pub history: usize,
+}
+
+/// Messages a join returns when it cannot, or was not asked to, recover.
+const LATEST_ON_JOIN: usize = 50;
+const DEFAULT_CAPACITY: u32 = 50;
+const MAX_TEXT_CHARS: usize = 4000;
+const MAX_CLIENT_MSG_ID: usize = 64;
+
+pub(super) struct Room {
+    id: Arc<str>,
+    kind: RoomKind,
+    name: String,
+    topic: Option<String>,
+    capacity: u32,
+    host_id: Option<UserId>,
+    created_at: i64,
+    state: Mutex<RoomState>,
+}
+
+#[derive(Default)]
+struct RoomState {
+    /// Users inside, with how many of their sockets joined.
+    members: HashMap<UserId, Member>,
+    last_seq: u64,
+    history: VecDeque<Arc<RoomMessage>>,
+    sent_by_client_id: HashMap<(UserId, String), Sent>,
+    client_ids_in_order: VecDeque<(UserId, String)>,
+    closed: bool,
+    /// Bumped whenever the room empties, so a stale close timer can tell.
+    emptied: u64,
+}
+
+struct Member {
+    user: UserSummary,
+    sockets: u32,
+}
+
+impl Room {
+    fn lock(&self) -> MutexGuard<'_, RoomState> {
+        // A panic while holding a room lock leaves the room as it was at the
+        // panic; carrying on serves the others better than poisoning it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn view(&self, state: &RoomState) -> RoomView {
+        RoomView {
+            id: self.id.to_string(),
+            kind: self.kind,
+            name: self.name.clone(),
+            topic: self.topic.clone(),
+            capacity: self.capacity,
+            member_count: state.members.len() as u32,
+            host_id: self.host_id.map(|id| id.to_string()),
+            created_at: rfc3339(self.created_at),
+        }
+    }
+}
+
+impl Hub {
+    fn room(&self, room_id: &str) -> Result<Arc<Room>> {
+        self.inner
+            .rooms
+            .get(room_id)
+            .map(|r| r.value().clone())
+            .ok_or(Error::NotFound("room"))
+    }
+
+    pub fn room_exists(&self, room_id: &str) -> bool {
+        self.inner.rooms.contains_key(room_id)
+    }
+
+    /// Opens a drop-in room with the creator inside as host.
+    pub fn create_room(
+        &self,
+        creator: &Subscriber,
+        creator_user: &UserSummary,
+        name: &str,
+        topic: Option<&str>,
+        capacity: Option<u32>,
+    ) -> Result<RoomView> {
+        let name = name.trim();
+        if !(1..=60).contains(&name.chars().count()) {
+            return Err(Error::bad("name", "must be 1-60 characters"));
+        }
+        let topic = topic.map(str::trim).filter(|t| !t.is_empty());
+        if topic.is_some_and(|t| t.chars().count() > 200) {
+            return Err(Error::bad("topic", "must be at most 200 characters"));
+        }
+        let capacity = capacity.unwrap_or(DEFAULT_CAPACITY);
+        if !(2..=500).contains(&capacity) {
+            return Err(Error::bad("capacity", "must be 2-500"));
+        }
+        let room = Arc::new(Room {
+            id: ids::random("r").into(),
+            kind: RoomKind::DropIn,
+            name: name.to_owned(),
+            topic: topic.map(str::to_owned),
+            capacity,
+            host_id: Some(creator.user),
+            created_at: now_ms(),
+            state: Mutex::new(RoomState::default()),
+        });
+        let mut state = room.lock();
+        state.members.insert(
+            creator.user,
+            Member {
+                user: creator_user.clone(),
+                sockets: 1,
+            },
+        );
+        self.subscribe(Topic::Room(room.id.clone()), creator.clone());
+        self.inner.rooms.insert(room.id.clone(), room.clone());
+        let view = room.view(&state);
+        self.publish(
+            Topic::Directory,
+            &ServerFrame::RoomsChanged(RoomsChanged::open(view.clone())),
+        );
+        metrics::gauge!("meshi_rooms_open").increment(1.0);
+        Ok(view)
+    }
+
+    /// Open rooms a user may join, newest first.
+    pub fn list_rooms(&self) -> Vec<RoomView> {
+        let mut rooms: Vec<(i64, RoomView)> = self
+            .inner
+            .rooms
+            .iter()
+            .filter_map(|entry| {
+                let room = entry.value();
+                let state = room.lock();
+                (!state.closed).then(|| (room.created_at, room.view(&state)))
+            })
+            .collect();
+        rooms.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.id.cmp(&b.1.id)));
+        rooms.into_iter().map(|(_, view)| view).collect()
+    }
+
+    /// Joins a socket to a room. `already_joined` says this socket is in
+    /// the room already, which makes the join a plain re-read. `on_joined`
+    /// runs under the room lock so the caller can queue its reply before
+    /// any message that follows the returned `last_seq`.
+    pub fn join_room(
+        &self,
+        room_id: &str,
+        joiner: &Subscriber,
+        joiner_user: &UserSummary,
+        since_seq: Option<u64>,
+        already_joined: bool,
+        on_joined: impl FnOnce(&RoomJoined),
+    ) -> Result<()> {
+        let room = self.room(room_id)?;
+        let mut state = room.lock();
+        if state.closed {
+            return Err(Error::NotFound("room"));
+        }
+        let mut directory_changed = false;
+        if !already_joined {
+            match state.members.get_mut(&joiner.user) {
+                Some(member) => member.sockets += 1,
+                None => {
+                    if state.members.len() >= room.capacity as usize {
+                        return Err(Error::RoomFull);
+                    }
+                    self.publish(
+                        Topic::Room(room.id.clone()),
+                        &ServerFrame::RoomMemberJoined {
+                            room_id: room.id.to_string(),
+                            user: joiner_user.clone(),
+                        },
+                    );
+                    state.members.insert(
+                        joiner.user,
+                        Member {
+                            user: joiner_user.clone(),
+                            sockets: 1,
+                        },
+                    );
+                    directory_changed = true;
+                }
+            }
+            self.subscribe(Topic::Room(room.id.clone()), joiner.clone());
+        }
+        let (messages, recovered) = recover(&state, since_seq);
+        let joined = RoomJoined {
+            room: room.view(&state),
+            members: state.members.values().map(|m| m.user.clone()).collect(),
+            messages,
+            last_seq: state.last_seq,
+            recovered,
+        };
+        on_joined(&joined);
+        if directory_changed {
+            self.publish(
+                Topic::Directory,
+                &ServerFrame::RoomsChanged(RoomsChanged::open(joined.room.clone())),
+            );
+        }
+        Ok(())
+    }
+
+    /// Takes a socket out of a room; the user leaves once their last socket
+    /// does, and an empty room starts its grace period.
+    pub fn leave_room(&self, room_id: &str, conn: &Subscriber) -> Result<()> {
+        let room = self.room(room_id)?;
+        let mut state = room.lock();
+        self.unsubscribe(&Topic::Room(room.id.clone()), conn.conn);
+        let Some(member) = state.members.get_mut(&conn.user) else {
+            return Ok(());
+        };
+        member.sockets = member.sockets.saturating_sub(1);
+        if member.sockets > 0 || state.closed {
+            return Ok(());
+        }
+        state.members.remove(&conn.user);
+        self.publish(
+            Topic::Room(room.id.clone()),
+            &ServerFrame::RoomMemberLeft {
+                room_id: room.id.to_string(),
+                user_id: conn.user.to_string(),
+            },
+        );
+        self.publish(
+            Topic::Directory,
+            &ServerFrame::RoomsChanged(RoomsChanged::open(room.view(&state))),
+        );
+        if state.members.is_empty() {
+            state.emptied += 1;
+            let emptied = state.emptied;
+            drop(state);
+            self.close_when_still_empty(room, emptied);
+        }
+        Ok(())
+    }
+
+    /// Sends a message to everyone in the room, the sender included.
+    pub fn send_to_room(
+        &self,
+        room_id: &str,
+        sender: &Subscriber,
+        sender_user: &UserSummary,
+        text: String,
+        client_msg_id: Option<String>,
+    ) -> Result<Sent> {
+        validate_text(&text)?;
+        if client_msg_id
+            .as_ref()
+            .is_some_and(|id| id.is_empty() || id.chars().count() > MAX_CLIENT_MSG_ID)
+        {
+            return Err(Error::bad("client_msg_id", "must be 1-64 characters"));
+        }
+        let room = self.room(room_id)?;
+        let mut state = room.lock();
+        if state.closed {
+            return Err(Error::NotFound("room"));
+        }
+        if !state.members.contains_key(&sender.user) {
+            return Err(Error::Forbidden("join the room first"));
+        }
+        if let Some(id) = &client_msg_id {
+            if let Some(first) = state.sent_by_client_id.get(&(sender.user, id.clone())) {
+                return Ok(first.clone());
+            }
+        }
+        state.last_seq += 1;
+        let message = Arc::new(RoomMessage {
+            room_id: room.id.to_string(),
+            seq: state.last_seq,
+            message_id: ids::random("m"),
+            from: sender_user.clone(),
+            text,
+            sent_at: rfc3339(now_ms()),
+            client_msg_id,
+        });
+        let started = Instant::now();
+        self.inner.bus.publish(Delivery::Frame {
+            topic: Topic::Room(room.id.clone()),
+            frame: encode(&ServerFrame::RoomMessage(RoomMessage::clone(&message))),
+            skip_user: None,
+        });
+        metrics::histogram!("meshi_fanout_seconds").record(started.elapsed().as_secs_f64());
+        let sent = Sent {
+            message_id: message.message_id.clone(),
+            seq: message.seq,
+        };
+        if let Some(id) = &message.client_msg_id {
+            remember_client_id(
+                &mut state,
+                sender.user,
+                id.clone(),
+                sent.clone(),
+                self.inner.settings.history,
+            );
+        }
+        state.history.push_back(message);
+        while state.history.len() > self.inner.settings.history {
+            state.history.pop_front();
+        }
+        Ok(sent)
+    }
+
+    /// Tells the room's other members that this user is typing.
+    pub fn room_typing(&self, room_id: &str, typist: &Subscriber) -> Result<()> {
+        let room = self.room(room_id)?;
+        let state = room.lock();
+        if !state.members.contains_key(&typist.user) {
+            return Err(Error::Forbidden("join the room first"));
+        }
+        self.inner.bus.publish(Delivery::Frame {
+            topic: Topic::Room(room.id.clone()),
+            frame: encode(&ServerFrame::RoomTyping {
+                room_id: room.id.to_string(),
+                user_id: typist.user.to_string(),
+            }),
+            skip_user: Some(typist.user),
+        });
+        Ok(())
+    }
+
+    /// Closes a room for everyone inside, telling them why.
+    pub fn close_room(&self, room_id: &str, reason: RoomClosedReason) -> Result<()> {
+        let room = self.room(room_id)?;
+        let mut state = room.lock();
+        if state.closed {
+            return Err(Error::NotFound("room"));
+        }
+        self.close_locked(&room, &mut state, reason);
+        Ok(())
+    }
+
+    fn close_locked(&self, room: &Room, state: &mut RoomState, reason: RoomClosedReason) {
+        state.closed = true;
+        state.members.clear();
+        self.publish(
+            Topic::Room(room.id.clone()),
+            &ServerFrame::RoomClosed {
+                room_id: room.id.to_string(),
+                reason,
+            },
+        );
+        self.publish(
+            Topic::Directory,
+            &ServerFrame::RoomsChanged(RoomsChanged::closed(room.id.to_string())),
+        );
+        self.inner.rooms.remove(&room.id);
+        metrics::gauge!("meshi_rooms_open").decrement(1.0);
+    }
+
+    fn close_when_still_empty(&self, room: Arc<Room>, emptied: u64) {
+        let close_if_still_empty = {
+            let hub = self.clone();
+            move || {
+                let mut state = room.lock();
+                if !state.closed && state.members.is_empty() && state.emptied == emptied {
+                    hub.close_locked(&room, &mut state, RoomClosedReason::Empty);
+                }
+            }
+        };
+        let grace = self.inner.settings.empty_grace;
+        if grace.is_zero() {
+            close_if_still_empty();
+            return;
+        }
+        let shutdown = self.inner.shutdown.clone();
+        self.inner.tasks.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(grace) => close_if_still_empty(),
+                _ = shutdown.cancelled() => {}
+            }
+        });
+    }
+}
+
+/// The messages a join returns and whether they are all after `since_seq`.
+fn recover(state: &RoomState, since_seq: Option<u64>) -> (Vec<RoomMessage>, bool) {
+    let latest = |n: usize| -> Vec<RoomMessage> {
+        let skip = state.history.len().saturating_sub(n);
+        state
+            .history
+            .iter()
+            .skip(skip)
+            .map(|m| RoomMessage::clone(m))
+            .collect()
+    };
+    let Some(since) = since_seq else {
+        return (latest(LATEST_ON_JOIN), false);
+    };
+    if since > state.last_seq {
+        // The client saw a seq this room never reached: it knew an earlier
+        // room under the same id, so nothing it has can be trusted.
+        return (latest(LATEST_ON_JOIN), false);
+    }
+    let oldest_kept = state.history.front().map_or(state.last_seq + 1, |m| m.seq);
+    if since + 1 >= oldest_kept {
+        let missed = state
+            .history
+            .iter()
+            .filter(|m| m.seq > since)
+            .map(|m| RoomMessage::clone(m))
+            .collect();
+        (missed, true)
+    } else {
+        (latest(LATEST_ON_JOIN), false)
+    }
+}
+
+fn remember_client_id(state: &mut RoomState, user: UserId, id: String, sent: Sent, keep: usize) {
+    state.sent_by_client_id.insert((user, id.clone()), sent);
+    state.client_ids_in_order.push_back((user, id));
+    while state.client_ids_in_order.len() > keep {
+        if let Some(old) = state.client_ids_in_order.pop_front() {
+            state.sent_by_client_id.remove(&old);
+        }
+    }
+}
+
+pub fn validate_text(text: &str) -> Result<()> {
+    let chars = text.chars().count();
+    if chars == 0 || text.trim().is_empty() {
+        return Err(Error::bad("text", "must not be empty"));
+    }
+    if chars > MAX_TEXT_CHARS {
+        return Err(Error::TooLarge(
+            "text: must be at most 4000 characters".into(),
+        ));
+    }
+    Ok(())
+}

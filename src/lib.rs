@@ -1,0 +1,29 @@
+//! meshi: a real-time chat and rooms server.
+//!
+//! # Layout
+//! - [`config`]: the one place that reads the environment.
+//! - [`app`]: wires services together; `serve(listener, config, shutdown)`.
+//! - [`http`]: REST handlers under `/api/v1`, plus health and metrics.
+//! - [`ws`]: the socket endpoint: connection loop and one function per op.
+//! - [`hub`]: live state (sockets, subscriptions, rooms); synchronous.
+//! - [`bus`]: carries deliveries to every node's subscribers.
+//! - [`store`]: the only module that runs SQL (SQLite or Postgres).
+//! - [`auth`]: passwords, session tokens, identities.
+//! - [`error`]: the error type and its wire form.
+
+pub mod app;
+pub mod auth;
+pub mod bus;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod hub;
+mod ids;
+pub mod metrics;
+pub mod profile;
+pub mod store;
+pub mod ws;
+
+pub use app::serve;
+pub use config::Config;

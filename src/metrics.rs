@@ -1,0 +1,61 @@
+//! The Prometheus recorder behind `/metrics`.
+//!
+//! The recorder is process-global (the `metrics` macros write to one
+//! place), so it is installed once and shared by every server in the
+//! process.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    metrics::describe_gauge!("meshi_connections", "Open sockets");
+    metrics::describe_gauge!("meshi_rooms_open", "Open rooms on this node");
+    metrics::describe_counter!("meshi_frames_in_total", "Frames received from clients");
+    metrics::describe_counter!("meshi_frames_out_total", "Frames written to clients");
+    metrics::describe_counter!("meshi_deliveries_total", "Frames queued for local sockets");
+    metrics::describe_counter!(
+        "meshi_rate_limited_total",
+        "Frames refused by the rate limit"
+    );
+    metrics::describe_counter!(
+        "meshi_rate_limit_closes_total",
+        "Sockets closed for rate-limit abuse"
+    );
+    metrics::describe_counter!(
+        "meshi_slow_consumer_closes_total",
+        "Sockets closed for not reading"
+    );
+    metrics::describe_histogram!(
+        "meshi_fanout_seconds",
+        "Time to queue one room message for every member"
+    );
+    // Touch the series so a fresh node shows them at zero.
+    metrics::gauge!("meshi_connections").increment(0.0);
+    metrics::gauge!("meshi_rooms_open").increment(0.0);
+    for counter in [
+        "meshi_frames_in_total",
+        "meshi_frames_out_total",
+        "meshi_deliveries_total",
+        "meshi_rate_limited_total",
+        "meshi_rate_limit_closes_total",
+        "meshi_slow_consumer_closes_total",
+    ] {
+        metrics::counter!(counter).increment(0);
+    }
+}

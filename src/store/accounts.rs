@@ -1,0 +1,146 @@
+//! Users and their sessions.
+
+use super::{conflict_on_unique, on_pool, Store, StoreError};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserRow {
+    pub id: i64,
+    pub handle: String,
+    pub display_name: String,
+    pub bio: String,
+    /// JSON array of strings.
+    pub tags: String,
+    pub role: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub expires_at: i64,
+}
+
+pub struct NewUser<'a> {
+    pub handle: &'a str,
+    pub display_name: &'a str,
+    pub password_hash: Option<&'a str>,
+    pub external_sub: Option<&'a str>,
+    pub role: &'a str,
+    pub now: i64,
+}
+
+const USER_COLUMNS: &str = "id, handle, display_name, bio, tags, role, created_at";
+
+impl Store {
+    pub async fn create_user(&self, user: NewUser<'_>) -> Result<UserRow, StoreError> {
+        let sql = format!(
+            "INSERT INTO users (handle, display_name, password_hash, external_sub, role, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {USER_COLUMNS}"
+        );
+        on_pool!(self, pool => sqlx::query_as::<_, UserRow>(&sql)
+            .bind(user.handle)
+            .bind(user.display_name)
+            .bind(user.password_hash)
+            .bind(user.external_sub)
+            .bind(user.role)
+            .bind(user.now)
+            .fetch_one(pool)
+            .await)
+        .map_err(conflict_on_unique("handle is taken"))
+    }
+
+    pub async fn user_by_id(&self, id: i64) -> Result<Option<UserRow>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, UserRow>(&sql).bind(id).fetch_optional(pool).await)?,
+        )
+    }
+
+    /// The user with this handle and their password hash, for login.
+    pub async fn user_with_password(
+        &self,
+        handle: &str,
+    ) -> Result<Option<(UserRow, Option<String>)>, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            user: UserRow,
+            password_hash: Option<String>,
+        }
+        let sql = format!("SELECT {USER_COLUMNS}, password_hash FROM users WHERE handle = $1");
+        let row = on_pool!(self, pool => sqlx::query_as::<_, Row>(&sql).bind(handle).fetch_optional(pool).await)?;
+        Ok(row.map(|r| (r.user, r.password_hash)))
+    }
+
+    pub async fn set_role(&self, user_id: i64, role: &str) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+            .bind(role)
+            .bind(user_id)
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    pub async fn create_session(
+        &self,
+        user_id: i64,
+        token_hash: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<SessionRow, StoreError> {
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, SessionRow>(
+            "INSERT INTO sessions (user_id, token_hash, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4) RETURNING id, user_id, expires_at",
+        )
+        .bind(user_id)
+        .bind(token_hash)
+        .bind(now)
+        .bind(expires_at)
+        .fetch_one(pool)
+        .await)?)
+    }
+
+    /// The live session behind a token hash and its user, if the session
+    /// is neither revoked nor expired at `now`.
+    pub async fn live_session(
+        &self,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<(SessionRow, UserRow)>, StoreError> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            session_id: i64,
+            expires_at: i64,
+            #[sqlx(flatten)]
+            user: UserRow,
+        }
+        let sql = "SELECT s.id AS session_id, s.expires_at, \
+                   u.id, u.handle, u.display_name, u.bio, u.tags, u.role, u.created_at \
+                   FROM sessions s JOIN users u ON u.id = s.user_id \
+                   WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2";
+        let row = on_pool!(self, pool => sqlx::query_as::<_, Row>(sql).bind(token_hash).bind(now).fetch_optional(pool).await)?;
+        Ok(row.map(|r| {
+            let session = SessionRow {
+                id: r.session_id,
+                user_id: r.user.id,
+                expires_at: r.expires_at,
+            };
+            (session, r.user)
+        }))
+    }
+
+    /// Marks a session revoked; true when it was live.
+    pub async fn revoke_session(&self, session_id: i64, now: i64) -> Result<bool, StoreError> {
+        let done = on_pool!(self, pool => sqlx::query(
+            "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(session_id)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(done > 0)
+    }
+}

@@ -1,0 +1,353 @@
+//! One socket's life: a reader loop (this task) that parses frames and runs
+//! ops in order, and a writer task that drains the bounded outbox into the
+//! socket in batches. The reader owns the connection's state, so nothing
+//! here is shared but the outbox.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use meshi_protocol::{close, Ref, ServerFrame};
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, timeout, Instant};
+use tracing::{field, Instrument};
+
+use super::rate::{RateLimit, Verdict};
+use crate::app::AppState;
+use crate::auth::Identity;
+use crate::clock::now_ms;
+use crate::error::Error;
+use crate::hub::outbox::{Frame, Kill, Outbound, Outbox};
+use crate::hub::subscribers::{Subscriber, Topic};
+use crate::hub::{encode, ConnId};
+use meshi_protocol::UserSummary;
+
+/// How long a closing socket waits for the client's close reply, so a
+/// close frame is not lost to a reset.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// Most frames written before one flush.
+const WRITE_BATCH: usize = 64;
+
+pub(super) struct Connection {
+    pub state: AppState,
+    pub id: ConnId,
+    pub outbox: Outbox,
+    pub session: Option<Session>,
+    /// Rooms this socket has joined.
+    pub joined: HashSet<Arc<str>>,
+    pub watching: bool,
+    rate: RateLimit,
+}
+
+pub(super) struct Session {
+    pub identity: Identity,
+    pub user: UserSummary,
+    pub subscriber: Subscriber,
+}
+
+/// What the reader decided after a frame.
+pub(super) enum Flow {
+    Continue,
+    /// Close after flushing what is queued.
+    Close(u16, &'static str),
+}
+
+pub async fn run(socket: WebSocket, state: AppState, origin_allowed: bool) {
+    let (mut sink, mut stream) = socket.split();
+    if !origin_allowed {
+        let _ = sink
+            .send(close_message(
+                close::ORIGIN_NOT_ALLOWED,
+                "origin not allowed",
+            ))
+            .await;
+        linger(&mut stream).await;
+        return;
+    }
+    let id = state.hub.next_conn_id();
+    let span = tracing::info_span!("conn", conn_id = id, user_id = field::Empty);
+    async move {
+        metrics::gauge!("meshi_connections").increment(1.0);
+        let (outbox, rx, kill) = Outbox::new(state.config.outbox_frames);
+        let writer = state
+            .tasks
+            .spawn(write_loop(sink, rx, kill.clone(), state.config.heartbeat()).in_current_span());
+        let mut conn = Connection {
+            rate: RateLimit::new(state.config.rate_per_sec, state.config.rate_burst),
+            state,
+            id,
+            outbox,
+            session: None,
+            joined: HashSet::new(),
+            watching: false,
+        };
+        let ending = conn.read_loop(&mut stream, &kill).await;
+        match ending {
+            Some((code, reason)) => {
+                conn.outbox.close_after_flush(code, reason);
+                linger(&mut stream).await;
+            }
+            None => conn.outbox.kill(1000, ""),
+        }
+        conn.leave_everything();
+        let _ = writer.await;
+        metrics::gauge!("meshi_connections").decrement(1.0);
+        tracing::debug!("socket closed");
+    }
+    .instrument(span)
+    .await
+}
+
+impl Connection {
+    /// Reads until the socket ends. Returns the close to send, or `None`
+    /// when the client went away or the socket was killed.
+    async fn read_loop(
+        &mut self,
+        stream: &mut SplitStream<WebSocket>,
+        kill: &Kill,
+    ) -> Option<(u16, &'static str)> {
+        let heartbeat = self.state.config.heartbeat();
+        let hello_deadline = Instant::now() + self.state.config.hello_timeout();
+        let mut idle_deadline = Instant::now() + heartbeat * 2;
+        let shutdown = self.state.shutdown.clone();
+        loop {
+            let expiry = self.token_expiry();
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    self.outbox.push(encode(&ServerFrame::Reconnect {
+                        reason: "server restart".into(),
+                        retry_after_ms: self.state.config.reconnect_after_ms,
+                    }));
+                    return Some((close::SERVER_RESTART, "server restart"));
+                }
+                _ = kill.killed() => return None,
+                _ = sleep_until(hello_deadline), if self.session.is_none() => {
+                    return Some((close::AUTH_FAILED, "hello timeout"));
+                }
+                _ = sleep_until(expiry.unwrap_or(hello_deadline)), if expiry.is_some() => {
+                    return Some((close::TOKEN_ENDED, "token expired"));
+                }
+                _ = sleep_until(idle_deadline) => return Some((close::IDLE, "idle")),
+                message = stream.next() => {
+                    idle_deadline = Instant::now() + heartbeat * 2;
+                    let message = match message {
+                        None => return None,
+                        Some(Ok(message)) => message,
+                        Some(Err(err)) => return self.transport_error(err),
+                    };
+                    metrics::counter!("meshi_frames_in_total").increment(1);
+                    match message {
+                        Message::Text(text) => {
+                            if let Flow::Close(code, reason) = self.on_text(text.as_str()).await {
+                                return Some((code, reason));
+                            }
+                        }
+                        Message::Binary(_) => self.reply_error(
+                            None,
+                            &Error::BadRequest("frames must be JSON text".into()),
+                        ),
+                        Message::Close(_) => return None,
+                        Message::Ping(_) | Message::Pong(_) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn transport_error(&self, err: axum::Error) -> Option<(u16, &'static str)> {
+        let too_big = err
+            .into_inner()
+            .downcast::<tungstenite::Error>()
+            .is_ok_and(|e| matches!(*e, tungstenite::Error::Capacity(_)));
+        too_big.then_some((close::TOO_BIG, "frame too big"))
+    }
+
+    fn token_expiry(&self) -> Option<Instant> {
+        let session = self.session.as_ref()?;
+        let left_ms = session.identity.expires_at.saturating_sub(now_ms()).max(0);
+        Some(Instant::now() + Duration::from_millis(left_ms as u64))
+    }
+
+    async fn on_text(&mut self, text: &str) -> Flow {
+        if text.len() > self.state.config.max_frame_bytes {
+            return Flow::Close(close::TOO_BIG, "frame too big");
+        }
+        match self.rate.check(std::time::Instant::now()) {
+            Verdict::Allow => {}
+            Verdict::Refuse { retry_after_ms } => {
+                metrics::counter!("meshi_rate_limited_total").increment(1);
+                let reference = serde_json::from_str::<meshi_protocol::Header>(text)
+                    .ok()
+                    .and_then(|h| h.reference);
+                self.reply_error(reference, &Error::RateLimited { retry_after_ms });
+                return Flow::Continue;
+            }
+            Verdict::Abuse => {
+                metrics::counter!("meshi_rate_limit_closes_total").increment(1);
+                return Flow::Close(close::RATE_LIMIT_ABUSE, "rate limit abuse");
+            }
+        }
+        self.handle(text).await
+    }
+
+    pub(super) fn reply_ok(&self, reference: Option<&Ref>, data: &str) {
+        if let Some(reference) = reference {
+            self.outbox.push(ok_frame(reference, data));
+        }
+    }
+
+    pub(super) fn reply_error(&self, reference: Option<Ref>, error: &Error) {
+        self.outbox.push(encode(&ServerFrame::Error {
+            reference,
+            error: error.body(),
+        }));
+    }
+
+    /// Starts listening as this user: called once `hello` succeeds.
+    pub(super) fn open_session(&mut self, identity: Identity) -> &Session {
+        let user = crate::profile::summary(&identity.user);
+        tracing::Span::current().record("user_id", identity.user.id);
+        let subscriber = Subscriber {
+            conn: self.id,
+            user: identity.user.id,
+            outbox: self.outbox.clone(),
+        };
+        self.state
+            .hub
+            .subscribe(Topic::User(identity.user.id), subscriber.clone());
+        self.state
+            .hub
+            .subscribe(Topic::Session(identity.session_id), subscriber.clone());
+        self.session.insert(Session {
+            identity,
+            user,
+            subscriber,
+        })
+    }
+
+    /// Swaps in a new token of the same user (`auth.refresh`).
+    pub(super) fn replace_identity(&mut self, identity: Identity) {
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        let hub = &self.state.hub;
+        hub.unsubscribe(&Topic::Session(session.identity.session_id), self.id);
+        hub.subscribe(
+            Topic::Session(identity.session_id),
+            session.subscriber.clone(),
+        );
+        session.identity = identity;
+    }
+
+    fn leave_everything(&mut self) {
+        let hub = self.state.hub.clone();
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        for room_id in self.joined.drain() {
+            let _ = hub.leave_room(&room_id, &session.subscriber);
+        }
+        if self.watching {
+            hub.unsubscribe(&Topic::Directory, self.id);
+        }
+        hub.unsubscribe(&Topic::Session(session.identity.session_id), self.id);
+        hub.unsubscribe(&Topic::User(session.identity.user.id), self.id);
+    }
+}
+
+pub(super) fn ok_frame(reference: &Ref, data: &str) -> Frame {
+    let reference = serde_json::to_string(reference).expect("a ref always serializes");
+    Frame::from(format!(
+        r#"{{"type":"ok","ref":{reference},"data":{data}}}"#
+    ))
+}
+
+fn close_message(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
+}
+
+/// Reads and drops what the client still sends until it answers our close
+/// or the linger time runs out.
+async fn linger(stream: &mut SplitStream<WebSocket>) {
+    let _ = timeout(CLOSE_LINGER, async {
+        while let Some(Ok(message)) = stream.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Writes queued frames in batches, pings on the heartbeat, and closes the
+/// socket when asked to (in order) or killed (at once).
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<Outbound>,
+    kill: Arc<Kill>,
+    heartbeat: Duration,
+) {
+    let mut ping = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+    let closing = loop {
+        let step = async {
+            tokio::select! {
+                next = rx.recv() => match next {
+                    None => Some((1000, "")),
+                    Some(Outbound::Close(code, reason)) => Some((code, reason)),
+                    Some(Outbound::Frame(frame)) => write_batch(&mut sink, &mut rx, frame).await,
+                },
+                _ = ping.tick() => sink
+                    .send(Message::Ping(Default::default()))
+                    .await
+                    .err()
+                    .map(|_| (1000, "")),
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = kill.killed() => break kill.reason().unwrap_or((1000, "")),
+            done = step => if let Some(close) = done { break close },
+        }
+    };
+    let _ = timeout(CLOSE_LINGER, sink.send(close_message(closing.0, closing.1))).await;
+}
+
+/// Writes `first` and whatever else is queued, then flushes once. Returns
+/// a close when one was queued among them or the socket failed.
+async fn write_batch(
+    sink: &mut SplitSink<WebSocket, Message>,
+    rx: &mut mpsc::Receiver<Outbound>,
+    first: Frame,
+) -> Option<(u16, &'static str)> {
+    let mut written = 1u64;
+    let mut close = None;
+    if sink.feed(Message::Text(first)).await.is_err() {
+        return Some((1000, ""));
+    }
+    while written < WRITE_BATCH as u64 {
+        match rx.try_recv() {
+            Ok(Outbound::Frame(frame)) => {
+                if sink.feed(Message::Text(frame)).await.is_err() {
+                    return Some((1000, ""));
+                }
+                written += 1;
+            }
+            Ok(Outbound::Close(code, reason)) => {
+                close = Some((code, reason));
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    metrics::counter!("meshi_frames_out_total").increment(written);
+    if sink.flush().await.is_err() {
+        return Some((1000, ""));
+    }
+    close
+}

@@ -1,0 +1,204 @@
+//! One function per op. Each returns the `data` of its `ok` reply, already
+//! serialized, or an error; the envelope is the caller's business.
+
+use std::sync::Arc;
+
+use meshi_protocol::{
+    close, Empty, Header, HelloOk, PingOk, Ref, Request, RoomCreated, RoomList, Sent,
+};
+use serde::Serialize;
+use tracing::Instrument;
+
+use super::conn::{Connection, Flow, Session};
+use crate::clock::{now_ms, rfc3339};
+use crate::error::{Error, Result};
+use crate::hub::subscribers::Topic;
+
+/// How an op answered.
+pub(super) enum Reply {
+    /// The `data` of the `ok` reply, serialized.
+    Data(String),
+    /// The op queued its own reply (to order it among pushes).
+    Queued,
+}
+
+fn data<T: Serialize>(value: &T) -> Result<Reply> {
+    serde_json::to_string(value)
+        .map(Reply::Data)
+        .map_err(Error::internal)
+}
+
+impl Connection {
+    pub(super) async fn handle(&mut self, text: &str) -> Flow {
+        // Tagged enums would also read `["ping"]`; only objects are frames.
+        let is_object = text.trim_start().starts_with('{');
+        let Some(header) = is_object
+            .then(|| serde_json::from_str::<Header>(text).ok())
+            .flatten()
+        else {
+            self.reply_error(
+                None,
+                &Error::BadRequest("a frame must be a JSON object with a valid ref".into()),
+            );
+            return Flow::Continue;
+        };
+        let reference = header.reference;
+        let request = match serde_json::from_str::<Request>(text) {
+            Ok(request) => request,
+            Err(err) => {
+                self.reply_error(reference, &Error::BadRequest(describe(&err)));
+                return Flow::Continue;
+            }
+        };
+        let op = request.op();
+        let is_hello = matches!(request, Request::Hello { .. });
+        let span = tracing::debug_span!("op", op);
+        let result = self.run(request, reference.as_ref()).instrument(span).await;
+        match result {
+            Ok(Reply::Data(data)) => self.reply_ok(reference.as_ref(), &data),
+            Ok(Reply::Queued) => {}
+            Err(err) => {
+                self.reply_error(reference, &err);
+                if is_hello && matches!(err, Error::Unauthenticated(_)) {
+                    return Flow::Close(close::AUTH_FAILED, "authentication failed");
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    async fn run(&mut self, request: Request, reference: Option<&Ref>) -> Result<Reply> {
+        if let Request::Hello { token } = &request {
+            return self.hello(token).await;
+        }
+        if matches!(request, Request::Ping) {
+            return data(&PingOk {
+                server_time: rfc3339(now_ms()),
+            });
+        }
+        let Some(session) = self.session.as_ref() else {
+            return Err(Error::Unauthenticated("say hello first"));
+        };
+        let hub = self.state.hub.clone();
+        match request {
+            Request::Hello { .. } | Request::Ping => unreachable!("answered above"),
+            Request::AuthRefresh { token } => {
+                let identity = self.state.accounts.authenticate(&token).await?;
+                if identity.user.id != session.identity.user.id {
+                    return Err(Error::Forbidden("the token belongs to another user"));
+                }
+                self.replace_identity(identity);
+                data(&Empty {})
+            }
+            Request::RoomCreate {
+                name,
+                topic,
+                capacity,
+            } => {
+                let room = hub.create_room(
+                    &session.subscriber,
+                    &session.user,
+                    &name,
+                    topic.as_deref(),
+                    capacity,
+                )?;
+                self.joined.insert(Arc::from(room.id.as_str()));
+                data(&RoomCreated { room })
+            }
+            Request::RoomList => data(&RoomList {
+                rooms: hub.list_rooms(),
+            }),
+            Request::RoomJoin { room_id, since_seq } => {
+                let already_joined = self.joined.contains(room_id.as_str());
+                let outbox = self.outbox.clone();
+                hub.join_room(
+                    &room_id,
+                    &session.subscriber,
+                    &session.user,
+                    since_seq,
+                    already_joined,
+                    |joined| {
+                        if let (Some(reference), Ok(json)) =
+                            (reference, serde_json::to_string(joined))
+                        {
+                            outbox.push(super::conn::ok_frame(reference, &json));
+                        }
+                    },
+                )?;
+                self.joined.insert(Arc::from(room_id.as_str()));
+                Ok(Reply::Queued)
+            }
+            Request::RoomLeave { room_id } => {
+                if self.joined.remove(room_id.as_str()) {
+                    hub.leave_room(&room_id, &session.subscriber)?;
+                } else if !hub.room_exists(&room_id) {
+                    return Err(Error::NotFound("room"));
+                }
+                data(&Empty {})
+            }
+            Request::RoomSend {
+                room_id,
+                text,
+                client_msg_id,
+            } => {
+                let sent: Sent = hub.send_to_room(
+                    &room_id,
+                    &session.subscriber,
+                    &session.user,
+                    text,
+                    client_msg_id,
+                )?;
+                data(&sent)
+            }
+            Request::RoomTyping { room_id } => {
+                hub.room_typing(&room_id, &session.subscriber)?;
+                data(&Empty {})
+            }
+            Request::RoomsWatch => {
+                // Subscribe before listing, so no change falls between.
+                hub.subscribe(Topic::Directory, session.subscriber.clone());
+                self.watching = true;
+                data(&RoomList {
+                    rooms: hub.list_rooms(),
+                })
+            }
+            Request::DmSend { .. }
+            | Request::DmHistory { .. }
+            | Request::DmRead { .. }
+            | Request::DmTyping { .. }
+            | Request::PresenceQuery { .. } => Err(Error::Unavailable("conversations")),
+        }
+    }
+
+    async fn hello(&mut self, token: &str) -> Result<Reply> {
+        if self.session.is_some() {
+            return Err(Error::BadRequest(
+                "hello was already said on this socket".into(),
+            ));
+        }
+        let identity = self.state.accounts.authenticate(token).await?;
+        let session_id = identity.session_id.to_string();
+        let Session { user, .. } = self.open_session(identity);
+        let user = user.clone();
+        data(&HelloOk {
+            user,
+            session_id,
+            heartbeat_ms: self.state.config.heartbeat_ms,
+        })
+    }
+}
+
+/// A serde error in words a client can act on, without the line/column
+/// noise of a one-line frame.
+fn describe(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    let text = match text.rfind(" at line ") {
+        Some(at) => &text[..at],
+        None => &text,
+    };
+    if err.is_syntax() || err.is_eof() {
+        format!("invalid JSON: {text}")
+    } else {
+        text.to_owned()
+    }
+}

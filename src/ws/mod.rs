@@ -1,0 +1,35 @@
+//! The socket endpoint: upgrade at `/ws`, then one [`conn`] task per socket
+//! that reads frames, runs ops ([`dispatch`]) and feeds a writer task.
+
+mod conn;
+mod dispatch;
+mod rate;
+
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use meshi_protocol::SUBPROTOCOL;
+
+use crate::app::AppState;
+
+/// How far past the protocol limit the transport still reads a frame, so an
+/// oversized frame is read whole and answered with a clean 1009 close.
+const TRANSPORT_SLACK: usize = 4;
+
+pub async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if state.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response();
+    }
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let origin_allowed = state.config.origin_allowed(origin);
+    let transport_limit = state.config.max_frame_bytes.saturating_mul(TRANSPORT_SLACK);
+    let tasks = state.tasks.clone();
+    ws.protocols([SUBPROTOCOL])
+        .max_message_size(transport_limit)
+        .max_frame_size(transport_limit)
+        .on_upgrade(move |socket| tasks.track_future(conn::run(socket, state, origin_allowed)))
+}
