@@ -20,6 +20,10 @@ pub enum Error {
     Forbidden(&'static str),
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The route exists but not with this method; shown as `bad_request`
+    /// with status 405.
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
     #[error("room is full")]
@@ -50,7 +54,7 @@ impl Error {
 
     pub fn code(&self) -> ErrorCode {
         match self {
-            Error::BadRequest(_) => ErrorCode::BadRequest,
+            Error::BadRequest(_) | Error::MethodNotAllowed => ErrorCode::BadRequest,
             Error::Unauthenticated(_) => ErrorCode::Unauthenticated,
             Error::Forbidden(_) => ErrorCode::Forbidden,
             Error::NotFound(_) => ErrorCode::NotFound,
@@ -64,6 +68,9 @@ impl Error {
     }
 
     pub fn status(&self) -> StatusCode {
+        if let Error::MethodNotAllowed = self {
+            return StatusCode::METHOD_NOT_ALLOWED;
+        }
         match self.code() {
             ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,

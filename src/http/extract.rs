@@ -20,10 +20,12 @@ impl From<JsonRejection> for Error {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             return Error::TooLarge("request body is too large".into());
         }
+        if matches!(rejection, JsonRejection::MissingJsonContentType(_)) {
+            return Error::BadRequest("Content-Type must be application/json".into());
+        }
         let text = rejection.body_text();
-        // Serde's text after the colon names the field; the prefix is
-        // axum's boilerplate.
-        let detail = text.rsplit_once(": ").map_or(text.as_str(), |(_, d)| d);
+        // Axum prefixes serde's text, which starts with the field's path.
+        let detail = text.split_once(": ").map_or(text.as_str(), |(_, d)| d);
         let detail = detail.split(" at line ").next().unwrap_or(detail);
         Error::BadRequest(format!("invalid body: {detail}"))
     }

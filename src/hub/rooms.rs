@@ -222,7 +222,7 @@ impl Hub {
         if directory_changed {
             self.publish(
                 Topic::Directory,
-                &ServerFrame::RoomsChanged(RoomsChanged::open(joined.room.clone())),
+                &ServerFrame::RoomsChanged(RoomsChanged::open(joined.room)),
             );
         }
         Ok(())
