@@ -14,6 +14,7 @@ use crate::bus::LocalBus;
 use crate::config::Config;
 use crate::hub::subscribers::Subscribers;
 use crate::hub::{Hub, RoomSettings};
+use crate::notify::Notifier;
 use crate::store::{Store, StoreError};
 
 /// Everything a handler or a socket needs; cheap to clone.
@@ -23,6 +24,7 @@ pub struct AppState {
     pub store: Store,
     pub accounts: Accounts,
     pub hub: Hub,
+    pub notifier: Notifier,
     pub metrics: PrometheusHandle,
     /// Cancelled when the node starts draining.
     pub shutdown: CancellationToken,
@@ -59,6 +61,7 @@ impl AppState {
         );
         AppState {
             accounts: Accounts::new(store.clone(), config.clone()),
+            notifier: Notifier::new(store.clone(), hub.clone()),
             config,
             store,
             hub,

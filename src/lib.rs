@@ -10,6 +10,8 @@
 //! - [`store`]: the only module that runs SQL (SQLite or Postgres).
 //! - [`auth`]: passwords, session tokens, identities.
 //! - [`error`]: the error type and its wire form.
+//! - [`notify`]: notifications, stored then pushed.
+//! - [`validate`]: input rules shared by REST and socket ops.
 
 pub mod app;
 pub mod auth;
@@ -21,8 +23,10 @@ pub mod http;
 pub mod hub;
 mod ids;
 pub mod metrics;
+pub mod notify;
 pub mod profile;
 pub mod store;
+pub mod validate;
 pub mod ws;
 
 pub use app::serve;

@@ -48,3 +48,24 @@ impl FromRequestParts<AppState> for Caller {
         state.accounts.authenticate(token).await.map(Caller)
     }
 }
+
+/// Query parameters; bad ones answer `bad_request`.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(Error))]
+pub struct Params<T>(pub T);
+
+impl From<axum::extract::rejection::QueryRejection> for Error {
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
+        let text = rejection.body_text();
+        let detail = text.split_once(": ").map_or(text.as_str(), |(_, d)| d);
+        Error::BadRequest(format!("invalid query: {detail}"))
+    }
+}
+
+/// A resource id from the path; one that cannot exist is `not_found`.
+pub fn path_id(raw: &str, what: &'static str) -> Result<i64, Error> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or(Error::NotFound(what))
+}

@@ -2,12 +2,17 @@
 //! store) and shape answers; they never run SQL themselves.
 
 mod accounts;
+mod cards;
 mod extract;
+mod matches;
+mod notifications;
 mod ops;
+mod page;
+mod profiles;
 mod rooms;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 
 use crate::app::AppState;
@@ -21,7 +26,23 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/register", post(accounts::register))
         .route("/auth/login", post(accounts::login))
         .route("/auth/logout", post(accounts::logout))
-        .route("/me", get(accounts::me))
+        .route("/me", get(accounts::me).patch(profiles::update_me))
+        .route("/users/{id}", get(profiles::user))
+        .route("/cards", post(cards::create).get(cards::list))
+        .route(
+            "/cards/{id}",
+            get(cards::get).patch(cards::update).delete(cards::delete),
+        )
+        .route(
+            "/cards/{id}/interest",
+            put(cards::press_interest).delete(cards::withdraw_interest),
+        )
+        .route("/cards/{id}/interests", get(cards::interests))
+        .route("/cards/{id}/matches", post(cards::create_match))
+        .route("/matches", get(matches::matches))
+        .route("/conversations", get(matches::conversations))
+        .route("/notifications", get(notifications::list))
+        .route("/notifications/read", post(notifications::mark_read))
         .route("/rooms", get(rooms::list));
     Router::new()
         .nest("/api/v1", api)

@@ -144,3 +144,34 @@ impl Store {
         Ok(done > 0)
     }
 }
+
+/// Profile fields to change; `None` keeps the stored value.
+pub struct ProfileChanges<'a> {
+    pub display_name: Option<&'a str>,
+    pub bio: Option<&'a str>,
+    pub tags: Option<&'a [String]>,
+}
+
+impl Store {
+    pub async fn update_profile(
+        &self,
+        user_id: i64,
+        changes: ProfileChanges<'_>,
+    ) -> Result<Option<UserRow>, StoreError> {
+        let tags_json = changes
+            .tags
+            .map(|t| serde_json::to_string(t).unwrap_or_else(|_| "[]".into()));
+        on_pool!(self, pool => sqlx::query(
+            "UPDATE users SET display_name = COALESCE($1, display_name), \
+             bio = COALESCE($2, bio), tags = COALESCE($3, tags) WHERE id = $4",
+        )
+        .bind(changes.display_name)
+        .bind(changes.bio)
+        .bind(tags_json.as_deref())
+        .bind(user_id)
+        .execute(pool)
+        .await
+        .map(|_| ()))?;
+        self.user_by_id(user_id).await
+    }
+}

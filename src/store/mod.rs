@@ -7,8 +7,14 @@
 //! Migrations live in `migrations/<backend>/` and are compiled in.
 
 mod accounts;
+mod cards;
+mod matches;
+mod notifications;
 
-pub use accounts::{NewUser, SessionRow, UserRow};
+pub use accounts::{NewUser, ProfileChanges, SessionRow, UserRow};
+pub use cards::{CardChanges, CardFilter, CardRow, InterestRow};
+pub use matches::{ConversationView, MatchError, MatchRow, MatchView, Matched};
+pub use notifications::NotificationRow;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{
