@@ -9,7 +9,7 @@ pub mod outbox;
 mod rooms;
 pub mod subscribers;
 
-pub use rooms::{validate_text, RoomSettings};
+pub use rooms::{validate_text, RoomSettings, StandingRoom};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

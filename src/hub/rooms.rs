@@ -30,6 +30,15 @@ pub struct RoomSettings {
     pub history: usize,
 }
 
+/// An event's or a community's room, as the store describes it.
+pub struct StandingRoom {
+    pub id: String,
+    pub kind: RoomKind,
+    pub name: String,
+    pub capacity: u32,
+    pub host_id: Option<UserId>,
+}
+
 /// Messages a join returns when it cannot, or was not asked to, recover.
 const LATEST_ON_JOIN: usize = 50;
 const DEFAULT_CAPACITY: u32 = 50;
@@ -99,6 +108,40 @@ impl Hub {
         self.inner.rooms.contains_key(room_id)
     }
 
+    /// The room as it is now, if it is open on this node.
+    pub fn room_view(&self, room_id: &str) -> Option<RoomView> {
+        let room = self.room(room_id).ok()?;
+        let state = room.lock();
+        (!state.closed).then(|| room.view(&state))
+    }
+
+    /// Opens the standing room of an event or a community unless it is
+    /// open already. Such rooms stay open when empty: they belong to their
+    /// event or community, not to whoever is inside.
+    pub fn ensure_room(&self, spec: StandingRoom) -> RoomView {
+        let room = self
+            .inner
+            .rooms
+            .entry(Arc::from(spec.id.as_str()))
+            .or_insert_with(|| {
+                metrics::gauge!("meshi_rooms_open").increment(1.0);
+                Arc::new(Room {
+                    id: Arc::from(spec.id.as_str()),
+                    kind: spec.kind,
+                    name: spec.name.clone(),
+                    topic: None,
+                    capacity: spec.capacity,
+                    host_id: spec.host_id,
+                    created_at: now_ms(),
+                    state: Mutex::new(RoomState::default()),
+                })
+            })
+            .value()
+            .clone();
+        let state = room.lock();
+        room.view(&state)
+    }
+
     /// Opens a drop-in room with the creator inside as host.
     pub fn create_room(
         &self,
@@ -141,20 +184,18 @@ impl Hub {
         self.subscribe(Topic::Room(room.id.clone()), creator.clone());
         self.inner.rooms.insert(room.id.clone(), room.clone());
         let view = room.view(&state);
-        self.publish(
-            Topic::Directory,
-            &ServerFrame::RoomsChanged(RoomsChanged::open(view.clone())),
-        );
+        self.announce(&room, RoomsChanged::open(view.clone()));
         metrics::gauge!("meshi_rooms_open").increment(1.0);
         Ok(view)
     }
 
-    /// Open rooms a user may join, newest first.
+    /// Open drop-in rooms, newest first.
     pub fn list_rooms(&self) -> Vec<RoomView> {
         let mut rooms: Vec<(i64, RoomView)> = self
             .inner
             .rooms
             .iter()
+            .filter(|entry| entry.value().kind == RoomKind::DropIn)
             .filter_map(|entry| {
                 let room = entry.value();
                 let state = room.lock();
@@ -220,10 +261,7 @@ impl Hub {
         };
         on_joined(&joined);
         if directory_changed {
-            self.publish(
-                Topic::Directory,
-                &ServerFrame::RoomsChanged(RoomsChanged::open(joined.room)),
-            );
+            self.announce(&room, RoomsChanged::open(joined.room));
         }
         Ok(())
     }
@@ -249,11 +287,8 @@ impl Hub {
                 user_id: conn.user.to_string(),
             },
         );
-        self.publish(
-            Topic::Directory,
-            &ServerFrame::RoomsChanged(RoomsChanged::open(room.view(&state))),
-        );
-        if state.members.is_empty() {
+        self.announce(&room, RoomsChanged::open(room.view(&state)));
+        if state.members.is_empty() && room.kind == RoomKind::DropIn {
             state.emptied += 1;
             let emptied = state.emptied;
             drop(state);
@@ -367,12 +402,18 @@ impl Hub {
                 reason,
             },
         );
-        self.publish(
-            Topic::Directory,
-            &ServerFrame::RoomsChanged(RoomsChanged::closed(room.id.to_string())),
-        );
+        self.announce(room, RoomsChanged::closed(room.id.to_string()));
         self.inner.rooms.remove(&room.id);
         metrics::gauge!("meshi_rooms_open").decrement(1.0);
+    }
+
+    /// Tells directory watchers about a drop-in room. Event and community
+    /// rooms are private to their attendees and members, so they are not
+    /// announced to everyone.
+    fn announce(&self, room: &Room, change: RoomsChanged) {
+        if room.kind == RoomKind::DropIn {
+            self.publish(Topic::Directory, &ServerFrame::RoomsChanged(change));
+        }
     }
 
     fn close_when_still_empty(&self, room: Arc<Room>, emptied: u64) {
