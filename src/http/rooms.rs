@@ -2,22 +2,53 @@
 
 use axum::extract::State;
 use axum::Json;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use meshi_protocol::Room;
-use serde::Serialize;
+use serde::Deserialize;
 
-use super::extract::Caller;
+use super::extract::{Caller, Params};
+use super::page::{self, Page};
 use crate::app::AppState;
+use crate::error::{Error, Result};
 
-#[derive(Serialize)]
-pub struct RoomPage {
-    items: Vec<Room>,
-    next_cursor: Option<String>,
+#[derive(Deserialize)]
+pub struct RoomQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
 }
 
-/// Every open room; the directory is small enough to answer in one page.
-pub async fn list(State(state): State<AppState>, _caller: Caller) -> Json<RoomPage> {
-    Json(RoomPage {
-        items: state.hub.list_rooms(),
-        next_cursor: None,
-    })
+/// Open rooms, newest first. Room ids are not numbers, so the cursor is
+/// the last room's `created_at` milliseconds and id.
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Params(query): Params<RoomQuery>,
+) -> Result<Json<Page<Room>>> {
+    let limit = page::limit(query.limit)? as usize;
+    let after = query.cursor.as_deref().map(decode).transpose()?;
+    let mut rooms = state
+        .hub
+        .rooms_page(after.as_ref().map(|(at, id)| (*at, id.as_str())), limit + 1);
+    let more = rooms.len() > limit;
+    rooms.truncate(limit);
+    let next_cursor = more
+        .then(|| rooms.last().map(|(at, room)| encode(*at, &room.id)))
+        .flatten();
+    Ok(Json(Page {
+        items: rooms.into_iter().map(|(_, room)| room).collect(),
+        next_cursor,
+    }))
+}
+
+fn encode(created_at: i64, id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{created_at}.{id}"))
+}
+
+fn decode(cursor: &str) -> Result<(i64, String)> {
+    let invalid = || Error::bad("cursor", "is not a cursor this server made");
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let (at, id) = text.split_once('.').ok_or_else(invalid)?;
+    Ok((at.parse().map_err(|_| invalid())?, id.to_owned()))
 }

@@ -191,11 +191,27 @@ impl Hub {
 
     /// Open drop-in rooms, newest first.
     pub fn list_rooms(&self) -> Vec<RoomView> {
+        self.rooms_page(None, usize::MAX)
+            .into_iter()
+            .map(|(_, view)| view)
+            .collect()
+    }
+
+    /// Open drop-in rooms, newest first, after the `(created_at, id)` key
+    /// of the last room a previous page served; each with its key.
+    pub fn rooms_page(&self, after: Option<(i64, &str)>, limit: usize) -> Vec<(i64, RoomView)> {
         let mut rooms: Vec<(i64, RoomView)> = self
             .inner
             .rooms
             .iter()
             .filter(|entry| entry.value().kind == RoomKind::DropIn)
+            .filter(|entry| match after {
+                None => true,
+                Some((at, id)) => {
+                    let room = entry.value();
+                    room.created_at < at || (room.created_at == at && &*room.id > id)
+                }
+            })
             .filter_map(|entry| {
                 let room = entry.value();
                 let state = room.lock();
@@ -203,7 +219,8 @@ impl Hub {
             })
             .collect();
         rooms.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.id.cmp(&b.1.id)));
-        rooms.into_iter().map(|(_, view)| view).collect()
+        rooms.truncate(limit);
+        rooms
     }
 
     /// Joins a socket to a room. `already_joined` says this socket is in
