@@ -28,6 +28,9 @@ use meshi_protocol::UserSummary;
 /// How long a closing socket waits for the client's close reply, so a
 /// close frame is not lost to a reset.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// How long a killed socket's close frame may wait behind a backlog the
+/// client has not read yet.
+const KILLED_CLOSE_WAIT: Duration = Duration::from_secs(10);
 /// Most frames written before one flush.
 const WRITE_BATCH: usize = 64;
 
@@ -46,6 +49,14 @@ pub(super) struct Session {
     pub identity: Identity,
     pub user: UserSummary,
     pub subscriber: Subscriber,
+}
+
+/// Whether the rate limit lets a frame through.
+enum Admission {
+    Go,
+    /// Answered with `rate_limited`; skip the frame.
+    Refused,
+    Close(u16, &'static str),
 }
 
 /// What the reader decided after a frame.
@@ -85,14 +96,19 @@ pub async fn run(socket: WebSocket, state: AppState, origin_allowed: bool) {
             watching: false,
         };
         let ending = conn.read_loop(&mut stream, &kill).await;
+        // Leave rooms before lingering over the close, so the others hear
+        // of it at once.
         match ending {
             Some((code, reason)) => {
                 conn.outbox.close_after_flush(code, reason);
+                conn.leave_everything();
                 linger(&mut stream).await;
             }
-            None => conn.outbox.kill(1000, ""),
+            None => {
+                conn.outbox.kill(1000, "");
+                conn.leave_everything();
+            }
         }
-        conn.leave_everything();
         let _ = writer.await;
         metrics::gauge!("meshi_connections").decrement(1.0);
         tracing::debug!("socket closed");
@@ -139,6 +155,17 @@ impl Connection {
                         Some(Err(err)) => return self.transport_error(err),
                     };
                     metrics::counter!("meshi_frames_in_total").increment(1);
+                    if let Message::Text(_) | Message::Binary(_) = &message {
+                        let text = match &message {
+                            Message::Text(text) => text.as_str(),
+                            _ => "",
+                        };
+                        match self.admit(text) {
+                            Admission::Go => {}
+                            Admission::Refused => continue,
+                            Admission::Close(code, reason) => return Some((code, reason)),
+                        }
+                    }
                     match message {
                         Message::Text(text) => {
                             if let Flow::Close(code, reason) = self.on_text(text.as_str()).await {
@@ -171,24 +198,29 @@ impl Connection {
         Some(Instant::now() + Duration::from_millis(left_ms as u64))
     }
 
-    async fn on_text(&mut self, text: &str) -> Flow {
-        if text.len() > self.state.config.max_frame_bytes {
-            return Flow::Close(close::TOO_BIG, "frame too big");
-        }
+    /// Applies the rate limit to a data frame. `text` is the frame's text
+    /// (empty for binary), read only for the `ref` of a refusal.
+    fn admit(&mut self, text: &str) -> Admission {
         match self.rate.check(std::time::Instant::now()) {
-            Verdict::Allow => {}
+            Verdict::Allow => Admission::Go,
             Verdict::Refuse { retry_after_ms } => {
                 metrics::counter!("meshi_rate_limited_total").increment(1);
                 let reference = serde_json::from_str::<meshi_protocol::Header>(text)
                     .ok()
                     .and_then(|h| h.reference);
                 self.reply_error(reference, &Error::RateLimited { retry_after_ms });
-                return Flow::Continue;
+                Admission::Refused
             }
             Verdict::Abuse => {
                 metrics::counter!("meshi_rate_limit_closes_total").increment(1);
-                return Flow::Close(close::RATE_LIMIT_ABUSE, "rate limit abuse");
+                Admission::Close(close::RATE_LIMIT_ABUSE, "rate limit abuse")
             }
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) -> Flow {
+        if text.len() > self.state.config.max_frame_bytes {
+            return Flow::Close(close::TOO_BIG, "frame too big");
         }
         self.handle(text).await
     }
@@ -315,7 +347,11 @@ async fn write_loop(
             done = step => if let Some(close) = done { break close },
         }
     };
-    let _ = timeout(CLOSE_LINGER, sink.send(close_message(closing.0, closing.1))).await;
+    let _ = timeout(
+        KILLED_CLOSE_WAIT,
+        sink.send(close_message(closing.0, closing.1)),
+    )
+    .await;
 }
 
 /// Writes `first` and whatever else is queued, then flushes once. Returns

@@ -71,17 +71,15 @@ impl Connection {
         if let Request::Hello { token } = &request {
             return self.hello(token).await;
         }
-        if matches!(request, Request::Ping) {
-            return data(&PingOk {
-                server_time: rfc3339(now_ms()),
-            });
-        }
         let Some(session) = self.session.as_ref() else {
             return Err(Error::Unauthenticated("say hello first"));
         };
         let hub = self.state.hub.clone();
         match request {
-            Request::Hello { .. } | Request::Ping => unreachable!("answered above"),
+            Request::Hello { .. } => unreachable!("answered above"),
+            Request::Ping => data(&PingOk {
+                server_time: rfc3339(now_ms()),
+            }),
             Request::AuthRefresh { token } => {
                 let identity = self.state.accounts.authenticate(&token).await?;
                 if identity.user.id != session.identity.user.id {
