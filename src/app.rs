@@ -12,9 +12,11 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Accounts;
 use crate::bus::LocalBus;
 use crate::config::Config;
+use crate::dm::DirectMessages;
 use crate::hub::subscribers::Subscribers;
 use crate::hub::{Hub, RoomSettings};
 use crate::notify::Notifier;
+use crate::presence::Presence;
 use crate::store::{Store, StoreError};
 
 /// Everything a handler or a socket needs; cheap to clone.
@@ -25,6 +27,8 @@ pub struct AppState {
     pub accounts: Accounts,
     pub hub: Hub,
     pub notifier: Notifier,
+    pub dms: DirectMessages,
+    pub presence: Presence,
     pub metrics: PrometheusHandle,
     /// Cancelled when the node starts draining.
     pub shutdown: CancellationToken,
@@ -62,6 +66,14 @@ impl AppState {
         AppState {
             accounts: Accounts::new(store.clone(), config.clone()),
             notifier: Notifier::new(store.clone(), hub.clone()),
+            dms: DirectMessages::start(store.clone(), hub.clone()),
+            presence: Presence::new(
+                hub.clone(),
+                store.clone(),
+                Duration::from_millis(config.presence_grace_ms),
+                tasks.clone(),
+                shutdown.clone(),
+            ),
             config,
             store,
             hub,

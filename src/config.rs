@@ -63,6 +63,11 @@ pub struct Config {
     #[arg(long, env = "MESHI_HELLO_TIMEOUT_MS", default_value_t = 10_000)]
     pub hello_timeout_ms: u64,
 
+    /// Milliseconds a user stays online after their last socket closes, so
+    /// a quick reconnect does not flap their presence.
+    #[arg(long, env = "MESHI_PRESENCE_GRACE_MS", default_value_t = 3_000)]
+    pub presence_grace_ms: u64,
+
     /// Lifetime of a session token from login or register, in seconds.
     #[arg(long, env = "MESHI_SESSION_TTL_SECS", default_value_t = 30 * 24 * 3600)]
     pub session_ttl_secs: u64,

@@ -11,6 +11,8 @@
 //! - [`auth`]: passwords, session tokens, identities.
 //! - [`error`]: the error type and its wire form.
 //! - [`notify`]: notifications, stored then pushed.
+//! - [`dm`]: direct messages, group-committed then pushed.
+//! - [`presence`]: online/offline and telling partners.
 //! - [`validate`]: input rules shared by REST and socket ops.
 
 pub mod app;
@@ -18,12 +20,14 @@ pub mod auth;
 pub mod bus;
 pub mod clock;
 pub mod config;
+pub mod dm;
 pub mod error;
 pub mod http;
 pub mod hub;
 mod ids;
 pub mod metrics;
 pub mod notify;
+pub mod presence;
 pub mod profile;
 pub mod store;
 pub mod validate;

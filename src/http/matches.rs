@@ -1,15 +1,16 @@
 //! The caller's matches and conversations.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::Json;
-use meshi_protocol::UserSummary;
+use meshi_protocol::{DmMessage, UserSummary};
 use serde::{Deserialize, Serialize};
 
-use super::extract::{Caller, Params};
+use super::extract::{path_id, Caller, Params};
 use super::page::{self, decode_cursor, Page};
 use crate::app::AppState;
 use crate::clock::rfc3339;
-use crate::error::Result;
+use crate::dm;
+use crate::error::{Error, Result};
 use crate::profile::summary;
 
 #[derive(Deserialize)]
@@ -68,7 +69,7 @@ pub struct ConversationItem {
     id: String,
     other_user: UserSummary,
     /// `null` until the pair has exchanged a message.
-    last_message: Option<serde_json::Value>,
+    last_message: Option<DmMessage>,
     unread_count: i64,
 }
 
@@ -82,6 +83,11 @@ pub async fn conversations(
         .store
         .conversations_of(me.user.id, before, limit + 1)
         .await?;
+    let mut last_messages = Vec::with_capacity(rows.len());
+    for row in rows.iter().take(limit as usize) {
+        last_messages.push(state.store.last_dm(row.conversation_id).await?);
+    }
+    let mut last_messages = last_messages.into_iter();
     Ok(Json(page::page(
         rows,
         limit,
@@ -89,8 +95,52 @@ pub async fn conversations(
         |r| ConversationItem {
             id: r.conversation_id.to_string(),
             other_user: summary(&r.other),
-            last_message: None,
+            last_message: last_messages.next().flatten().as_ref().map(dm::view),
             unread_count: (r.last_seq - r.read_seq).max(0),
         },
     )))
+}
+
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    after_seq: Option<i64>,
+    before_seq: Option<i64>,
+    limit: Option<u32>,
+}
+
+#[derive(Serialize)]
+pub struct History {
+    items: Vec<DmMessage>,
+}
+
+/// A conversation's messages in ascending `seq`, for its participants.
+pub async fn messages(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+    Params(query): Params<HistoryQuery>,
+) -> Result<Json<History>> {
+    let id = path_id(&id, "conversation")?;
+    let limit = page::limit(query.limit)?;
+    if query.after_seq.is_some_and(|s| s < 0) {
+        return Err(Error::bad("after_seq", "must not be negative"));
+    }
+    if query.before_seq.is_some_and(|s| s < 0) {
+        return Err(Error::bad("before_seq", "must not be negative"));
+    }
+    let pair = state
+        .store
+        .conversation_pair(id)
+        .await?
+        .ok_or(Error::NotFound("conversation"))?;
+    if !pair.includes(me.user.id) {
+        return Err(Error::Forbidden("you are not in this conversation"));
+    }
+    let rows = state
+        .store
+        .dm_history(id, query.after_seq, query.before_seq, limit)
+        .await?;
+    Ok(Json(History {
+        items: rows.iter().map(dm::view).collect(),
+    }))
 }

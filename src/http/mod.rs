@@ -41,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/cards/{id}/matches", post(cards::create_match))
         .route("/matches", get(matches::matches))
         .route("/conversations", get(matches::conversations))
+        .route("/conversations/{id}/messages", get(matches::messages))
         .route("/notifications", get(notifications::list))
         .route("/notifications/read", post(notifications::mark_read))
         .route("/rooms", get(rooms::list));

@@ -53,7 +53,7 @@ pub fn page<R, T>(
     mut rows: Vec<R>,
     limit: u32,
     key: impl Fn(&R) -> Vec<i64>,
-    show: impl Fn(R) -> T,
+    show: impl FnMut(R) -> T,
 ) -> Page<T> {
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);

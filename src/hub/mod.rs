@@ -84,6 +84,15 @@ impl Hub {
         });
     }
 
+    /// Pushes an already serialized frame, so several topics can share it.
+    pub fn publish_frame(&self, topic: Topic, frame: Frame) {
+        self.inner.bus.publish(Delivery::Frame {
+            topic,
+            frame,
+            skip_user: None,
+        });
+    }
+
     /// Closes every socket listening to `topic`, on every node.
     pub fn close_all(&self, topic: Topic, code: u16, reason: &'static str) {
         self.inner.bus.publish(Delivery::Close {

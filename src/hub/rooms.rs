@@ -108,6 +108,11 @@ impl Hub {
         self.inner.rooms.contains_key(room_id)
     }
 
+    pub fn room_has_member(&self, room_id: &str, user: UserId) -> bool {
+        self.room(room_id)
+            .is_ok_and(|room| room.lock().members.contains_key(&user))
+    }
+
     /// The room as it is now, if it is open on this node.
     pub fn room_view(&self, room_id: &str) -> Option<RoomView> {
         let room = self.room(room_id).ok()?;

@@ -9,11 +9,13 @@
 mod accounts;
 mod cards;
 mod matches;
+mod messages;
 mod notifications;
 
 pub use accounts::{NewUser, ProfileChanges, SessionRow, UserRow};
 pub use cards::{CardChanges, CardFilter, CardRow, InterestRow};
 pub use matches::{ConversationView, MatchError, MatchRow, MatchView, Matched};
+pub use messages::{DmOutcome, DmRow, NewDm, Pair};
 pub use notifications::NotificationRow;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};

@@ -3,7 +3,7 @@
 //! socket in batches. The reader owns the connection's state, so nothing
 //! here is shared but the outbox.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +23,7 @@ use crate::error::Error;
 use crate::hub::outbox::{Frame, Kill, Outbound, Outbox};
 use crate::hub::subscribers::{Subscriber, Topic};
 use crate::hub::{encode, ConnId};
+use crate::store::Pair;
 use meshi_protocol::UserSummary;
 
 /// How long a closing socket waits for the client's close reply, so a
@@ -42,6 +43,10 @@ pub(super) struct Connection {
     /// Rooms this socket has joined.
     pub joined: HashSet<Arc<str>>,
     pub watching: bool,
+    /// Conversations this socket touched, with their pair.
+    pub pairs: HashMap<i64, Pair>,
+    /// When typing was last forwarded, per conversation.
+    pub typing_forwarded: HashMap<i64, std::time::Instant>,
     rate: RateLimit,
 }
 
@@ -94,6 +99,8 @@ pub async fn run(socket: WebSocket, state: AppState, origin_allowed: bool) {
             session: None,
             joined: HashSet::new(),
             watching: false,
+            pairs: HashMap::new(),
+            typing_forwarded: HashMap::new(),
         };
         let ending = conn.read_loop(&mut stream, &kill).await;
         // Leave rooms before lingering over the close, so the others hear
@@ -253,6 +260,7 @@ impl Connection {
         self.state
             .hub
             .subscribe(Topic::Session(identity.session_id), subscriber.clone());
+        self.state.presence.connected(identity.user.id);
         self.session.insert(Session {
             identity,
             user,
@@ -287,6 +295,7 @@ impl Connection {
         }
         hub.unsubscribe(&Topic::Session(session.identity.session_id), self.id);
         hub.unsubscribe(&Topic::User(session.identity.user.id), self.id);
+        self.state.presence.disconnected(session.identity.user.id);
     }
 }
 

@@ -22,7 +22,7 @@ pub(super) enum Reply {
     Queued,
 }
 
-fn data<T: Serialize>(value: &T) -> Result<Reply> {
+pub(super) fn data<T: Serialize>(value: &T) -> Result<Reply> {
     serde_json::to_string(value)
         .map(Reply::Data)
         .map_err(Error::internal)
@@ -160,11 +160,26 @@ impl Connection {
                     rooms: hub.list_rooms(),
                 })
             }
-            Request::DmSend { .. }
-            | Request::DmHistory { .. }
-            | Request::DmRead { .. }
-            | Request::DmTyping { .. }
-            | Request::PresenceQuery { .. } => Err(Error::Unavailable("conversations")),
+            Request::DmSend {
+                conversation_id,
+                text,
+                client_msg_id,
+            } => self.dm_send(&conversation_id, text, client_msg_id).await,
+            Request::DmHistory {
+                conversation_id,
+                after_seq,
+                before_seq,
+                limit,
+            } => {
+                self.dm_history(&conversation_id, after_seq, before_seq, limit)
+                    .await
+            }
+            Request::DmRead {
+                conversation_id,
+                seq,
+            } => self.dm_read(&conversation_id, seq).await,
+            Request::DmTyping { conversation_id } => self.dm_typing(&conversation_id).await,
+            Request::PresenceQuery { user_ids } => self.presence_query(user_ids).await,
         }
     }
 

@@ -2,6 +2,7 @@
 //! that reads frames, runs ops ([`dispatch`]) and feeds a writer task.
 
 mod conn;
+mod conversations;
 mod dispatch;
 mod rate;
 

@@ -1,0 +1,125 @@
+//! Direct messages of matched pairs: stored before they are acknowledged,
+//! then pushed to every socket of both participants.
+//!
+//! # Group commit
+//! Senders do not write to the database themselves. Each `send` queues the
+//! message for a writer task and waits. A writer takes everything queued at
+//! that moment (up to [`MAX_BATCH`]) and stores it in one transaction, so
+//! under load one commit carries many messages instead of one round trip
+//! each, while a lone message is written at once. Conversations are spread
+//! over writers by id, so a conversation always has the same writer: its
+//! messages are stored, pushed and acknowledged in `seq` order.
+
+use meshi_protocol::{DmMessage, ServerFrame, UserSummary};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::rfc3339;
+use crate::error::{Error, Result};
+use crate::hub::subscribers::Topic;
+use crate::hub::{encode, Hub};
+use crate::store::{DmOutcome, DmRow, NewDm, Store, StoreError};
+
+/// Most messages one transaction carries.
+const MAX_BATCH: usize = 256;
+/// Messages waiting per writer before senders wait for room.
+const QUEUE_PER_WRITER: usize = 4096;
+
+struct Pending {
+    message: NewDm,
+    reply: oneshot::Sender<Result<DmOutcome>>,
+}
+
+#[derive(Clone)]
+pub struct DirectMessages {
+    writers: Vec<mpsc::Sender<Pending>>,
+}
+
+impl DirectMessages {
+    /// Starts the writers: one for SQLite, which has one writer anyway,
+    /// several for Postgres, where conversations commit in parallel.
+    pub fn start(store: Store, hub: Hub) -> Self {
+        let count = if store.backend() == "postgres" { 4 } else { 1 };
+        let writers = (0..count)
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(QUEUE_PER_WRITER);
+                // Writers end when every sender is gone; they are not part
+                // of the drain because sockets still waiting on them are.
+                tokio::spawn(write_loop(store.clone(), hub.clone(), rx));
+                tx
+            })
+            .collect();
+        DirectMessages { writers }
+    }
+
+    /// Stores the message and pushes it; resolves once it is durable.
+    pub async fn send(&self, message: NewDm) -> Result<DmOutcome> {
+        let writer = &self.writers[message.conversation_id as usize % self.writers.len()];
+        let (reply, outcome) = oneshot::channel();
+        writer
+            .send(Pending { message, reply })
+            .await
+            .map_err(|_| Error::Unavailable("message writer"))?;
+        outcome
+            .await
+            .map_err(|_| Error::Unavailable("message writer"))?
+    }
+}
+
+async fn write_loop(store: Store, hub: Hub, mut queue: mpsc::Receiver<Pending>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let messages: Vec<NewDm> = batch.iter().map(|p| p.message.clone()).collect();
+        let started = std::time::Instant::now();
+        let stored = store.append_dms(&messages).await;
+        metrics::histogram!("meshi_dm_commit_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("meshi_dm_batch_size").record(messages.len() as f64);
+        match stored {
+            Ok(outcomes) => {
+                for (pending, outcome) in batch.drain(..).zip(outcomes) {
+                    if let DmOutcome::Stored { message, other_id } = &outcome {
+                        deliver(&hub, message, *other_id);
+                    }
+                    let _ = pending.reply.send(Ok(outcome));
+                }
+            }
+            Err(err) => {
+                metrics::counter!("meshi_db_errors_total").increment(1);
+                let unavailable = matches!(err, StoreError::Unavailable(_));
+                tracing::warn!(error = %err, "storing messages failed");
+                for pending in batch.drain(..) {
+                    let error = if unavailable {
+                        Error::Unavailable("database")
+                    } else {
+                        Error::internal(err.to_string())
+                    };
+                    let _ = pending.reply.send(Err(error));
+                }
+            }
+        }
+    }
+}
+
+/// Pushes a stored message to both participants, serialized once.
+fn deliver(hub: &Hub, message: &DmRow, other_id: i64) {
+    let frame = encode(&ServerFrame::DmMessage(view(message)));
+    hub.publish_frame(Topic::User(message.sender_id), frame.clone());
+    if other_id != message.sender_id {
+        hub.publish_frame(Topic::User(other_id), frame);
+    }
+}
+
+pub fn view(row: &DmRow) -> DmMessage {
+    DmMessage {
+        conversation_id: row.conversation_id.to_string(),
+        seq: row.seq as u64,
+        message_id: row.message_id.clone(),
+        from: UserSummary {
+            id: row.sender_id.to_string(),
+            handle: row.sender_handle.clone(),
+            display_name: row.sender_display_name.clone(),
+        },
+        text: row.text.clone(),
+        sent_at: rfc3339(row.sent_at),
+        client_msg_id: row.client_msg_id.clone(),
+    }
+}

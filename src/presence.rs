@@ -1,0 +1,147 @@
+//! Who is online, and telling their matched partners when that changes.
+//!
+//! A user is online while at least one of their sockets is open. Partners
+//! hear only of transitions, not of each extra socket. Going offline waits
+//! a short grace, so a quick reconnect (a page reload, a network blip) does
+//! not flap: if a socket comes back within it, nobody hears anything.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use meshi_protocol::{Presence as PresenceFrame, PresenceStatus, ServerFrame};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::{now_ms, rfc3339};
+use crate::hub::subscribers::Topic;
+use crate::hub::{encode, Hub};
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct Presence {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    hub: Hub,
+    store: Store,
+    users: DashMap<i64, Tracked>,
+    offline_grace: Duration,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+#[derive(Default)]
+struct Tracked {
+    sockets: u32,
+    /// Bumped on every change, so a pending offline can tell it is stale.
+    epoch: u64,
+    announced_online: bool,
+}
+
+impl Presence {
+    pub fn new(
+        hub: Hub,
+        store: Store,
+        offline_grace: Duration,
+        tasks: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Presence {
+            inner: Arc::new(Inner {
+                hub,
+                store,
+                users: DashMap::new(),
+                offline_grace,
+                tasks,
+                shutdown,
+            }),
+        }
+    }
+
+    pub fn is_online(&self, user: i64) -> bool {
+        self.inner.users.contains_key(&user)
+    }
+
+    /// A socket of `user` said hello.
+    pub fn connected(&self, user: i64) {
+        let newly_online = {
+            let mut tracked = self.inner.users.entry(user).or_default();
+            tracked.sockets += 1;
+            tracked.epoch += 1;
+            !std::mem::replace(&mut tracked.announced_online, true)
+        };
+        if newly_online {
+            self.announce(user, PresenceStatus::Online, None);
+        }
+    }
+
+    /// A socket of `user` closed.
+    pub fn disconnected(&self, user: i64) {
+        let epoch = {
+            let Some(mut tracked) = self.inner.users.get_mut(&user) else {
+                return;
+            };
+            tracked.sockets = tracked.sockets.saturating_sub(1);
+            tracked.epoch += 1;
+            if tracked.sockets > 0 {
+                return;
+            }
+            tracked.epoch
+        };
+        let presence = self.clone();
+        let shutdown = self.inner.shutdown.clone();
+        let grace = self.inner.offline_grace;
+        self.inner.tasks.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(grace) => {}
+                // A draining node still says goodbye: its users go offline.
+                _ = shutdown.cancelled() => {}
+            }
+            presence.go_offline_if_still_gone(user, epoch).await;
+        });
+    }
+
+    async fn go_offline_if_still_gone(&self, user: i64, epoch: u64) {
+        let gone = self
+            .inner
+            .users
+            .remove_if(&user, |_, t| t.sockets == 0 && t.epoch == epoch)
+            .is_some();
+        if !gone {
+            return;
+        }
+        let now = now_ms();
+        if let Err(err) = self.inner.store.set_last_seen(user, now).await {
+            tracing::warn!(error = %err, user, "could not store last_seen_at");
+        }
+        self.announce(user, PresenceStatus::Offline, Some(now));
+    }
+
+    /// Tells every partner of `user`; the partner list needs the database,
+    /// so this runs on its own task and never holds up a socket.
+    fn announce(&self, user: i64, status: PresenceStatus, last_seen_at: Option<i64>) {
+        let inner = self.inner.clone();
+        self.inner.tasks.spawn(async move {
+            let partners = match inner.store.partner_ids(user).await {
+                Ok(partners) => partners,
+                Err(err) => {
+                    tracing::warn!(error = %err, user, "could not load partners for presence");
+                    return;
+                }
+            };
+            if partners.is_empty() {
+                return;
+            }
+            let frame = encode(&ServerFrame::Presence(PresenceFrame {
+                user_id: user.to_string(),
+                status,
+                last_seen_at: last_seen_at.map(rfc3339),
+            }));
+            for partner in partners {
+                inner.hub.publish_frame(Topic::User(partner), frame.clone());
+            }
+        });
+    }
+}

@@ -1,0 +1,275 @@
+//! Messages of matched pairs, with a gap-free `seq` per conversation.
+
+use super::{on_pool, Store, StoreError};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DmRow {
+    pub conversation_id: i64,
+    pub seq: i64,
+    pub message_id: String,
+    pub sender_id: i64,
+    pub sender_handle: String,
+    pub sender_display_name: String,
+    pub text: String,
+    pub client_msg_id: Option<String>,
+    pub sent_at: i64,
+}
+
+/// A message waiting to be stored.
+#[derive(Debug, Clone)]
+pub struct NewDm {
+    pub conversation_id: i64,
+    pub sender_id: i64,
+    pub text: String,
+    pub client_msg_id: Option<String>,
+    pub message_id: String,
+    pub sent_at: i64,
+}
+
+/// What storing one message came to.
+#[derive(Debug, Clone)]
+pub enum DmOutcome {
+    Stored {
+        message: DmRow,
+        other_id: i64,
+    },
+    /// The sender used this `client_msg_id` before; nothing was stored.
+    Duplicate(DmRow),
+    NotParticipant,
+    NoConversation,
+}
+
+/// The two sides of a conversation.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct Pair {
+    pub user_low: i64,
+    pub user_high: i64,
+}
+
+impl Pair {
+    pub fn includes(&self, user: i64) -> bool {
+        self.user_low == user || self.user_high == user
+    }
+
+    pub fn other(&self, user: i64) -> i64 {
+        if self.user_low == user {
+            self.user_high
+        } else {
+            self.user_low
+        }
+    }
+}
+
+const DM_SELECT: &str = "SELECT m.conversation_id, m.seq, m.message_id, m.sender_id, \
+    u.handle AS sender_handle, u.display_name AS sender_display_name, m.text, m.client_msg_id, \
+    m.sent_at FROM conversation_messages m JOIN users u ON u.id = m.sender_id";
+
+impl Store {
+    /// Stores a batch of messages in one transaction (group commit), in
+    /// order. Each message takes the next `seq` of its conversation by
+    /// incrementing `conversations.last_seq` in the same transaction, so
+    /// seqs have no gaps even with several writers: the row update
+    /// serializes them. The transaction opens with a write so SQLite takes
+    /// its write lock up front rather than failing to upgrade a read lock.
+    pub async fn append_dms(&self, batch: &[NewDm]) -> Result<Vec<DmOutcome>, StoreError> {
+        let by_client_id = format!(
+            "{DM_SELECT} WHERE m.conversation_id = $1 AND m.sender_id = $2 AND m.client_msg_id = $3"
+        );
+        let by_seq = format!("{DM_SELECT} WHERE m.conversation_id = $1 AND m.seq = $2");
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("UPDATE conversations SET last_seq = last_seq WHERE id = 0")
+                .execute(&mut *tx)
+                .await?;
+            let mut outcomes = Vec::with_capacity(batch.len());
+            for dm in batch {
+                let pair: Option<Pair> = sqlx::query_as(
+                    "SELECT user_low, user_high FROM conversations WHERE id = $1",
+                )
+                .bind(dm.conversation_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(pair) = pair else {
+                    outcomes.push(DmOutcome::NoConversation);
+                    continue;
+                };
+                if !pair.includes(dm.sender_id) {
+                    outcomes.push(DmOutcome::NotParticipant);
+                    continue;
+                }
+                if let Some(client_msg_id) = &dm.client_msg_id {
+                    let first: Option<DmRow> = sqlx::query_as(&by_client_id)
+                        .bind(dm.conversation_id)
+                        .bind(dm.sender_id)
+                        .bind(client_msg_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if let Some(first) = first {
+                        outcomes.push(DmOutcome::Duplicate(first));
+                        continue;
+                    }
+                }
+                let (seq,): (i64,) = sqlx::query_as(
+                    "UPDATE conversations SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
+                )
+                .bind(dm.conversation_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO conversation_messages \
+                     (conversation_id, seq, message_id, sender_id, text, client_msg_id, sent_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(dm.conversation_id)
+                .bind(seq)
+                .bind(&dm.message_id)
+                .bind(dm.sender_id)
+                .bind(&dm.text)
+                .bind(dm.client_msg_id.as_deref())
+                .bind(dm.sent_at)
+                .execute(&mut *tx)
+                .await?;
+                let message: DmRow = sqlx::query_as(&by_seq)
+                    .bind(dm.conversation_id)
+                    .bind(seq)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                outcomes.push(DmOutcome::Stored {
+                    message,
+                    other_id: pair.other(dm.sender_id),
+                });
+            }
+            tx.commit().await?;
+            Ok(outcomes)
+        })
+    }
+
+    pub async fn conversation_pair(
+        &self,
+        conversation_id: i64,
+    ) -> Result<Option<Pair>, StoreError> {
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, Pair>(
+            "SELECT user_low, user_high FROM conversations WHERE id = $1",
+        )
+        .bind(conversation_id)
+        .fetch_optional(pool)
+        .await)?)
+    }
+
+    /// Messages in ascending `seq`: after `after_seq`, or the latest before
+    /// `before_seq` (or the latest of all).
+    pub async fn dm_history(
+        &self,
+        conversation_id: i64,
+        after_seq: Option<i64>,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<DmRow>, StoreError> {
+        let limit = i64::from(limit);
+        let mut rows: Vec<DmRow> = if let Some(after) = after_seq {
+            let sql = format!(
+                "{DM_SELECT} WHERE m.conversation_id = $1 AND m.seq > $2 AND m.seq < $3 \
+                 ORDER BY m.seq ASC LIMIT $4"
+            );
+            on_pool!(self, pool => sqlx::query_as::<_, DmRow>(&sql)
+                .bind(conversation_id)
+                .bind(after)
+                .bind(before_seq.unwrap_or(i64::MAX))
+                .bind(limit)
+                .fetch_all(pool)
+                .await)?
+        } else {
+            let sql = format!(
+                "{DM_SELECT} WHERE m.conversation_id = $1 AND m.seq < $2 \
+                 ORDER BY m.seq DESC LIMIT $3"
+            );
+            let mut rows = on_pool!(self, pool => sqlx::query_as::<_, DmRow>(&sql)
+                .bind(conversation_id)
+                .bind(before_seq.unwrap_or(i64::MAX))
+                .bind(limit)
+                .fetch_all(pool)
+                .await)?;
+            rows.reverse();
+            rows
+        };
+        rows.sort_by_key(|r| r.seq);
+        Ok(rows)
+    }
+
+    /// The newest message of a conversation.
+    pub async fn last_dm(&self, conversation_id: i64) -> Result<Option<DmRow>, StoreError> {
+        let sql = format!("{DM_SELECT} WHERE m.conversation_id = $1 ORDER BY m.seq DESC LIMIT 1");
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, DmRow>(&sql)
+            .bind(conversation_id)
+            .fetch_optional(pool)
+            .await)?)
+    }
+
+    /// Moves `user`'s read marker forward to `seq` (never back, never past
+    /// the last message). Returns the marker afterwards, or `None` when
+    /// the user is not a participant.
+    pub async fn mark_dm_read(
+        &self,
+        conversation_id: i64,
+        user: i64,
+        seq: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        // The new marker is `seq`, capped at the last message, and only
+        // when it moves forward.
+        const SQL: &str = "UPDATE conversations SET \
+            low_read_seq = CASE WHEN user_low = $2 AND $3 > low_read_seq \
+              THEN CASE WHEN $3 < last_seq THEN $3 ELSE last_seq END ELSE low_read_seq END, \
+            high_read_seq = CASE WHEN user_high = $2 AND $3 > high_read_seq \
+              THEN CASE WHEN $3 < last_seq THEN $3 ELSE last_seq END ELSE high_read_seq END \
+            WHERE id = $1 AND (user_low = $2 OR user_high = $2) \
+            RETURNING CASE WHEN user_low = $2 THEN low_read_seq ELSE high_read_seq END";
+        let row: Option<(i64,)> = on_pool!(self, pool => sqlx::query_as(SQL)
+            .bind(conversation_id)
+            .bind(user)
+            .bind(seq)
+            .fetch_optional(pool)
+            .await)?;
+        Ok(row.map(|(marker,)| marker))
+    }
+
+    /// Everyone `user` shares a conversation with.
+    pub async fn partner_ids(&self, user: i64) -> Result<Vec<i64>, StoreError> {
+        let rows: Vec<(i64,)> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT CASE WHEN user_low = $1 THEN user_high ELSE user_low END \
+             FROM conversations WHERE user_low = $1 OR user_high = $1",
+        )
+        .bind(user)
+        .fetch_all(pool)
+        .await)?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    pub async fn set_last_seen(&self, user: i64, at: i64) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query("UPDATE users SET last_seen_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(user)
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// `last_seen_at` of each of these users that exists.
+    pub async fn last_seen(&self, users: &[i64]) -> Result<Vec<(i64, Option<i64>)>, StoreError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (1..=users.len()).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT id, last_seen_at FROM users WHERE id IN ({})",
+            placeholders.join(", ")
+        );
+        Ok(on_pool!(self, pool => {
+            let mut query = sqlx::query_as::<_, (i64, Option<i64>)>(&sql);
+            for &user in users {
+                query = query.bind(user);
+            }
+            query.fetch_all(pool).await
+        })?)
+    }
+}

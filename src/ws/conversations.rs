@@ -1,0 +1,217 @@
+//! Socket ops of matched pairs: messages, history, read markers, typing
+//! and presence.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use meshi_protocol::{
+    DmHistoryOk, Empty, Presence as PresenceView, PresenceList, PresenceStatus, Sent, ServerFrame,
+};
+
+use super::conn::Connection;
+use super::dispatch::{data, Reply};
+use crate::clock::{now_ms, rfc3339};
+use crate::error::{Error, Result};
+use crate::hub::subscribers::Topic;
+use crate::hub::validate_text;
+use crate::store::{DmOutcome, NewDm, Pair};
+use crate::{dm, ids};
+
+/// A typist's partner hears of it at most this often per conversation.
+const TYPING_INTERVAL: Duration = Duration::from_secs(1);
+const MAX_PRESENCE_QUERY: usize = 100;
+const MAX_HISTORY: u32 = 100;
+const DEFAULT_HISTORY: u32 = 50;
+
+fn conversation_id(raw: &str) -> Result<i64> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or(Error::NotFound("conversation"))
+}
+
+fn seq_value(field: &str, seq: u64) -> Result<i64> {
+    i64::try_from(seq).map_err(|_| Error::bad(field, "is out of range"))
+}
+
+impl Connection {
+    fn me(&self) -> Result<i64> {
+        self.session
+            .as_ref()
+            .map(|s| s.identity.user.id)
+            .ok_or(Error::Unauthenticated("say hello first"))
+    }
+
+    /// The conversation's pair, if the caller is in it. Pairs never change,
+    /// so each socket asks the database once per conversation.
+    async fn pair(&mut self, raw_id: &str) -> Result<(i64, Pair)> {
+        let id = conversation_id(raw_id)?;
+        let me = self.me()?;
+        if let Some(pair) = self.pairs.get(&id) {
+            return Ok((id, *pair));
+        }
+        let pair = self
+            .state
+            .store
+            .conversation_pair(id)
+            .await?
+            .ok_or(Error::NotFound("conversation"))?;
+        if !pair.includes(me) {
+            return Err(Error::Forbidden("you are not in this conversation"));
+        }
+        self.pairs.insert(id, pair);
+        Ok((id, pair))
+    }
+
+    pub(super) async fn dm_send(
+        &mut self,
+        raw_id: &str,
+        text: String,
+        client_msg_id: Option<String>,
+    ) -> Result<Reply> {
+        let id = conversation_id(raw_id)?;
+        validate_text(&text)?;
+        if client_msg_id
+            .as_ref()
+            .is_some_and(|c| c.is_empty() || c.chars().count() > 64)
+        {
+            return Err(Error::bad("client_msg_id", "must be 1-64 characters"));
+        }
+        let outcome = self
+            .state
+            .dms
+            .send(NewDm {
+                conversation_id: id,
+                sender_id: self.me()?,
+                text,
+                client_msg_id,
+                message_id: ids::random("d"),
+                sent_at: now_ms(),
+            })
+            .await?;
+        match outcome {
+            DmOutcome::Stored { message, .. } | DmOutcome::Duplicate(message) => data(&Sent {
+                message_id: message.message_id,
+                seq: message.seq as u64,
+            }),
+            DmOutcome::NotParticipant => Err(Error::Forbidden("you are not in this conversation")),
+            DmOutcome::NoConversation => Err(Error::NotFound("conversation")),
+        }
+    }
+
+    pub(super) async fn dm_history(
+        &mut self,
+        raw_id: &str,
+        after_seq: Option<u64>,
+        before_seq: Option<u64>,
+        limit: Option<u32>,
+    ) -> Result<Reply> {
+        let limit = limit.unwrap_or(DEFAULT_HISTORY);
+        if !(1..=MAX_HISTORY).contains(&limit) {
+            return Err(Error::bad("limit", "must be 1-100"));
+        }
+        let after = after_seq.map(|s| seq_value("after_seq", s)).transpose()?;
+        let before = before_seq.map(|s| seq_value("before_seq", s)).transpose()?;
+        let (id, _) = self.pair(raw_id).await?;
+        let rows = self
+            .state
+            .store
+            .dm_history(id, after, before, limit)
+            .await?;
+        data(&DmHistoryOk {
+            messages: rows.iter().map(dm::view).collect(),
+        })
+    }
+
+    pub(super) async fn dm_read(&mut self, raw_id: &str, seq: u64) -> Result<Reply> {
+        let seq = seq_value("seq", seq)?;
+        let (id, pair) = self.pair(raw_id).await?;
+        let me = self.me()?;
+        let marker = self
+            .state
+            .store
+            .mark_dm_read(id, me, seq)
+            .await?
+            .ok_or(Error::Forbidden("you are not in this conversation"))?;
+        self.state.hub.publish(
+            Topic::User(pair.other(me)),
+            &ServerFrame::DmRead {
+                conversation_id: id.to_string(),
+                user_id: me.to_string(),
+                seq: marker as u64,
+            },
+        );
+        data(&Empty {})
+    }
+
+    pub(super) async fn dm_typing(&mut self, raw_id: &str) -> Result<Reply> {
+        let (id, pair) = self.pair(raw_id).await?;
+        let me = self.me()?;
+        let now = Instant::now();
+        let recently = self
+            .typing_forwarded
+            .get(&id)
+            .is_some_and(|at| now.duration_since(*at) < TYPING_INTERVAL);
+        if !recently {
+            self.typing_forwarded.insert(id, now);
+            self.state.hub.publish(
+                Topic::User(pair.other(me)),
+                &ServerFrame::DmTyping {
+                    conversation_id: id.to_string(),
+                    user_id: me.to_string(),
+                },
+            );
+        }
+        data(&Empty {})
+    }
+
+    /// Presence of the asked users the caller shares a match or a room
+    /// with; anyone else is left out of the answer.
+    pub(super) async fn presence_query(&mut self, user_ids: Vec<String>) -> Result<Reply> {
+        if user_ids.len() > MAX_PRESENCE_QUERY {
+            return Err(Error::bad("user_ids", "at most 100 users"));
+        }
+        let me = self.me()?;
+        let partners: HashSet<i64> = self
+            .state
+            .store
+            .partner_ids(me)
+            .await?
+            .into_iter()
+            .collect();
+        let hub = &self.state.hub;
+        let mut asked: Vec<i64> = Vec::with_capacity(user_ids.len());
+        for id in user_ids.iter().filter_map(|id| id.parse::<i64>().ok()) {
+            let shares_room = || self.joined.iter().any(|room| hub.room_has_member(room, id));
+            if !asked.contains(&id) && (id == me || partners.contains(&id) || shares_room()) {
+                asked.push(id);
+            }
+        }
+        let offline: Vec<i64> = asked
+            .iter()
+            .copied()
+            .filter(|id| !self.state.presence.is_online(*id))
+            .collect();
+        let last_seen = self.state.store.last_seen(&offline).await?;
+        let presence = asked
+            .iter()
+            .filter_map(|&id| {
+                if self.state.presence.is_online(id) {
+                    return Some(PresenceView {
+                        user_id: id.to_string(),
+                        status: PresenceStatus::Online,
+                        last_seen_at: None,
+                    });
+                }
+                // Users that do not exist have no row and are left out.
+                let (_, seen) = last_seen.iter().find(|(user, _)| *user == id)?;
+                Some(PresenceView {
+                    user_id: id.to_string(),
+                    status: PresenceStatus::Offline,
+                    last_seen_at: seen.map(rfc3339),
+                })
+            })
+            .collect();
+        data(&PresenceList { presence })
+    }
+}
