@@ -310,6 +310,9 @@ pub async fn create_match(
 ) -> Result<(StatusCode, Json<MatchCreated>)> {
     let user_id = validate::id("user_id", &new.user_id)?;
     let card = load_own(&state, &id, me.user.id).await?;
+    if user_id == me.user.id {
+        return Err(Error::bad("user_id", "you cannot match yourself"));
+    }
     let other = state
         .store
         .user_by_id(user_id)

@@ -70,6 +70,11 @@ impl Store {
         user_id: i64,
         now: i64,
     ) -> Result<Matched, MatchError> {
+        // An owner never presses interested on their own card; catching it
+        // here also keeps a pair of one person out of `conversations`.
+        if owner_id == user_id {
+            return Err(MatchError::NotInterested);
+        }
         let (low, high) = if owner_id < user_id {
             (owner_id, user_id)
         } else {

@@ -57,15 +57,21 @@ impl Store {
         )
     }
 
-    /// Moves the read marker forward (never back).
+    /// Moves the read marker forward (never back). The marker lands on the
+    /// user's own newest notification at or below `up_to_id`, so an id
+    /// from the future cannot hide notifications that arrive later.
     pub async fn mark_notifications_read(
         &self,
         user_id: i64,
         up_to_id: i64,
     ) -> Result<(), StoreError> {
         on_pool!(self, pool => sqlx::query(
-            "UPDATE users SET notifications_read_up_to = $1 \
-             WHERE id = $2 AND notifications_read_up_to < $1",
+            "UPDATE users SET notifications_read_up_to = \
+               (SELECT COALESCE(MAX(n.id), 0) FROM notifications n \
+                WHERE n.user_id = $2 AND n.id <= $1) \
+             WHERE id = $2 AND notifications_read_up_to < \
+               (SELECT COALESCE(MAX(n.id), 0) FROM notifications n \
+                WHERE n.user_id = $2 AND n.id <= $1)",
         )
         .bind(up_to_id)
         .bind(user_id)
