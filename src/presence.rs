@@ -8,7 +8,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use dashmap::{DashMap, DashSet};
 use meshi_protocol::{Presence as PresenceFrame, PresenceStatus, ServerFrame};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -27,6 +28,9 @@ struct Inner {
     hub: Hub,
     store: Store,
     users: DashMap<i64, Tracked>,
+    /// Users whose partners were last told `online`. Lock order: a
+    /// `users` shard, then this.
+    heard_online: DashSet<i64>,
     offline_grace: Duration,
     tasks: TaskTracker,
     shutdown: CancellationToken,
@@ -53,6 +57,7 @@ impl Presence {
                 hub,
                 store,
                 users: DashMap::new(),
+                heard_online: DashSet::new(),
                 offline_grace,
                 tasks,
                 shutdown,
@@ -139,8 +144,27 @@ impl Presence {
                 status,
                 last_seen_at: last_seen_at.map(rfc3339),
             }));
-            for partner in partners {
-                inner.hub.publish_frame(Topic::User(partner), frame.clone());
+            let publish = || {
+                for &partner in &partners {
+                    inner.hub.publish_frame(Topic::User(partner), frame.clone());
+                }
+            };
+            // Loading partners took a while; publish only if the status
+            // still holds and is news to the partners, under the user's
+            // shard lock, so an old transition never lands after a newer
+            // one and partners never hear the same status twice running.
+            match inner.users.entry(user) {
+                Entry::Occupied(_) if status == PresenceStatus::Online => {
+                    if inner.heard_online.insert(user) {
+                        publish();
+                    }
+                }
+                Entry::Vacant(_) if status == PresenceStatus::Offline => {
+                    if inner.heard_online.remove(&user).is_some() {
+                        publish();
+                    }
+                }
+                _ => {}
             }
         });
     }

@@ -81,14 +81,20 @@ async fn matched_users_chat_with_history_receipts_typing_and_presence() {
     assert_eq!(seqs, vec![1, 2]);
 
     let (_, list) = server.get("/api/v1/conversations", Some(&b_token)).await;
-    assert_eq!(list["items"][0]["unread_count"], 2);
+    assert_eq!(
+        list["items"][0]["unread_count"], 0,
+        "replying reads what came before"
+    );
     assert_eq!(list["items"][0]["last_message"]["text"], "hello");
-    bob.ok(json!({"type": "dm.read", "conversation_id": conversation, "seq": 2}))
+    let (_, list) = server.get("/api/v1/conversations", Some(&a_token)).await;
+    assert_eq!(list["items"][0]["unread_count"], 1);
+    alice
+        .ok(json!({"type": "dm.read", "conversation_id": conversation, "seq": 2}))
         .await;
-    let read = alice.next_of("dm.read").await;
+    let read = bob.next_of("dm.read").await;
     assert_eq!(read["seq"], 2);
-    assert_eq!(read["user_id"], b_id.as_str());
-    let (_, list) = server.get("/api/v1/conversations", Some(&b_token)).await;
+    assert_eq!(read["user_id"], a_id.as_str());
+    let (_, list) = server.get("/api/v1/conversations", Some(&a_token)).await;
     assert_eq!(list["items"][0]["unread_count"], 0);
 
     bob.ok(json!({"type": "dm.typing", "conversation_id": conversation}))

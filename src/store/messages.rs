@@ -109,10 +109,16 @@ impl Store {
                         continue;
                     }
                 }
+                // Sending reads everything before it: the sender's own
+                // messages never count as unread to them.
                 let (seq,): (i64,) = sqlx::query_as(
-                    "UPDATE conversations SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
+                    "UPDATE conversations SET last_seq = last_seq + 1, \
+                     low_read_seq = CASE WHEN user_low = $2 THEN last_seq + 1 ELSE low_read_seq END, \
+                     high_read_seq = CASE WHEN user_high = $2 THEN last_seq + 1 ELSE high_read_seq END \
+                     WHERE id = $1 RETURNING last_seq",
                 )
                 .bind(dm.conversation_id)
+                .bind(dm.sender_id)
                 .fetch_one(&mut *tx)
                 .await?;
                 sqlx::query(
