@@ -8,11 +8,13 @@
 
 mod accounts;
 mod cards;
+mod communities;
 mod matches;
 mod notifications;
 
 pub use accounts::{NewUser, ProfileChanges, SessionRow, UserRow};
 pub use cards::{CardChanges, CardFilter, CardRow, InterestRow};
+pub use communities::{CommunityAccess, CommunityFilter, CommunityRow, MembershipChange};
 pub use matches::{ConversationView, MatchError, MatchRow, MatchView, Matched};
 pub use notifications::NotificationRow;
 
