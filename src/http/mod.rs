@@ -3,6 +3,7 @@
 
 mod accounts;
 mod cards;
+mod communities;
 mod extract;
 mod matches;
 mod notifications;
@@ -39,6 +40,15 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/cards/{id}/interests", get(cards::interests))
         .route("/cards/{id}/matches", post(cards::create_match))
+        .route(
+            "/communities",
+            post(communities::create).get(communities::list),
+        )
+        .route("/communities/{id}", get(communities::get))
+        .route(
+            "/communities/{id}/membership",
+            put(communities::join).delete(communities::leave),
+        )
         .route("/matches", get(matches::matches))
         .route("/conversations", get(matches::conversations))
         .route("/conversations/{id}/messages", get(matches::messages))

@@ -47,19 +47,45 @@ pub fn decode_cursor(cursor: &str, parts: usize) -> Result<Vec<i64>> {
     Ok(key)
 }
 
+/// Encodes a sort key of text then an id (listings ordered by name) as an
+/// opaque cursor.
+pub fn encode_text_cursor(text: &str, id: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{id}.{text}"))
+}
+
+/// Decodes a cursor made by [`encode_text_cursor`].
+pub fn decode_text_cursor(cursor: &str) -> Result<(String, i64)> {
+    let invalid = || Error::bad("cursor", "is not a cursor this server made");
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    // The id goes first because the text may hold the separator itself.
+    let (id, key) = text.split_once('.').ok_or_else(invalid)?;
+    let id = id.parse::<i64>().map_err(|_| invalid())?;
+    Ok((key.to_owned(), id))
+}
+
 /// Builds a page from `limit + 1` fetched rows: the extra row only says
 /// that there is more.
 pub fn page<R, T>(
-    mut rows: Vec<R>,
+    rows: Vec<R>,
     limit: u32,
     key: impl Fn(&R) -> Vec<i64>,
     show: impl FnMut(R) -> T,
 ) -> Page<T> {
+    page_by(rows, limit, |row| encode_cursor(&key(row)), show)
+}
+
+/// [`page`] for sort keys that are not all integers: `cursor` encodes the
+/// key of the last row served.
+pub fn page_by<R, T>(
+    mut rows: Vec<R>,
+    limit: u32,
+    cursor: impl Fn(&R) -> String,
+    show: impl Fn(R) -> T,
+) -> Page<T> {
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| rows.last().map(|last| encode_cursor(&key(last))))
-        .flatten();
+    let next_cursor = more.then(|| rows.last().map(&cursor)).flatten();
     Page {
         items: rows.into_iter().map(show).collect(),
         next_cursor,
@@ -91,5 +117,17 @@ mod tests {
         );
         let last = page(vec![2, 1], 2, |r| vec![*r as i64], |r| r);
         assert!(last.next_cursor.is_none());
+    }
+
+    #[test]
+    fn text_cursors_round_trip_with_dots_and_reject_garbage() {
+        let cursor = encode_text_cursor("rust.tokyo 東京", 7);
+        assert_eq!(
+            decode_text_cursor(&cursor).unwrap(),
+            ("rust.tokyo 東京".to_owned(), 7)
+        );
+        assert!(decode_text_cursor(&encode_cursor(&[7])).is_err());
+        assert!(decode_text_cursor(&URL_SAFE_NO_PAD.encode("x.name")).is_err());
+        assert!(decode_text_cursor("!!").is_err());
     }
 }

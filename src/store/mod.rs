@@ -8,12 +8,14 @@
 
 mod accounts;
 mod cards;
+mod communities;
 mod matches;
 mod messages;
 mod notifications;
 
 pub use accounts::{NewUser, ProfileChanges, SessionRow, UserRow};
 pub use cards::{CardChanges, CardFilter, CardRow, InterestRow};
+pub use communities::{CommunityAccess, CommunityFilter, CommunityRow, MembershipChange};
 pub use matches::{ConversationView, MatchError, MatchRow, MatchView, Matched};
 pub use messages::{DmOutcome, DmRow, NewDm, Pair};
 pub use notifications::NotificationRow;

@@ -1,0 +1,182 @@
+//! Communities: creating them, finding them, joining and leaving.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::extract::{path_id, Body, Caller, Params};
+use super::page::{self, decode_text_cursor, encode_text_cursor, Page};
+use crate::app::AppState;
+use crate::clock::{now_ms, rfc3339};
+use crate::error::{Error, Result};
+use crate::store::{CommunityFilter, CommunityRow, MembershipChange};
+use crate::validate;
+
+#[derive(Serialize)]
+pub struct Community {
+    id: String,
+    name: String,
+    description: String,
+    tags: Vec<String>,
+    owner_id: String,
+    member_count: i64,
+    /// The room every community has for its members.
+    room_id: String,
+    created_at: String,
+    /// Whether the caller belongs; given where one community is answered
+    /// for its caller, left out of listings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    is_member: Option<bool>,
+}
+
+impl Community {
+    fn for_caller(row: CommunityRow, is_member: bool) -> Self {
+        Community {
+            is_member: Some(is_member),
+            ..row.into()
+        }
+    }
+}
+
+impl From<CommunityRow> for Community {
+    fn from(row: CommunityRow) -> Self {
+        Community {
+            id: row.id.to_string(),
+            name: row.name,
+            description: row.description,
+            tags: serde_json::from_str(&row.tags).unwrap_or_default(),
+            owner_id: row.owner_id.to_string(),
+            member_count: row.member_count,
+            room_id: format!("community:{}", row.id),
+            created_at: rfc3339(row.created_at),
+            is_member: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct NewCommunity {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+#[derive(Deserialize)]
+pub struct CommunityQuery {
+    q: Option<String>,
+    tag: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+    Body(new): Body<NewCommunity>,
+) -> Result<(StatusCode, Json<Community>)> {
+    let name = validate::text("name", &new.name, 3, 60)?;
+    if name.chars().any(char::is_control) {
+        return Err(Error::bad("name", "must not contain control characters"));
+    }
+    let description = validate::text("description", &new.description, 0, 1000)?;
+    let tags = validate::tags("tags", &new.tags, 10)?;
+    let community = state
+        .store
+        .create_community(me.user.id, &name, &description, &tags, now_ms())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Community::for_caller(community, true)),
+    ))
+}
+
+/// Communities by name, ignoring case (ties, which unique names make
+/// impossible today, by id). The cursor holds the `(lower-cased name, id)`
+/// of the last one served, so communities created between pages never
+/// shift the rest: those sorting after the cursor still show up, none
+/// twice.
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Params(query): Params<CommunityQuery>,
+) -> Result<Json<Page<Community>>> {
+    let limit = page::limit(query.limit)?;
+    let after = query
+        .cursor
+        .as_deref()
+        .map(decode_text_cursor)
+        .transpose()?;
+    let text = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+    if text.is_some_and(|q| q.chars().count() > 100) {
+        return Err(Error::bad("q", "must be at most 100 characters"));
+    }
+    let tag = query
+        .tag
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    if tag.is_some_and(|t| t.chars().count() > 30) {
+        return Err(Error::bad("tag", "must be at most 30 characters"));
+    }
+    let rows = state
+        .store
+        .communities(CommunityFilter {
+            tag,
+            text,
+            after: after.as_ref().map(|(key, id)| (key.as_str(), *id)),
+            limit: limit + 1,
+        })
+        .await?;
+    Ok(Json(page::page_by(
+        rows,
+        limit,
+        |r| encode_text_cursor(&r.name_key, r.id),
+        Community::from,
+    )))
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Community>> {
+    let id = path_id(&id, "community")?;
+    let community = state
+        .store
+        .community(id)
+        .await?
+        .ok_or(Error::NotFound("community"))?;
+    let is_member = state.store.is_community_member(id, me.user.id).await?;
+    Ok(Json(Community::for_caller(community, is_member)))
+}
+
+pub async fn join(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    let id = path_id(&id, "community")?;
+    let change = state.store.join_community(id, me.user.id, now_ms()).await?;
+    answered(change)
+}
+
+pub async fn leave(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    let id = path_id(&id, "community")?;
+    let change = state.store.leave_community(id, me.user.id).await?;
+    answered(change)
+}
+
+/// Joining and leaving answer alike whether or not anything changed.
+fn answered(change: MembershipChange) -> Result<StatusCode> {
+    match change {
+        MembershipChange::Changed | MembershipChange::Unchanged => Ok(StatusCode::NO_CONTENT),
+        MembershipChange::NoSuchCommunity => Err(Error::NotFound("community")),
+    }
+}

@@ -1,0 +1,259 @@
+//! Communities, their tags and their members.
+//!
+//! A community's name is unique whatever its case: `name_key` holds the
+//! name lower-cased here, in Rust, so SQLite and Postgres agree on what
+//! clashes, and a unique index on it settles races between two creators.
+
+use super::cards::like_pattern;
+use super::{conflict_on_unique, on_pool, Store, StoreError};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CommunityRow {
+    pub id: i64,
+    pub name: String,
+    /// The name lower-cased: what uniqueness and ordering compare.
+    pub name_key: String,
+    pub description: String,
+    /// JSON array of strings.
+    pub tags: String,
+    pub owner_id: i64,
+    pub member_count: i64,
+    pub created_at: i64,
+}
+
+pub struct CommunityFilter<'a> {
+    pub tag: Option<&'a str>,
+    /// Matched case-insensitively against name and description.
+    pub text: Option<&'a str>,
+    /// The `(name_key, id)` of the last community already served.
+    pub after: Option<(&'a str, i64)>,
+    pub limit: u32,
+}
+
+/// What a join or a leave did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// The membership changed.
+    Changed,
+    /// It already was as asked.
+    Unchanged,
+    NoSuchCommunity,
+}
+
+/// What a community room needs to know about a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommunityAccess {
+    pub name: String,
+    pub is_member: bool,
+}
+
+/// The form of a name that uniqueness and ordering use.
+fn community_name_key(name: &str) -> String {
+    name.to_lowercase()
+}
+
+const COMMUNITY_SELECT: &str = "SELECT c.id, c.name, c.name_key, c.description, c.tags, \
+    c.owner_id, c.created_at, \
+    (SELECT COUNT(*) FROM memberships m WHERE m.community_id = c.id) AS member_count \
+    FROM communities c";
+
+impl Store {
+    /// Creates the community with its owner as first member. A name that
+    /// clashes with another, ignoring case, is [`StoreError::Conflict`].
+    pub async fn create_community(
+        &self,
+        owner_id: i64,
+        name: &str,
+        description: &str,
+        tags: &[String],
+        now: i64,
+    ) -> Result<CommunityRow, StoreError> {
+        let tags_json = serde_json::to_string(tags).unwrap_or_else(|_| "[]".into());
+        let key = community_name_key(name);
+        let id: i64 = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let (id,): (i64,) = sqlx::query_as(
+                "INSERT INTO communities (name, name_key, description, tags, owner_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            )
+            .bind(name)
+            .bind(&key)
+            .bind(description)
+            .bind(&tags_json)
+            .bind(owner_id)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(conflict_on_unique("community name is taken"))?;
+            for tag in tags {
+                sqlx::query("INSERT INTO community_tags (community_id, tag) VALUES ($1, $2)")
+                    .bind(id)
+                    .bind(tag)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(
+                "INSERT INTO memberships (community_id, user_id, created_at) VALUES ($1, $2, $3)",
+            )
+            .bind(id)
+            .bind(owner_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            id
+        });
+        self.community(id)
+            .await?
+            .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+    }
+
+    pub async fn community(&self, id: i64) -> Result<Option<CommunityRow>, StoreError> {
+        let sql = format!("{COMMUNITY_SELECT} WHERE c.id = $1");
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, CommunityRow>(&sql)
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?,
+        )
+    }
+
+    /// Ordered by name (ignoring case, then by id), after the cursor;
+    /// fetches `limit` rows.
+    pub async fn communities(
+        &self,
+        filter: CommunityFilter<'_>,
+    ) -> Result<Vec<CommunityRow>, StoreError> {
+        // Every key is at least one character, so ("", 0) sorts before all.
+        let (after_key, after_id) = filter.after.unwrap_or(("", 0));
+        let sql = format!(
+            "{COMMUNITY_SELECT} \
+             WHERE (c.name_key > $1 OR (c.name_key = $1 AND c.id > $2)) \
+             AND (CAST($3 AS TEXT) IS NULL OR EXISTS \
+                 (SELECT 1 FROM community_tags t WHERE t.community_id = c.id AND t.tag = $3)) \
+             AND (CAST($4 AS TEXT) IS NULL OR c.name_key LIKE $4 ESCAPE '\\' \
+                 OR LOWER(c.description) LIKE $4 ESCAPE '\\') \
+             ORDER BY c.name_key, c.id LIMIT $5"
+        );
+        let pattern = filter.text.map(like_pattern);
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, CommunityRow>(&sql)
+            .bind(after_key)
+            .bind(after_id)
+            .bind(filter.tag)
+            .bind(pattern.as_deref())
+            .bind(i64::from(filter.limit))
+            .fetch_all(pool)
+            .await)?,
+        )
+    }
+
+    pub async fn is_community_member(
+        &self,
+        community_id: i64,
+        user_id: i64,
+    ) -> Result<bool, StoreError> {
+        let found: Option<(i64,)> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT CAST(1 AS BIGINT) FROM memberships WHERE community_id = $1 AND user_id = $2",
+        )
+        .bind(community_id)
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(found.is_some())
+    }
+
+    /// Makes the user a member; joining twice changes nothing.
+    pub async fn join_community(
+        &self,
+        community_id: i64,
+        user_id: i64,
+        now: i64,
+    ) -> Result<MembershipChange, StoreError> {
+        // Inserting through a SELECT of the community keeps an unknown id
+        // from reaching the foreign key, whose error differs per backend.
+        let added = on_pool!(self, pool => sqlx::query(
+            "INSERT INTO memberships (community_id, user_id, created_at) \
+             SELECT id, $2, $3 FROM communities WHERE id = $1 \
+             ON CONFLICT (community_id, user_id) DO NOTHING",
+        )
+        .bind(community_id)
+        .bind(user_id)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        self.membership_change(community_id, added).await
+    }
+
+    /// Ends the membership; leaving twice changes nothing.
+    pub async fn leave_community(
+        &self,
+        community_id: i64,
+        user_id: i64,
+    ) -> Result<MembershipChange, StoreError> {
+        let removed = on_pool!(self, pool => sqlx::query(
+            "DELETE FROM memberships WHERE community_id = $1 AND user_id = $2",
+        )
+        .bind(community_id)
+        .bind(user_id)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        self.membership_change(community_id, removed).await
+    }
+
+    async fn membership_change(
+        &self,
+        community_id: i64,
+        rows: u64,
+    ) -> Result<MembershipChange, StoreError> {
+        if rows > 0 {
+            return Ok(MembershipChange::Changed);
+        }
+        let found: Option<(i64,)> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT id FROM communities WHERE id = $1",
+        )
+        .bind(community_id)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(match found {
+            Some(_) => MembershipChange::Unchanged,
+            None => MembershipChange::NoSuchCommunity,
+        })
+    }
+
+    /// The community's name and whether the user belongs to it, for
+    /// deciding who may enter `community:<id>`; `None` when there is no
+    /// such community.
+    pub async fn community_room_access(
+        &self,
+        community_id: i64,
+        user_id: i64,
+    ) -> Result<Option<CommunityAccess>, StoreError> {
+        let row: Option<(String, i64)> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT c.name, \
+             (SELECT COUNT(*) FROM memberships m WHERE m.community_id = c.id AND m.user_id = $2) \
+             FROM communities c WHERE c.id = $1",
+        )
+        .bind(community_id)
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await)?;
+        Ok(row.map(|(name, count)| CommunityAccess {
+            name,
+            is_member: count > 0,
+        }))
+    }
+
+    /// `(id, name)` of every community the user belongs to, by id.
+    pub async fn community_ids_of(&self, user_id: i64) -> Result<Vec<(i64, String)>, StoreError> {
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, (i64, String)>(
+            "SELECT c.id, c.name FROM memberships m JOIN communities c ON c.id = m.community_id \
+             WHERE m.user_id = $1 ORDER BY c.id",
+        )
+        .bind(user_id)
+        .fetch_all(pool)
+        .await)?)
+    }
+}
