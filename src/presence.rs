@@ -153,19 +153,18 @@ impl Presence {
             // still holds and is news to the partners, under the user's
             // shard lock, so an old transition never lands after a newer
             // one and partners never hear the same status twice running.
-            match inner.users.entry(user) {
-                Entry::Occupied(_) if status == PresenceStatus::Online => {
-                    if inner.heard_online.insert(user) {
-                        publish();
-                    }
+            let entry = inner.users.entry(user);
+            let news = match (&entry, status) {
+                (Entry::Occupied(_), PresenceStatus::Online) => inner.heard_online.insert(user),
+                (Entry::Vacant(_), PresenceStatus::Offline) => {
+                    inner.heard_online.remove(&user).is_some()
                 }
-                Entry::Vacant(_) if status == PresenceStatus::Offline => {
-                    if inner.heard_online.remove(&user).is_some() {
-                        publish();
-                    }
-                }
-                _ => {}
+                _ => false,
+            };
+            if news {
+                publish();
             }
+            drop(entry);
         });
     }
 }

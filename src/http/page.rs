@@ -81,7 +81,7 @@ pub fn page_by<R, T>(
     mut rows: Vec<R>,
     limit: u32,
     cursor: impl Fn(&R) -> String,
-    show: impl Fn(R) -> T,
+    show: impl FnMut(R) -> T,
 ) -> Page<T> {
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
