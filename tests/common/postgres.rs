@@ -21,6 +21,7 @@ pub async fn fresh_database() -> String {
              MESHI_TEST_POSTGRES_URL."
         )
     });
+    sweep_leftovers(&mut conn).await;
     let name = format!("meshi_test_{}_{}", std::process::id(), rand_suffix());
     conn.execute(format!("CREATE DATABASE {name}").as_str())
         .await
@@ -40,4 +41,33 @@ fn rand_suffix() -> String {
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
     format!("{nanos}_{}", COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Drops databases left by earlier test processes that have exited, once
+/// per process, so runs do not pile databases up on the shared server.
+async fn sweep_leftovers(conn: &mut PgConnection) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static SWEPT: AtomicBool = AtomicBool::new(false);
+    if SWEPT.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let names: Vec<(String,)> =
+        sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE 'meshi\\_test\\_%'")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap_or_default();
+    for (name,) in names {
+        let owner_pid = name
+            .strip_prefix("meshi_test_")
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        let Some(pid) = owner_pid else { continue };
+        if pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        // Another process may be sweeping the same one; either wins.
+        let _ = conn
+            .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+            .await;
+    }
 }
