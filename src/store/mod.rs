@@ -8,11 +8,16 @@
 
 mod accounts;
 mod cards;
+mod events;
 mod matches;
 mod notifications;
 
 pub use accounts::{NewUser, ProfileChanges, SessionRow, UserRow};
 pub use cards::{CardChanges, CardFilter, CardRow, InterestRow};
+pub use events::{
+    EventAccess, EventChanges, EventError, EventFilter, EventRow, EventUpdated, Left, NewEvent,
+    Rsvp, RsvpStatus,
+};
 pub use matches::{ConversationView, MatchError, MatchRow, MatchView, Matched};
 pub use notifications::NotificationRow;
 
