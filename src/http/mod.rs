@@ -3,6 +3,7 @@
 
 mod accounts;
 mod cards;
+mod events;
 mod extract;
 mod matches;
 mod notifications;
@@ -41,6 +42,14 @@ pub fn router(state: AppState) -> Router {
         .route("/cards/{id}/matches", post(cards::create_match))
         .route("/matches", get(matches::matches))
         .route("/conversations", get(matches::conversations))
+        .route("/events", post(events::create).get(events::list))
+        .route(
+            "/events/{id}",
+            get(events::get)
+                .patch(events::update)
+                .delete(events::cancel),
+        )
+        .route("/events/{id}/rsvp", put(events::rsvp).delete(events::leave))
         .route("/notifications", get(notifications::list))
         .route("/notifications/read", post(notifications::mark_read))
         .route("/rooms", get(rooms::list));
