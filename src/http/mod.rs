@@ -4,6 +4,7 @@
 mod accounts;
 mod cards;
 mod communities;
+mod events;
 mod extract;
 mod matches;
 mod notifications;
@@ -52,6 +53,14 @@ pub fn router(state: AppState) -> Router {
         .route("/matches", get(matches::matches))
         .route("/conversations", get(matches::conversations))
         .route("/conversations/{id}/messages", get(matches::messages))
+        .route("/events", post(events::create).get(events::list))
+        .route(
+            "/events/{id}",
+            get(events::get)
+                .patch(events::update)
+                .delete(events::cancel),
+        )
+        .route("/events/{id}/rsvp", put(events::rsvp).delete(events::leave))
         .route("/notifications", get(notifications::list))
         .route("/notifications/read", post(notifications::mark_read))
         .route("/rooms", get(rooms::list));

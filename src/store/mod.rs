@@ -9,6 +9,7 @@
 mod accounts;
 mod cards;
 mod communities;
+mod events;
 mod matches;
 mod messages;
 mod notifications;
@@ -16,6 +17,10 @@ mod notifications;
 pub use accounts::{NewUser, ProfileChanges, SessionRow, UserRow};
 pub use cards::{CardChanges, CardFilter, CardRow, InterestRow};
 pub use communities::{CommunityAccess, CommunityFilter, CommunityRow, MembershipChange};
+pub use events::{
+    EventAccess, EventChanges, EventError, EventFilter, EventRow, EventUpdated, Left, NewEvent,
+    Rsvp, RsvpStatus,
+};
 pub use matches::{ConversationView, MatchError, MatchRow, MatchView, Matched};
 pub use messages::{DmOutcome, DmRow, NewDm, Pair};
 pub use notifications::NotificationRow;
