@@ -2,8 +2,11 @@
 //! tokens. A token is 32 random bytes shown once to its owner; the database
 //! keeps only its SHA-256, so a leaked table opens no session. Tokens are
 //! never logged.
+//!
+//! What a caller may do beyond their own data is decided in [`roles`].
 
 mod password;
+pub mod roles;
 mod token;
 
 use std::sync::Arc;
@@ -11,7 +14,8 @@ use std::sync::Arc;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::store::{NewUser, Store, UserRow};
+use crate::store::{NewAudit, NewUser, Store, UserRow, AUDIT_ROLE_CHANGE};
+use roles::Role;
 
 /// An authenticated caller: the user and the session their token belongs to.
 #[derive(Debug, Clone)]
@@ -20,6 +24,12 @@ pub struct Identity {
     pub session_id: i64,
     /// Unix milliseconds after which the token no longer works.
     pub expires_at: i64,
+}
+
+impl Identity {
+    pub fn role(&self) -> Role {
+        Role::from_stored(&self.user.role)
+    }
 }
 
 /// A freshly issued token and the identity it opens.
@@ -49,22 +59,23 @@ impl Accounts {
         validate_password(password)?;
         validate_display_name(display_name)?;
         let hash = password::hash(password.to_owned()).await?;
-        let role = if self.config.is_admin_handle(handle) {
-            "admin"
-        } else {
-            "member"
-        };
-        let user = self
+        let mut user = self
             .store
             .create_user(NewUser {
                 handle,
                 display_name,
                 password_hash: Some(&hash),
                 external_sub: None,
-                role,
+                role: Role::Member.as_str(),
                 now: now_ms(),
             })
             .await?;
+        // Created as a member and promoted through the audited path, so a
+        // configured admin is recorded like any other role change, and a
+        // failed record leaves a member rather than an unrecorded admin.
+        if self.config.is_admin_handle(handle) {
+            self.promote_configured_admin(&mut user).await?;
+        }
         self.issue(user).await
     }
 
@@ -76,11 +87,37 @@ impl Accounts {
         if !password::verify(password.to_owned(), hash).await? {
             return Err(REFUSED);
         }
-        if self.config.is_admin_handle(&user.handle) && user.role != "admin" {
-            self.store.set_role(user.id, "admin").await?;
-            user.role = "admin".into();
+        if self.config.is_admin_handle(&user.handle) && Role::from_stored(&user.role) != Role::Admin
+        {
+            self.promote_configured_admin(&mut user).await?;
         }
         self.issue(user).await
+    }
+
+    /// Makes a user listed in `MESHI_ADMIN_HANDLES` an admin, recording
+    /// that the configuration, not a person, did it.
+    async fn promote_configured_admin(&self, user: &mut UserRow) -> Result<()> {
+        let target = format!("user:{}", user.id);
+        let changed = self
+            .store
+            .change_role(
+                user.id,
+                Role::Admin.as_str(),
+                NewAudit {
+                    actor_id: None,
+                    action: AUDIT_ROLE_CHANGE,
+                    target: &target,
+                    data: r#"{"source":"MESHI_ADMIN_HANDLES"}"#,
+                    now: now_ms(),
+                },
+            )
+            .await?;
+        if changed.is_none() {
+            return Err(Error::internal("a user vanished while being promoted"));
+        }
+        tracing::info!(user_id = user.id, "admin named by MESHI_ADMIN_HANDLES");
+        user.role = Role::Admin.as_str().to_owned();
+        Ok(())
     }
 
     /// The identity behind a bearer token, or `unauthenticated`.

@@ -7,11 +7,13 @@
 //! Migrations live in `migrations/<backend>/` and are compiled in.
 
 mod accounts;
+mod audit;
 mod cards;
 mod matches;
 mod notifications;
 
 pub use accounts::{NewUser, ProfileChanges, SessionRow, UserRow};
+pub use audit::{AuditRow, NewAudit, RoleChanged, AUDIT_ROLE_CHANGE, AUDIT_ROOM_CLOSE};
 pub use cards::{CardChanges, CardFilter, CardRow, InterestRow};
 pub use matches::{ConversationView, MatchError, MatchRow, MatchView, Matched};
 pub use notifications::NotificationRow;
