@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::jwt::{JwtSetupError, JwtVerifier};
 use crate::auth::Accounts;
 use crate::bus::LocalBus;
 use crate::config::Config;
@@ -44,10 +45,14 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("MESHI_REDIS_URL is set, but this build runs one node only; unset it")]
     RedisUnsupported,
+    #[error("single sign-on is misconfigured: {0}")]
+    Jwt(#[from] JwtSetupError),
 }
 
 impl AppState {
-    pub fn new(config: Config, store: Store) -> Self {
+    /// Builds every service. `jwt` checks identity-provider tokens; `None`
+    /// refuses them all.
+    pub fn new(config: Config, store: Store, jwt: Option<JwtVerifier>) -> Self {
         let config = Arc::new(config);
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -64,7 +69,7 @@ impl AppState {
             shutdown.clone(),
         );
         AppState {
-            accounts: Accounts::new(store.clone(), config.clone()),
+            accounts: Accounts::new(store.clone(), config.clone(), jwt),
             notifier: Notifier::new(store.clone(), hub.clone()),
             dms: DirectMessages::start(store.clone(), hub.clone()),
             presence: Presence::new(
@@ -95,10 +100,13 @@ pub async fn serve(
     if config.redis_url.is_some() {
         return Err(ServeError::RedisUnsupported);
     }
+    // Keys are read before the database is touched, so a bad key file
+    // stops the start without side effects.
+    let jwt = JwtVerifier::from_config(&config)?;
     let store = Store::connect(&config.database_url).await?;
     store.migrate().await?;
     let drain_time = Duration::from_secs(config.drain_secs);
-    let state = AppState::new(config, store);
+    let state = AppState::new(config, store, jwt);
     let router = crate::http::router(state.clone());
 
     let draining = state.shutdown.clone();

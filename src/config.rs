@@ -3,12 +3,22 @@
 //! Every field comes from a `MESHI_*` variable (or the matching `serve`
 //! flag) and has a documented default, so a bare `meshi serve` runs on the
 //! embedded default: SQLite in `./meshi.db`, an in-process bus.
+//!
+//! Secrets come from the environment or from a file the environment names,
+//! never from a default. `Debug` shows none of them, so a config can be
+//! logged whole.
 
 use clap::Args;
+use std::fmt;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-#[derive(Debug, Clone, Args)]
+/// Shortest HS256 secret accepted: RFC 7518 asks for a key at least as
+/// long as the hash, 256 bits.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+#[derive(Clone, Args)]
 pub struct Config {
     /// Address to listen on.
     #[arg(long, env = "MESHI_ADDR", default_value = "127.0.0.1:8080")]
@@ -81,6 +91,33 @@ pub struct Config {
     #[arg(long, env = "MESHI_ADMIN_HANDLES", value_delimiter = ',')]
     pub admin_handles: Vec<String>,
 
+    /// HS256 secret shared with the identity provider whose JWTs are
+    /// accepted as tokens (at least 32 bytes).
+    #[arg(long, env = "MESHI_JWT_SECRET", hide_env_values = true, value_parser = Secret::parse)]
+    pub jwt_secret: Option<Secret>,
+
+    /// File holding the HS256 secret instead of `MESHI_JWT_SECRET`; one
+    /// trailing newline is ignored.
+    #[arg(long, env = "MESHI_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// PEM file with the identity provider's RSA public key, for RS256 JWTs.
+    #[arg(long, env = "MESHI_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+
+    /// Required `iss` of identity-provider JWTs; unset skips the check.
+    #[arg(long, env = "MESHI_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` of identity-provider JWTs; unset skips the check.
+    #[arg(long, env = "MESHI_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Seconds of clock difference with the identity provider tolerated
+    /// when checking `exp` and `nbf`.
+    #[arg(long, env = "MESHI_JWT_LEEWAY_SECS", default_value_t = 30)]
+    pub jwt_leeway_secs: u64,
+
     /// Milliseconds clients are told to wait before reconnecting when the
     /// node drains.
     #[arg(long, env = "MESHI_RECONNECT_AFTER_MS", default_value_t = 1_000)]
@@ -123,14 +160,67 @@ fn parse_production(value: &str) -> Result<bool, String> {
     }
 }
 
+/// A value that must never be printed: `Debug` shows only that it is set.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    fn parse(value: &str) -> Result<Self, String> {
+        Ok(Secret(value.to_owned()))
+    }
+
+    /// The value itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
 /// Why the configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("production mode needs explicit settings; missing: {0}")]
-    MissingInProduction(String),
+    /// Every setting production needs and did not get, named at once.
+    #[error("production mode needs explicit settings; missing: {}", .0.join(", "))]
+    MissingInProduction(Vec<&'static str>),
     #[error("{0}")]
     Invalid(String),
+    #[error("cannot read {name} file {path}: {source}")]
+    Unreadable {
+        name: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
+
+/// Where identity-provider JWTs are checked against, as configured.
+#[derive(Clone, Default)]
+pub struct JwtKeys {
+    /// HS256 secret.
+    pub secret: Option<Secret>,
+    /// RS256 public key, PEM.
+    pub public_key_pem: Option<Vec<u8>>,
+}
+
+impl JwtKeys {
+    pub fn is_empty(&self) -> bool {
+        self.secret.is_none() && self.public_key_pem.is_none()
+    }
+}
+
+/// Names of the settings that turn single sign-on on, as one would write
+/// them to say any one of them is missing.
+const JWT_KEY_SETTINGS: &str =
+    "MESHI_JWT_SECRET (or MESHI_JWT_SECRET_FILE, or MESHI_JWT_PUBLIC_KEY_FILE)";
 
 impl Config {
     /// The defaults, as a bare `meshi serve` with an empty environment
@@ -158,12 +248,73 @@ impl Config {
                     .into(),
             ));
         }
-        if self.production && !explicit_database_url {
-            return Err(ConfigError::MissingInProduction(
-                "MESHI_DATABASE_URL".into(),
+        if self.jwt_secret.is_some() && self.jwt_secret_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "set MESHI_JWT_SECRET or MESHI_JWT_SECRET_FILE, not both".into(),
             ));
         }
+        if let Some(secret) = &self.jwt_secret {
+            check_jwt_secret(secret)?;
+        }
+        if self.production {
+            let mut missing = Vec::new();
+            if !explicit_database_url {
+                missing.push("MESHI_DATABASE_URL");
+            }
+            if !self.has_jwt_key() {
+                missing.push(JWT_KEY_SETTINGS);
+            }
+            if !missing.is_empty() {
+                return Err(ConfigError::MissingInProduction(missing));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether some identity-provider key is configured (not yet read).
+    pub fn has_jwt_key(&self) -> bool {
+        self.jwt_secret.is_some()
+            || self.jwt_secret_file.is_some()
+            || self.jwt_public_key_file.is_some()
+    }
+
+    /// Reads the identity-provider keys, from the environment or from the
+    /// files it names. Empty when single sign-on is off.
+    pub fn jwt_keys(&self) -> Result<JwtKeys, ConfigError> {
+        let secret = match (&self.jwt_secret, &self.jwt_secret_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "set MESHI_JWT_SECRET or MESHI_JWT_SECRET_FILE, not both".into(),
+                ))
+            }
+            (Some(secret), None) => Some(secret.clone()),
+            (None, Some(path)) => {
+                let text = read_named_file("MESHI_JWT_SECRET_FILE", path)?;
+                let text = String::from_utf8(text).map_err(|_| {
+                    ConfigError::Invalid("MESHI_JWT_SECRET_FILE must hold UTF-8 text".into())
+                })?;
+                // Editors and `echo` end files with a newline nobody meant
+                // as part of the secret.
+                let value = text
+                    .strip_suffix('\n')
+                    .map(|t| t.strip_suffix('\r').unwrap_or(t))
+                    .unwrap_or(&text);
+                Some(Secret::new(value))
+            }
+            (None, None) => None,
+        };
+        if let Some(secret) = &secret {
+            check_jwt_secret(secret)?;
+        }
+        let public_key_pem = self
+            .jwt_public_key_file
+            .as_deref()
+            .map(|path| read_named_file("MESHI_JWT_PUBLIC_KEY_FILE", path))
+            .transpose()?;
+        Ok(JwtKeys {
+            secret,
+            public_key_pem,
+        })
     }
 
     pub fn heartbeat(&self) -> Duration {
@@ -190,8 +341,180 @@ impl Config {
         }
     }
 
+    pub fn jwt_leeway(&self) -> Duration {
+        Duration::from_secs(self.jwt_leeway_secs)
+    }
+
     /// Whether the database URL was given explicitly, for production checks.
     pub fn database_url_from_env() -> bool {
         std::env::var_os("MESHI_DATABASE_URL").is_some()
+    }
+}
+
+fn check_jwt_secret(secret: &Secret) -> Result<(), ConfigError> {
+    if secret.expose().len() < MIN_JWT_SECRET_BYTES {
+        return Err(ConfigError::Invalid(format!(
+            "the JWT secret (MESHI_JWT_SECRET or MESHI_JWT_SECRET_FILE) must be at least \
+             {MIN_JWT_SECRET_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn read_named_file(name: &'static str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|source| ConfigError::Unreadable {
+        name,
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The scheme of a URL and nothing else, since its user part may hold a
+/// password.
+fn scheme_only(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, _)) => format!("{scheme}://<redacted>"),
+        None => "<redacted>".into(),
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Destructured so a new field cannot be added without deciding
+        // here whether it may be shown.
+        let Config {
+            addr,
+            database_url,
+            redis_url,
+            room_empty_grace_secs,
+            room_history,
+            max_frame_bytes,
+            rate_per_sec,
+            rate_burst,
+            outbox_frames,
+            heartbeat_ms,
+            hello_timeout_ms,
+            presence_grace_ms,
+            session_ttl_secs,
+            allowed_origins,
+            admin_handles,
+            jwt_secret,
+            jwt_secret_file,
+            jwt_public_key_file,
+            jwt_issuer,
+            jwt_audience,
+            jwt_leeway_secs,
+            reconnect_after_ms,
+            drain_secs,
+            log_format,
+            production,
+        } = self;
+        f.debug_struct("Config")
+            .field("addr", addr)
+            .field("database_url", &scheme_only(database_url))
+            .field("redis_url", &redis_url.as_deref().map(scheme_only))
+            .field("room_empty_grace_secs", room_empty_grace_secs)
+            .field("room_history", room_history)
+            .field("max_frame_bytes", max_frame_bytes)
+            .field("rate_per_sec", rate_per_sec)
+            .field("rate_burst", rate_burst)
+            .field("outbox_frames", outbox_frames)
+            .field("heartbeat_ms", heartbeat_ms)
+            .field("hello_timeout_ms", hello_timeout_ms)
+            .field("presence_grace_ms", presence_grace_ms)
+            .field("session_ttl_secs", session_ttl_secs)
+            .field("allowed_origins", allowed_origins)
+            .field("admin_handles", admin_handles)
+            .field("jwt_secret", jwt_secret)
+            .field("jwt_secret_file", jwt_secret_file)
+            .field("jwt_public_key_file", jwt_public_key_file)
+            .field("jwt_issuer", jwt_issuer)
+            .field("jwt_audience", jwt_audience)
+            .field("jwt_leeway_secs", jwt_leeway_secs)
+            .field("reconnect_after_ms", reconnect_after_ms)
+            .field("drain_secs", drain_secs)
+            .field("log_format", log_format)
+            .field("production", production)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "an-hs256-secret-of-at-least-32-bytes!";
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let mut config = Config::defaults();
+        config.jwt_secret = Some(Secret::new(SECRET));
+        config.database_url = "postgres://meshi:db-password@db.internal/meshi".into();
+        config.redis_url = Some("redis://:redis-password@cache.internal".into());
+        let shown = format!("{config:?}");
+        for secret in [SECRET, "db-password", "redis-password"] {
+            assert!(!shown.contains(secret), "{secret} shows in {shown}");
+        }
+        assert!(
+            shown.contains("jwt_secret: Some(Secret(<redacted>))"),
+            "{shown}"
+        );
+        assert!(shown.contains("postgres://<redacted>"), "{shown}");
+    }
+
+    #[test]
+    fn production_names_every_missing_setting_at_once() {
+        let mut config = Config::defaults();
+        config.production = true;
+        let err = config.validate(false).expect_err("refused");
+        let text = err.to_string();
+        for name in [
+            "MESHI_DATABASE_URL",
+            "MESHI_JWT_SECRET",
+            "MESHI_JWT_SECRET_FILE",
+            "MESHI_JWT_PUBLIC_KEY_FILE",
+        ] {
+            assert!(text.contains(name), "{name} missing from `{text}`");
+        }
+        config.jwt_public_key_file = Some("idp.pem".into());
+        let text = config.validate(false).expect_err("refused").to_string();
+        assert!(
+            text.contains("MESHI_DATABASE_URL") && !text.contains("JWT"),
+            "{text}"
+        );
+        assert!(config.validate(true).is_ok());
+    }
+
+    #[test]
+    fn short_or_doubled_jwt_secrets_are_refused() {
+        let mut config = Config::defaults();
+        config.jwt_secret = Some(Secret::new("short"));
+        assert!(matches!(
+            config.validate(false),
+            Err(ConfigError::Invalid(_))
+        ));
+        config.jwt_secret = Some(Secret::new(SECRET));
+        assert!(config.validate(false).is_ok());
+        config.jwt_secret_file = Some("secret.txt".into());
+        assert!(matches!(
+            config.validate(false),
+            Err(ConfigError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn the_secret_file_is_read_without_its_trailing_newline() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("jwt-secret");
+        std::fs::write(&path, format!("{SECRET}\n")).expect("write the secret file");
+        let mut config = Config::defaults();
+        config.jwt_secret_file = Some(path);
+        let keys = config.jwt_keys().expect("keys");
+        assert_eq!(keys.secret.as_ref().map(Secret::expose), Some(SECRET));
+        assert!(keys.public_key_pem.is_none());
+
+        config.jwt_secret_file = Some(dir.path().join("missing"));
+        let err = config.jwt_keys().err().expect("a missing file is an error");
+        assert!(err.to_string().contains("MESHI_JWT_SECRET_FILE"), "{err}");
     }
 }

@@ -1,9 +1,14 @@
 //! Who is calling: accounts with argon2 passwords and opaque session
-//! tokens. A token is 32 random bytes shown once to its owner; the database
-//! keeps only its SHA-256, so a leaked table opens no session. Tokens are
-//! never logged.
+//! tokens, and users of an external identity provider who present its
+//! JWTs. A session token is 32 random bytes shown once to its owner; the
+//! database keeps only its SHA-256, so a leaked table opens no session.
+//! No token of either kind is ever logged.
+//!
+//! What a caller may do beyond their own data is decided in [`roles`].
 
+pub mod jwt;
 mod password;
+pub mod roles;
 mod token;
 
 use std::sync::Arc;
@@ -11,15 +16,56 @@ use std::sync::Arc;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::store::{NewUser, Store, UserRow};
+use crate::store::{NewAudit, NewUser, Store, StoreError, UserRow, AUDIT_ROLE_CHANGE};
+use jwt::JwtVerifier;
+use roles::Role;
 
-/// An authenticated caller: the user and the session their token belongs to.
+/// Longest bearer token looked at. Identity-provider JWTs carrying many
+/// claims run to a few KiB; anything longer is refused unread.
+const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// An authenticated caller: the user and what vouched for them.
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub user: UserRow,
-    pub session_id: i64,
+    pub credential: Credential,
     /// Unix milliseconds after which the token no longer works.
     pub expires_at: i64,
+}
+
+/// What a caller authenticated with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A session token of ours, stored (hashed) under this id; it can be
+    /// revoked.
+    Session(i64),
+    /// An identity-provider JWT. Nothing is stored for it, so there is
+    /// nothing to revoke: it ends at its `exp`. The fingerprint names it
+    /// without revealing it.
+    Jwt { fingerprint: String },
+}
+
+impl Identity {
+    /// The stored session behind this identity, if it has one.
+    pub fn session_id(&self) -> Option<i64> {
+        match self.credential {
+            Credential::Session(id) => Some(id),
+            Credential::Jwt { .. } => None,
+        }
+    }
+
+    /// The session id `hello` reports: the stored session's id, or the
+    /// JWT's fingerprint.
+    pub fn session_label(&self) -> String {
+        match &self.credential {
+            Credential::Session(id) => id.to_string(),
+            Credential::Jwt { fingerprint } => fingerprint.clone(),
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        Role::from_stored(&self.user.role)
+    }
 }
 
 /// A freshly issued token and the identity it opens.
@@ -32,11 +78,22 @@ pub struct Issued {
 pub struct Accounts {
     store: Store,
     config: Arc<Config>,
+    /// `None` when no identity provider is configured: JWTs are refused.
+    jwt: Option<Arc<JwtVerifier>>,
 }
 
+/// Numbered handle suffixes tried before random ones.
+const NUMBERED_SUFFIXES: std::ops::RangeInclusive<u32> = 2..=9;
+/// Random handle suffixes tried before giving up.
+const RANDOM_SUFFIX_TRIES: usize = 8;
+
 impl Accounts {
-    pub fn new(store: Store, config: Arc<Config>) -> Self {
-        Accounts { store, config }
+    pub fn new(store: Store, config: Arc<Config>, jwt: Option<JwtVerifier>) -> Self {
+        Accounts {
+            store,
+            config,
+            jwt: jwt.map(Arc::new),
+        }
     }
 
     pub async fn register(
@@ -49,22 +106,23 @@ impl Accounts {
         validate_password(password)?;
         validate_display_name(display_name)?;
         let hash = password::hash(password.to_owned()).await?;
-        let role = if self.config.is_admin_handle(handle) {
-            "admin"
-        } else {
-            "member"
-        };
-        let user = self
+        let mut user = self
             .store
             .create_user(NewUser {
                 handle,
                 display_name,
                 password_hash: Some(&hash),
                 external_sub: None,
-                role,
+                role: Role::Member.as_str(),
                 now: now_ms(),
             })
             .await?;
+        // Created as a member and promoted through the audited path, so a
+        // configured admin is recorded like any other role change, and a
+        // failed record leaves a member rather than an unrecorded admin.
+        if self.config.is_admin_handle(handle) {
+            self.promote_configured_admin(&mut user).await?;
+        }
         self.issue(user).await
     }
 
@@ -76,17 +134,47 @@ impl Accounts {
         if !password::verify(password.to_owned(), hash).await? {
             return Err(REFUSED);
         }
-        if self.config.is_admin_handle(&user.handle) && user.role != "admin" {
-            self.store.set_role(user.id, "admin").await?;
-            user.role = "admin".into();
+        if self.config.is_admin_handle(&user.handle) && Role::from_stored(&user.role) != Role::Admin
+        {
+            self.promote_configured_admin(&mut user).await?;
         }
         self.issue(user).await
     }
 
-    /// The identity behind a bearer token, or `unauthenticated`.
+    /// Makes a user listed in `MESHI_ADMIN_HANDLES` an admin, recording
+    /// that the configuration, not a person, did it.
+    async fn promote_configured_admin(&self, user: &mut UserRow) -> Result<()> {
+        let target = format!("user:{}", user.id);
+        let changed = self
+            .store
+            .change_role(
+                user.id,
+                Role::Admin.as_str(),
+                NewAudit {
+                    actor_id: None,
+                    action: AUDIT_ROLE_CHANGE,
+                    target: &target,
+                    data: r#"{"source":"MESHI_ADMIN_HANDLES"}"#,
+                    now: now_ms(),
+                },
+            )
+            .await?;
+        if changed.is_none() {
+            return Err(Error::internal("a user vanished while being promoted"));
+        }
+        tracing::info!(user_id = user.id, "admin named by MESHI_ADMIN_HANDLES");
+        user.role = Role::Admin.as_str().to_owned();
+        Ok(())
+    }
+
+    /// The identity behind a bearer token (a session token or an
+    /// identity-provider JWT), or `unauthenticated`.
     pub async fn authenticate(&self, token: &str) -> Result<Identity> {
-        if token.is_empty() || token.len() > 4096 {
+        if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
             return Err(Error::Unauthenticated("invalid token"));
+        }
+        if jwt::looks_like_jwt(token) {
+            return self.authenticate_jwt(token).await;
         }
         let found = self
             .store
@@ -95,13 +183,81 @@ impl Accounts {
         let (session, user) = found.ok_or(Error::Unauthenticated("invalid or expired token"))?;
         Ok(Identity {
             user,
-            session_id: session.id,
+            credential: Credential::Session(session.id),
             expires_at: session.expires_at,
         })
     }
 
-    pub async fn revoke(&self, session_id: i64) -> Result<()> {
-        self.store.revoke_session(session_id, now_ms()).await?;
+    async fn authenticate_jwt(&self, token: &str) -> Result<Identity> {
+        let Some(verifier) = &self.jwt else {
+            return Err(Error::Unauthenticated("invalid token"));
+        };
+        let verified = verifier.verify(token).map_err(|refusal| {
+            tracing::debug!(?refusal, "identity-provider token refused");
+            Error::Unauthenticated(refusal.message())
+        })?;
+        let user = self.external_user(&verified).await?;
+        Ok(Identity {
+            user,
+            credential: Credential::Jwt {
+                fingerprint: jwt::fingerprint(token),
+            },
+            expires_at: verified.expires_at,
+        })
+    }
+
+    /// The user an identity-provider subject maps to, created on first
+    /// sight. Two first sign-ons of one subject may race: the loser's
+    /// insert hits the unique `external_sub` and it reads the winner's row.
+    async fn external_user(&self, verified: &jwt::Verified) -> Result<UserRow> {
+        let subject = verified.subject.as_str();
+        if let Some(user) = self.store.user_by_external_sub(subject).await? {
+            return Ok(user);
+        }
+        let base = jwt::handle_base(verified.username.as_deref().unwrap_or(subject));
+        let display_name = verified.name.as_deref().and_then(jwt::display_name);
+        for handle in handle_candidates(&base) {
+            // A listed admin handle taken by a provider user would either
+            // lock the real admin out or hand the provider's user admin
+            // rights on a later password login; neither may happen.
+            if self.config.is_admin_handle(&handle) {
+                continue;
+            }
+            let created = self
+                .store
+                .create_user(NewUser {
+                    handle: &handle,
+                    display_name: display_name.as_deref().unwrap_or(&handle),
+                    password_hash: None,
+                    external_sub: Some(subject),
+                    role: Role::Member.as_str(),
+                    now: now_ms(),
+                })
+                .await;
+            match created {
+                Ok(user) => {
+                    tracing::info!(user_id = user.id, "user created on first sign-on");
+                    return Ok(user);
+                }
+                Err(StoreError::Conflict(_)) => {
+                    if let Some(user) = self.store.user_by_external_sub(subject).await? {
+                        return Ok(user);
+                    }
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(Error::Conflict(
+            "no free handle could be derived for this identity".into(),
+        ))
+    }
+
+    /// Revokes a stored session. A JWT identity has none: the provider
+    /// alone can end it, so there is nothing to do here.
+    pub async fn revoke(&self, identity: &Identity) -> Result<()> {
+        if let Some(session_id) = identity.session_id() {
+            self.store.revoke_session(session_id, now_ms()).await?;
+        }
         Ok(())
     }
 
@@ -118,11 +274,21 @@ impl Accounts {
             token,
             identity: Identity {
                 user,
-                session_id: session.id,
+                credential: Credential::Session(session.id),
                 expires_at: session.expires_at,
             },
         })
     }
+}
+
+/// Handles to try for a new provider user: the base, numbered variants,
+/// then random ones, which a crowd sharing one name cannot exhaust.
+fn handle_candidates(base: &str) -> impl Iterator<Item = String> + '_ {
+    let numbered = NUMBERED_SUFFIXES.map(move |n| jwt::with_suffix(base, &n.to_string()));
+    let random = (0..RANDOM_SUFFIX_TRIES).map(move |_| jwt::with_suffix(base, &token::short_id()));
+    std::iter::once(base.to_owned())
+        .chain(numbered)
+        .chain(random)
 }
 
 pub fn validate_handle(handle: &str) -> Result<()> {

@@ -2,6 +2,7 @@
 //! store) and shape answers; they never run SQL themselves.
 
 mod accounts;
+mod admin;
 mod cards;
 mod communities;
 mod events;
@@ -14,7 +15,7 @@ mod profiles;
 mod rooms;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 
 use crate::app::AppState;
@@ -63,7 +64,10 @@ pub fn router(state: AppState) -> Router {
         .route("/events/{id}/rsvp", put(events::rsvp).delete(events::leave))
         .route("/notifications", get(notifications::list))
         .route("/notifications/read", post(notifications::mark_read))
-        .route("/rooms", get(rooms::list));
+        .route("/rooms", get(rooms::list))
+        .route("/admin/users/{id}/role", put(admin::change_role))
+        .route("/admin/rooms/{id}", delete(admin::close_room))
+        .route("/admin/audit", get(admin::audit));
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(ops::healthz))

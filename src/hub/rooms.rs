@@ -104,6 +104,16 @@ impl Hub {
             .ok_or(Error::NotFound("room"))
     }
 
+    /// An open room as the directory shows it.
+    pub fn room_info(&self, room_id: &str) -> Result<RoomView> {
+        let room = self.room(room_id)?;
+        let state = room.lock();
+        if state.closed {
+            return Err(Error::NotFound("room"));
+        }
+        Ok(room.view(&state))
+    }
+
     pub fn room_exists(&self, room_id: &str) -> bool {
         self.inner.rooms.contains_key(room_id)
     }

@@ -57,6 +57,14 @@ impl Store {
         )
     }
 
+    /// The user an identity provider knows by `sub`.
+    pub async fn user_by_external_sub(&self, sub: &str) -> Result<Option<UserRow>, StoreError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE external_sub = $1");
+        Ok(
+            on_pool!(self, pool => sqlx::query_as::<_, UserRow>(&sql).bind(sub).fetch_optional(pool).await)?,
+        )
+    }
+
     /// The user with this handle and their password hash, for login.
     pub async fn user_with_password(
         &self,

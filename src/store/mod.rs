@@ -7,6 +7,7 @@
 //! Migrations live in `migrations/<backend>/` and are compiled in.
 
 mod accounts;
+mod audit;
 mod cards;
 mod communities;
 mod events;
@@ -15,6 +16,7 @@ mod messages;
 mod notifications;
 
 pub use accounts::{NewUser, ProfileChanges, SessionRow, UserRow};
+pub use audit::{AuditRow, NewAudit, RoleChanged, AUDIT_ROLE_CHANGE, AUDIT_ROOM_CLOSE};
 pub use cards::{CardChanges, CardFilter, CardRow, InterestRow};
 pub use communities::{CommunityAccess, CommunityFilter, CommunityRow, MembershipChange};
 pub use events::{

@@ -257,9 +257,12 @@ impl Connection {
         self.state
             .hub
             .subscribe(Topic::User(identity.user.id), subscriber.clone());
-        self.state
-            .hub
-            .subscribe(Topic::Session(identity.session_id), subscriber.clone());
+        // Only stored sessions can be revoked; a JWT socket ends at `exp`.
+        if let Some(session_id) = identity.session_id() {
+            self.state
+                .hub
+                .subscribe(Topic::Session(session_id), subscriber.clone());
+        }
         self.state.presence.connected(identity.user.id);
         self.session.insert(Session {
             identity,
@@ -274,11 +277,12 @@ impl Connection {
             return;
         };
         let hub = &self.state.hub;
-        hub.unsubscribe(&Topic::Session(session.identity.session_id), self.id);
-        hub.subscribe(
-            Topic::Session(identity.session_id),
-            session.subscriber.clone(),
-        );
+        if let Some(old) = session.identity.session_id() {
+            hub.unsubscribe(&Topic::Session(old), self.id);
+        }
+        if let Some(new) = identity.session_id() {
+            hub.subscribe(Topic::Session(new), session.subscriber.clone());
+        }
         session.identity = identity;
     }
 
@@ -293,7 +297,9 @@ impl Connection {
         if self.watching {
             hub.unsubscribe(&Topic::Directory, self.id);
         }
-        hub.unsubscribe(&Topic::Session(session.identity.session_id), self.id);
+        if let Some(session_id) = session.identity.session_id() {
+            hub.unsubscribe(&Topic::Session(session_id), self.id);
+        }
         hub.unsubscribe(&Topic::User(session.identity.user.id), self.id);
         self.state.presence.disconnected(session.identity.user.id);
     }

@@ -190,7 +190,7 @@ impl Connection {
             ));
         }
         let identity = self.state.accounts.authenticate(token).await?;
-        let session_id = identity.session_id.to_string();
+        let session_id = identity.session_label();
         let Session { user, .. } = self.open_session(identity);
         let user = user.clone();
         data(&HelloOk {

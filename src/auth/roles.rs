@@ -1,0 +1,168 @@
+//! Roles as groups of permissions, and the one check every privileged
+//! handler goes through. No handler looks at a role itself: it asks
+//! [`require`] for a [`Permission`], so widening or narrowing a role is an
+//! edit to [`Role::permissions`] and nowhere else.
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::Identity;
+use crate::error::{Error, Result};
+
+/// What a user is allowed to do beyond their own data. Ordered by
+/// privilege: each role holds every permission of the roles below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Member,
+    Moderator,
+    Admin,
+}
+
+/// One privileged action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Permission {
+    CloseRoom,
+    RemoveMessage,
+    KickUser,
+    ChangeRole,
+    ReadAudit,
+}
+
+impl Permission {
+    /// Words for the `forbidden` message, so a client learns what it lacks.
+    fn refusal(self) -> &'static str {
+        match self {
+            Permission::CloseRoom => "your role may not close rooms",
+            Permission::RemoveMessage => "your role may not remove messages",
+            Permission::KickUser => "your role may not kick users",
+            Permission::ChangeRole => "your role may not change roles",
+            Permission::ReadAudit => "your role may not read the audit log",
+        }
+    }
+}
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Member, Role::Moderator, Role::Admin];
+
+    pub fn permissions(self) -> &'static [Permission] {
+        use Permission::*;
+        match self {
+            Role::Member => &[],
+            Role::Moderator => &[CloseRoom, RemoveMessage, KickUser],
+            Role::Admin => &[CloseRoom, RemoveMessage, KickUser, ChangeRole, ReadAudit],
+        }
+    }
+
+    pub fn permits(self, permission: Permission) -> bool {
+        self.permissions().contains(&permission)
+    }
+
+    /// The name stored in `users.role` and shown on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::Moderator => "moderator",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The role behind a stored name. A name this build does not know
+    /// grants nothing, so a bad row can never widen anyone's rights.
+    pub fn from_stored(name: &str) -> Role {
+        name.parse().unwrap_or(Role::Member)
+    }
+}
+
+/// A role name that is not `member`, `moderator` or `admin`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown role `{0}`")]
+pub struct UnknownRole(pub String);
+
+impl FromStr for Role {
+    type Err = UnknownRole;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|role| role.as_str() == name)
+            .ok_or_else(|| UnknownRole(name.to_owned()))
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Passes when the caller's role holds `permission`, else `forbidden`.
+pub fn require(identity: &Identity, permission: Permission) -> Result<()> {
+    if identity.role().permits(permission) {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(permission.refusal()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVERY_PERMISSION: [Permission; 5] = [
+        Permission::CloseRoom,
+        Permission::RemoveMessage,
+        Permission::KickUser,
+        Permission::ChangeRole,
+        Permission::ReadAudit,
+    ];
+
+    #[test]
+    fn members_hold_no_permission() {
+        for permission in EVERY_PERMISSION {
+            assert!(!Role::Member.permits(permission), "{permission:?}");
+        }
+    }
+
+    #[test]
+    fn moderators_moderate_but_do_not_administer() {
+        assert!(Role::Moderator.permits(Permission::CloseRoom));
+        assert!(Role::Moderator.permits(Permission::RemoveMessage));
+        assert!(Role::Moderator.permits(Permission::KickUser));
+        assert!(!Role::Moderator.permits(Permission::ChangeRole));
+        assert!(!Role::Moderator.permits(Permission::ReadAudit));
+    }
+
+    #[test]
+    fn admins_hold_every_permission() {
+        for permission in EVERY_PERMISSION {
+            assert!(Role::Admin.permits(permission), "{permission:?}");
+        }
+    }
+
+    #[test]
+    fn each_role_includes_the_roles_below_it() {
+        for (lower, higher) in [
+            (Role::Member, Role::Moderator),
+            (Role::Moderator, Role::Admin),
+        ] {
+            assert!(lower < higher);
+            for permission in lower.permissions() {
+                assert!(higher.permits(*permission), "{higher} lacks {permission:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn names_round_trip_and_unknown_names_grant_nothing() {
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+        }
+        assert_eq!(
+            "root".parse::<Role>(),
+            Err(UnknownRole("root".into())),
+            "only the three names parse"
+        );
+        assert_eq!("Admin".parse::<Role>().ok(), None, "names are exact");
+        assert_eq!(Role::from_stored("superuser"), Role::Member);
+    }
+}
