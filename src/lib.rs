@@ -13,6 +13,7 @@
 //! - [`notify`]: notifications, stored then pushed.
 //! - [`dm`]: direct messages, group-committed then pushed.
 //! - [`presence`]: online/offline and telling partners.
+//! - [`standing`]: event and community rooms and who may enter them.
 //! - [`validate`]: input rules shared by REST and socket ops.
 
 pub mod app;
@@ -29,6 +30,7 @@ pub mod metrics;
 pub mod notify;
 pub mod presence;
 pub mod profile;
+pub mod standing;
 pub mod store;
 pub mod validate;
 pub mod ws;

@@ -35,6 +35,7 @@ pub struct StandingRoom {
     pub id: String,
     pub kind: RoomKind,
     pub name: String,
+    pub topic: Option<String>,
     pub capacity: u32,
     pub host_id: Option<UserId>,
 }
@@ -144,7 +145,7 @@ impl Hub {
                     id: Arc::from(spec.id.as_str()),
                     kind: spec.kind,
                     name: spec.name.clone(),
-                    topic: None,
+                    topic: spec.topic.clone(),
                     capacity: spec.capacity,
                     host_id: spec.host_id,
                     created_at: now_ms(),

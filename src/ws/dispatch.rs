@@ -13,6 +13,7 @@ use super::conn::{Connection, Flow, Session};
 use crate::clock::{now_ms, rfc3339};
 use crate::error::{Error, Result};
 use crate::hub::subscribers::Topic;
+use crate::standing;
 
 /// How an op answered.
 pub(super) enum Reply {
@@ -104,9 +105,12 @@ impl Connection {
                 data(&RoomCreated { room })
             }
             Request::RoomList => data(&RoomList {
-                rooms: hub.list_rooms(),
+                rooms: standing::rooms_for(&self.state.store, &hub, session.identity.user.id)
+                    .await?,
             }),
             Request::RoomJoin { room_id, since_seq } => {
+                standing::admit(&self.state.store, &hub, &room_id, session.identity.user.id)
+                    .await?;
                 let already_joined = self.joined.contains(room_id.as_str());
                 let outbox = self.outbox.clone();
                 hub.join_room(
@@ -157,7 +161,8 @@ impl Connection {
                 hub.subscribe(Topic::Directory, session.subscriber.clone());
                 self.watching = true;
                 data(&RoomList {
-                    rooms: hub.list_rooms(),
+                    rooms: standing::rooms_for(&self.state.store, &hub, session.identity.user.id)
+                        .await?,
                 })
             }
             Request::DmSend {
