@@ -56,12 +56,24 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(config: Config, explicit_database: bool) -> anyhow::Result<()> {
     config.validate(explicit_database)?;
-    let listener = tokio::net::TcpListener::bind(config.addr)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.addr))?;
+    let listener =
+        listen(config.addr).with_context(|| format!("cannot listen on {}", config.addr))?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
     meshi::serve(listener, config, shutdown_signal()).await?;
     Ok(())
+}
+
+/// Binds with a deep accept queue: bursts of thousands of connects
+/// overflowed the usual 128 and cost clients a one-second SYN retry.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 fn init_logs(format: LogFormat) {

@@ -16,6 +16,7 @@ use crate::app::AppState;
 /// How far past the protocol limit the transport still reads a frame, so an
 /// oversized frame is read whole and answered with a clean 1009 close.
 const TRANSPORT_SLACK: usize = 4;
+const IDLE_READ_BUFFER: usize = 4 * 1024;
 
 pub async fn upgrade(
     State(state): State<AppState>,
@@ -30,6 +31,9 @@ pub async fn upgrade(
     let transport_limit = state.config.max_frame_bytes.saturating_mul(TRANSPORT_SLACK);
     let tasks = state.tasks.clone();
     ws.protocols([SUBPROTOCOL])
+        // Most sockets sit idle; a small read buffer that grows for large
+        // frames keeps them cheap (the library default is 128 KiB each).
+        .read_buffer_size(IDLE_READ_BUFFER)
         .max_message_size(transport_limit)
         .max_frame_size(transport_limit)
         .on_upgrade(move |socket| tasks.track_future(conn::run(socket, state, origin_allowed)))
