@@ -110,8 +110,9 @@ impl From<StoreError> for Error {
     }
 }
 
-#[derive(serde::Serialize)]
-struct ErrorResponse {
+/// Every error answer of the REST API.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorResponse {
     error: ErrorBody,
 }
 

@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::clock::rfc3339;
 use crate::store::UserRow;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Profile {
     pub id: String,
     pub handle: String,

@@ -24,6 +24,7 @@ impl From<&str> for Ref {
 }
 
 /// Machine-readable reason of an `error` frame or an error response body.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -63,6 +64,7 @@ impl fmt::Display for ErrorCode {
 }
 
 /// The `error` object of an error frame (and of REST error bodies).
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub code: ErrorCode,

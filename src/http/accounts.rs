@@ -5,28 +5,29 @@ use axum::http::StatusCode;
 use axum::Json;
 use meshi_protocol::close;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::extract::{Body, Caller};
 use crate::app::AppState;
 use crate::auth::Issued;
-use crate::error::Result;
+use crate::error::{ErrorResponse, Result};
 use crate::hub::subscribers::Topic;
 use crate::profile::Profile;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct Register {
     handle: String,
     password: String,
     display_name: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct Login {
     handle: String,
     password: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TokenAndUser {
     token: String,
     user: Profile,
@@ -41,6 +42,19 @@ impl From<Issued> for TokenAndUser {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/register",
+    operation_id = "register",
+    tag = "accounts",
+    request_body = Register,
+    responses(
+        (status = 201, description = "the account and a session token", body = TokenAndUser),
+        (status = 400, description = "a field is invalid; the message names it", body = ErrorResponse),
+        (status = 409, description = "the handle is taken", body = ErrorResponse),
+        (status = 413, description = "the body is too large", body = ErrorResponse),
+    ),
+)]
 pub async fn register(
     State(state): State<AppState>,
     Body(body): Body<Register>,
@@ -52,6 +66,19 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(issued.into())))
 }
 
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    operation_id = "login",
+    tag = "accounts",
+    request_body = Login,
+    responses(
+        (status = 200, description = "a new session token", body = TokenAndUser),
+        (status = 400, description = "the body is malformed", body = ErrorResponse),
+        (status = 401, description = "wrong handle or password", body = ErrorResponse),
+        (status = 413, description = "the body is too large", body = ErrorResponse),
+    ),
+)]
 pub async fn login(
     State(state): State<AppState>,
     Body(body): Body<Login>,
@@ -63,6 +90,17 @@ pub async fn login(
 /// Revokes the caller's token and closes every socket opened with it. An
 /// identity-provider JWT has no stored session: only its provider can end
 /// it, so there is nothing to revoke and the answer is still 204.
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    operation_id = "logout",
+    tag = "accounts",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "the token is revoked and its sockets closed"),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+    ),
+)]
 pub async fn logout(State(state): State<AppState>, Caller(me): Caller) -> Result<StatusCode> {
     state.accounts.revoke(&me).await?;
     if let Some(session_id) = me.session_id() {
@@ -75,6 +113,17 @@ pub async fn logout(State(state): State<AppState>, Caller(me): Caller) -> Result
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/me",
+    operation_id = "get_me",
+    tag = "profiles",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the caller's full profile", body = Profile),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+    ),
+)]
 pub async fn me(Caller(me): Caller) -> Json<Profile> {
     Json(Profile::from(&me.user))
 }

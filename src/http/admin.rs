@@ -8,23 +8,42 @@ use axum::Json;
 use meshi_protocol::RoomClosedReason;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{path_id, Body, Caller, Params};
 use super::page::{self, decode_cursor, Page};
 use crate::app::AppState;
 use crate::auth::roles::{require, Permission, Role};
 use crate::clock::{now_ms, rfc3339};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorResponse, Result};
 use crate::store::{AuditRow, NewAudit, AUDIT_ROLE_CHANGE, AUDIT_ROOM_CLOSE};
 
 /// Room ids are short; a longer one cannot name a room.
 const MAX_ROOM_ID_BYTES: usize = 128;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct RoleChange {
+    /// `member`, `moderator` or `admin`.
     role: String,
 }
 
+#[utoipa::path(
+    put,
+    path = "/admin/users/{id}/role",
+    operation_id = "change_role",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "user id")),
+    request_body = RoleChange,
+    responses(
+        (status = 204, description = "the role is changed and recorded in the audit log"),
+        (status = 400, description = "`role` is not a role", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 403, description = "the caller is not an admin", body = ErrorResponse),
+        (status = 404, description = "no such user", body = ErrorResponse),
+        (status = 413, description = "the body is too large", body = ErrorResponse),
+    ),
+)]
 /// `PUT /admin/users/{id}/role`: admins set anyone's role.
 pub async fn change_role(
     State(state): State<AppState>,
@@ -58,6 +77,20 @@ pub async fn change_role(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/admin/rooms/{id}",
+    operation_id = "close_room",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "room id")),
+    responses(
+        (status = 204, description = "the room is closed for everyone inside, reason `moderator`"),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 403, description = "the caller is neither a moderator nor an admin", body = ErrorResponse),
+        (status = 404, description = "no such open room", body = ErrorResponse),
+    ),
+)]
 /// `DELETE /admin/rooms/{id}`: moderators and admins close a room; everyone
 /// inside gets `room.closed` with reason `moderator`.
 pub async fn close_room(
@@ -99,13 +132,16 @@ pub async fn close_room(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    /// 1-100, default 50.
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct AuditEntry {
     id: String,
     actor_id: Option<String>,
@@ -128,6 +164,20 @@ impl From<AuditRow> for AuditEntry {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/audit",
+    operation_id = "list_audit",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "a page of audit entries, newest first", body = Page<AuditEntry>),
+        (status = 400, description = "a query parameter is invalid", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 403, description = "the caller is not an admin", body = ErrorResponse),
+    ),
+)]
 /// `GET /admin/audit`: admins page through the log, newest first.
 pub async fn audit(
     State(state): State<AppState>,

@@ -6,18 +6,19 @@ use axum::Json;
 use meshi_protocol::UserSummary;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{path_id, Body, Caller, Params};
 use super::page::{self, decode_cursor, Page};
 use crate::app::AppState;
 use crate::clock::{now_ms, rfc3339};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorResponse, Result};
 use crate::notify::kind;
 use crate::profile::summary;
 use crate::store::{CardChanges, CardFilter, CardRow, MatchError, MatchRow};
 use crate::validate;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Card {
     id: String,
     owner_id: String,
@@ -25,6 +26,7 @@ pub struct Card {
     title: String,
     body: String,
     tags: Vec<String>,
+    /// `open` or `closed`.
     status: &'static str,
     created_at: String,
     updated_at: String,
@@ -50,7 +52,7 @@ impl From<CardRow> for Card {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct NewCard {
     title: String,
     #[serde(default)]
@@ -59,7 +61,8 @@ pub struct NewCard {
     tags: Vec<String>,
 }
 
-#[derive(Deserialize)]
+/// A partial edit: absent fields stay as they are.
+#[derive(Deserialize, ToSchema)]
 pub struct CardPatch {
     title: Option<String>,
     body: Option<String>,
@@ -68,15 +71,36 @@ pub struct CardPatch {
     status: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CardQuery {
+    /// Only cards with this tag.
     tag: Option<String>,
+    /// Text searched in titles and bodies (at most 100 characters).
     q: Option<String>,
+    /// Only cards of this user, closed ones included; without it, open
+    /// cards only.
     owner_id: Option<String>,
+    /// 1-100, default 50.
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/cards",
+    operation_id = "create_card",
+    tag = "cards",
+    security(("bearer" = [])),
+    request_body = NewCard,
+    responses(
+        (status = 201, description = "the new card", body = Card),
+        (status = 400, description = "a field is invalid; the message names it", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 413, description = "the body is too large", body = ErrorResponse),
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     Caller(me): Caller,
@@ -92,6 +116,19 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(card.into())))
 }
 
+#[utoipa::path(
+    get,
+    path = "/cards",
+    operation_id = "list_cards",
+    tag = "cards",
+    security(("bearer" = [])),
+    params(CardQuery),
+    responses(
+        (status = 200, description = "a page of cards, newest first", body = Page<Card>),
+        (status = 400, description = "a query parameter is invalid", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Caller,
@@ -138,6 +175,19 @@ async fn load_own(state: &AppState, raw_id: &str, me: i64) -> Result<CardRow> {
     Ok(card)
 }
 
+#[utoipa::path(
+    get,
+    path = "/cards/{id}",
+    operation_id = "get_card",
+    tag = "cards",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "card id")),
+    responses(
+        (status = 200, description = "the card", body = Card),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such card", body = ErrorResponse),
+    ),
+)]
 pub async fn get(
     State(state): State<AppState>,
     _caller: Caller,
@@ -146,6 +196,23 @@ pub async fn get(
     Ok(Json(load(&state, &id).await?.into()))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/cards/{id}",
+    operation_id = "update_card",
+    tag = "cards",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "card id")),
+    request_body = CardPatch,
+    responses(
+        (status = 200, description = "the card after the change", body = Card),
+        (status = 400, description = "a field is invalid; the message names it", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 403, description = "the caller does not own the card", body = ErrorResponse),
+        (status = 404, description = "no such card", body = ErrorResponse),
+        (status = 413, description = "the body is too large", body = ErrorResponse),
+    ),
+)]
 pub async fn update(
     State(state): State<AppState>,
     Caller(me): Caller,
@@ -190,6 +257,20 @@ pub async fn update(
     Ok(Json(load(&state, &id).await?.into()))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/cards/{id}",
+    operation_id = "delete_card",
+    tag = "cards",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "card id")),
+    responses(
+        (status = 204, description = "the card is deleted"),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 403, description = "the caller does not own the card", body = ErrorResponse),
+        (status = 404, description = "no such card", body = ErrorResponse),
+    ),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Caller(me): Caller,
@@ -200,6 +281,21 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    put,
+    path = "/cards/{id}/interest",
+    operation_id = "press_interest",
+    tag = "cards",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "card id")),
+    responses(
+        (status = 204, description = "the caller is interested (idempotent)"),
+        (status = 400, description = "the card is the caller's own", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such card", body = ErrorResponse),
+        (status = 409, description = "the card is closed", body = ErrorResponse),
+    ),
+)]
 pub async fn press_interest(
     State(state): State<AppState>,
     Caller(me): Caller,
@@ -229,6 +325,20 @@ pub async fn press_interest(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/cards/{id}/interest",
+    operation_id = "withdraw_interest",
+    tag = "cards",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "card id")),
+    responses(
+        (status = 204, description = "the caller is not interested (idempotent)"),
+        (status = 400, description = "the card is the caller's own", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such card", body = ErrorResponse),
+    ),
+)]
 pub async fn withdraw_interest(
     State(state): State<AppState>,
     Caller(me): Caller,
@@ -245,18 +355,36 @@ pub async fn withdraw_interest(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Interest {
     user: UserSummary,
     created_at: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// 1-100, default 50.
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/cards/{id}/interests",
+    operation_id = "list_interests",
+    tag = "cards",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "card id"), PageQuery),
+    responses(
+        (status = 200, description = "a page of interested users, newest first", body = Page<Interest>),
+        (status = 400, description = "a query parameter is invalid", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 403, description = "the caller does not own the card", body = ErrorResponse),
+        (status = 404, description = "no such card", body = ErrorResponse),
+    ),
+)]
 pub async fn interests(
     State(state): State<AppState>,
     Caller(me): Caller,
@@ -282,18 +410,18 @@ pub async fn interests(
     )))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct NewMatch {
     user_id: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct MatchCreated {
     #[serde(rename = "match")]
     record: MatchOut,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct MatchOut {
     id: String,
     card_id: String,
@@ -302,6 +430,24 @@ pub struct MatchOut {
     created_at: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/cards/{id}/matches",
+    operation_id = "create_match",
+    tag = "cards",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "card id")),
+    request_body = NewMatch,
+    responses(
+        (status = 201, description = "a new match and its new conversation", body = MatchCreated),
+        (status = 200, description = "the pair already has a conversation; the existing one", body = MatchCreated),
+        (status = 400, description = "`user_id` is invalid, the caller, or has not pressed interested", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 403, description = "the caller does not own the card", body = ErrorResponse),
+        (status = 404, description = "no such card", body = ErrorResponse),
+        (status = 413, description = "the body is too large", body = ErrorResponse),
+    ),
+)]
 pub async fn create_match(
     State(state): State<AppState>,
     Caller(me): Caller,

@@ -4,16 +4,17 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{path_id, Body, Caller, Params};
 use super::page::{self, decode_text_cursor, encode_text_cursor, Page};
 use crate::app::AppState;
 use crate::clock::{now_ms, rfc3339};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorResponse, Result};
 use crate::store::{CommunityFilter, CommunityRow, MembershipChange};
 use crate::validate;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Community {
     id: String,
     name: String,
@@ -55,7 +56,7 @@ impl From<CommunityRow> for Community {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct NewCommunity {
     name: String,
     #[serde(default)]
@@ -64,14 +65,34 @@ pub struct NewCommunity {
     tags: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CommunityQuery {
+    /// Text searched in names and descriptions (at most 100 characters).
     q: Option<String>,
+    /// Only communities with this tag.
     tag: Option<String>,
+    /// 1-100, default 50.
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/communities",
+    operation_id = "create_community",
+    tag = "communities",
+    security(("bearer" = [])),
+    request_body = NewCommunity,
+    responses(
+        (status = 201, description = "the new community; the caller is its first member", body = Community),
+        (status = 400, description = "a field is invalid; the message names it", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 409, description = "the name is taken", body = ErrorResponse),
+        (status = 413, description = "the body is too large", body = ErrorResponse),
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     Caller(me): Caller,
@@ -93,6 +114,19 @@ pub async fn create(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/communities",
+    operation_id = "list_communities",
+    tag = "communities",
+    security(("bearer" = [])),
+    params(CommunityQuery),
+    responses(
+        (status = 200, description = "a page of communities by name", body = Page<Community>),
+        (status = 400, description = "a query parameter is invalid", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+    ),
+)]
 /// Communities by name, ignoring case (ties, which unique names make
 /// impossible today, by id). The cursor holds the `(lower-cased name, id)`
 /// of the last one served, so communities created between pages never
@@ -138,6 +172,19 @@ pub async fn list(
     )))
 }
 
+#[utoipa::path(
+    get,
+    path = "/communities/{id}",
+    operation_id = "get_community",
+    tag = "communities",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "community id")),
+    responses(
+        (status = 200, description = "the community, with whether the caller belongs", body = Community),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such community", body = ErrorResponse),
+    ),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Caller(me): Caller,
@@ -153,6 +200,19 @@ pub async fn get(
     Ok(Json(Community::for_caller(community, is_member)))
 }
 
+#[utoipa::path(
+    put,
+    path = "/communities/{id}/membership",
+    operation_id = "join_community",
+    tag = "communities",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "community id")),
+    responses(
+        (status = 204, description = "the caller is a member (idempotent)"),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such community", body = ErrorResponse),
+    ),
+)]
 pub async fn join(
     State(state): State<AppState>,
     Caller(me): Caller,
@@ -163,6 +223,19 @@ pub async fn join(
     answered(change)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/communities/{id}/membership",
+    operation_id = "leave_community",
+    tag = "communities",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "community id")),
+    responses(
+        (status = 204, description = "the caller is not a member (idempotent)"),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such community", body = ErrorResponse),
+    ),
+)]
 pub async fn leave(
     State(state): State<AppState>,
     Caller(me): Caller,

@@ -8,12 +8,13 @@ use axum::Json;
 use meshi_protocol::UserSummary;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{path_id, Body, Caller, Params};
 use super::page::{self, decode_cursor, Page};
 use crate::app::AppState;
 use crate::clock::{now_ms, rfc3339};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorResponse, Result};
 use crate::notify::kind;
 use crate::store::{EventChanges, EventError, EventFilter, EventRow, NewEvent, RsvpStatus};
 use crate::validate;
@@ -25,7 +26,7 @@ const ONLINE_URL_MAX: usize = 500;
 const CAPACITY_MAX: i64 = 500;
 const TAGS_MAX: usize = 5;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Event {
     id: String,
     host: UserSummary,
@@ -85,7 +86,7 @@ pub fn room_id(event_id: i64) -> String {
 }
 
 /// One event as a particular caller sees it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct EventDetail {
     #[serde(flatten)]
     event: Event,
@@ -93,7 +94,8 @@ pub struct EventDetail {
     my_rsvp: Option<&'static str>,
 }
 
-#[derive(Deserialize)]
+/// Give a `venue`, an `online_url` or both.
+#[derive(Deserialize, ToSchema)]
 pub struct NewEventBody {
     #[serde(default)]
     title: String,
@@ -110,16 +112,19 @@ pub struct NewEventBody {
 
 /// A partial edit: absent fields stay; `null` clears `ends_at`, `venue`
 /// and `online_url`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct EventPatch {
     title: Option<String>,
     description: Option<String>,
     starts_at: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
     ends_at: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
     venue: Option<Option<String>>,
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
     online_url: Option<Option<String>>,
     capacity: Option<i64>,
     tags: Option<Vec<String>>,
@@ -147,16 +152,22 @@ where
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventQuery {
+    /// Only events starting at or after this RFC 3339 time; default now.
     from: Option<String>,
+    /// Only events with this tag.
     tag: Option<String>,
+    /// 1-100, default 50.
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct RsvpAnswer {
+    /// `going` or `waitlisted`.
     status: &'static str,
     /// 1-based place in the waitlist; only when waitlisted.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -197,6 +208,20 @@ fn event_error(err: EventError) -> Error {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/events",
+    operation_id = "create_event",
+    tag = "events",
+    security(("bearer" = [])),
+    request_body = NewEventBody,
+    responses(
+        (status = 201, description = "the new event", body = Event),
+        (status = 400, description = "a field is invalid; the message names it", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 413, description = "the body is too large", body = ErrorResponse),
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     Caller(me): Caller,
@@ -246,6 +271,19 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(event.into())))
 }
 
+#[utoipa::path(
+    get,
+    path = "/events",
+    operation_id = "list_events",
+    tag = "events",
+    security(("bearer" = [])),
+    params(EventQuery),
+    responses(
+        (status = 200, description = "a page of events, soonest first", body = Page<Event>),
+        (status = 400, description = "a query parameter is invalid", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     _caller: Caller,
@@ -295,6 +333,19 @@ async fn load_hosted(state: &AppState, raw_id: &str, me: i64) -> Result<EventRow
     Ok(event)
 }
 
+#[utoipa::path(
+    get,
+    path = "/events/{id}",
+    operation_id = "get_event",
+    tag = "events",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "event id")),
+    responses(
+        (status = 200, description = "the event as the caller sees it", body = EventDetail),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such event", body = ErrorResponse),
+    ),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Caller(me): Caller,
@@ -308,6 +359,24 @@ pub async fn get(
     }))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/events/{id}",
+    operation_id = "update_event",
+    tag = "events",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "event id")),
+    request_body = EventPatch,
+    responses(
+        (status = 200, description = "the event after the change", body = Event),
+        (status = 400, description = "a field is invalid; the message names it", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 403, description = "the caller is not the event's host", body = ErrorResponse),
+        (status = 404, description = "no such event", body = ErrorResponse),
+        (status = 409, description = "the event is cancelled, or the capacity would drop below those going", body = ErrorResponse),
+        (status = 413, description = "the body is too large", body = ErrorResponse),
+    ),
+)]
 pub async fn update(
     State(state): State<AppState>,
     Caller(me): Caller,
@@ -385,6 +454,20 @@ pub async fn update(
     Ok(Json(event.into()))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/events/{id}",
+    operation_id = "cancel_event",
+    tag = "events",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "event id")),
+    responses(
+        (status = 204, description = "the event is cancelled (again is not an error)"),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 403, description = "the caller is not the event's host", body = ErrorResponse),
+        (status = 404, description = "no such event", body = ErrorResponse),
+    ),
+)]
 /// Cancels the event; RSVPs are kept so attendees can still see it.
 /// Cancelling twice is not an error and tells nobody twice.
 pub async fn cancel(
@@ -417,6 +500,21 @@ fn host_has_no_rsvp() -> Error {
     Error::bad("event", "the host is always in and does not RSVP")
 }
 
+#[utoipa::path(
+    put,
+    path = "/events/{id}/rsvp",
+    operation_id = "rsvp",
+    tag = "events",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "event id")),
+    responses(
+        (status = 200, description = "the caller's place: going or waitlisted", body = RsvpAnswer),
+        (status = 400, description = "the caller hosts the event", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such event", body = ErrorResponse),
+        (status = 409, description = "the event is cancelled", body = ErrorResponse),
+    ),
+)]
 pub async fn rsvp(
     State(state): State<AppState>,
     Caller(me): Caller,
@@ -437,6 +535,20 @@ pub async fn rsvp(
     }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/events/{id}/rsvp",
+    operation_id = "leave_event",
+    tag = "events",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "event id")),
+    responses(
+        (status = 204, description = "the caller has no RSVP (idempotent)"),
+        (status = 400, description = "the caller hosts the event", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such event", body = ErrorResponse),
+    ),
+)]
 pub async fn leave(
     State(state): State<AppState>,
     Caller(me): Caller,

@@ -4,18 +4,22 @@ use axum::extract::{Path, State};
 use axum::Json;
 use meshi_protocol::{DmMessage, UserSummary};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{path_id, Caller, Params};
 use super::page::{self, decode_cursor, Page};
 use crate::app::AppState;
 use crate::clock::rfc3339;
 use crate::dm;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorResponse, Result};
 use crate::profile::summary;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// 1-100, default 50.
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -31,7 +35,7 @@ impl PageQuery {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct MatchItem {
     id: String,
     user: UserSummary,
@@ -40,6 +44,19 @@ pub struct MatchItem {
     created_at: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/matches",
+    operation_id = "list_matches",
+    tag = "matches",
+    security(("bearer" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "a page of the caller's matches, newest first", body = Page<MatchItem>),
+        (status = 400, description = "a query parameter is invalid", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+    ),
+)]
 pub async fn matches(
     State(state): State<AppState>,
     Caller(me): Caller,
@@ -64,7 +81,7 @@ pub async fn matches(
     )))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ConversationItem {
     id: String,
     other_user: UserSummary,
@@ -73,6 +90,19 @@ pub struct ConversationItem {
     unread_count: i64,
 }
 
+#[utoipa::path(
+    get,
+    path = "/conversations",
+    operation_id = "list_conversations",
+    tag = "matches",
+    security(("bearer" = [])),
+    params(PageQuery),
+    responses(
+        (status = 200, description = "a page of the caller's conversations, newest first", body = Page<ConversationItem>),
+        (status = 400, description = "a query parameter is invalid", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+    ),
+)]
 pub async fn conversations(
     State(state): State<AppState>,
     Caller(me): Caller,
@@ -101,18 +131,37 @@ pub async fn conversations(
     )))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
+    /// Only messages after this `seq`.
     after_seq: Option<i64>,
+    /// Only messages before this `seq`.
     before_seq: Option<i64>,
+    /// 1-100, default 50.
     limit: Option<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct History {
     items: Vec<DmMessage>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/conversations/{id}/messages",
+    operation_id = "list_messages",
+    tag = "matches",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "conversation id"), HistoryQuery),
+    responses(
+        (status = 200, description = "the messages in ascending `seq`", body = History),
+        (status = 400, description = "a query parameter is invalid", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 403, description = "the caller is not in this conversation", body = ErrorResponse),
+        (status = 404, description = "no such conversation", body = ErrorResponse),
+    ),
+)]
 /// A conversation's messages in ascending `seq`, for its participants.
 pub async fn messages(
     State(state): State<AppState>,

@@ -1,5 +1,6 @@
 //! REST handlers. Stateless: they validate, call services (accounts, hub,
-//! store) and shape answers; they never run SQL themselves.
+//! store) and shape answers; they never run SQL themselves. Every /api/v1
+//! handler is registered together with its OpenAPI annotation.
 
 mod accounts;
 mod admin;
@@ -9,14 +10,18 @@ mod events;
 mod extract;
 mod matches;
 mod notifications;
+mod openapi;
 mod ops;
 mod page;
 mod profiles;
 mod rooms;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post, put};
+use axum::routing::get;
 use axum::Router;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::error::Error;
@@ -24,52 +29,54 @@ use crate::error::Error;
 /// Largest REST request body.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Every route under /api/v1. Each goes through `routes!`, which registers
+/// the handler and its `#[utoipa::path]` together, one path per call (the
+/// macro would put every method on every path it is given otherwise).
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(openapi::document))
+        .routes(routes!(accounts::register))
+        .routes(routes!(accounts::login))
+        .routes(routes!(accounts::logout))
+        .routes(routes!(accounts::me, profiles::update_me))
+        .routes(routes!(profiles::user))
+        .routes(routes!(cards::create, cards::list))
+        .routes(routes!(cards::get, cards::update, cards::delete))
+        .routes(routes!(cards::press_interest, cards::withdraw_interest))
+        .routes(routes!(cards::interests))
+        .routes(routes!(cards::create_match))
+        .routes(routes!(communities::create, communities::list))
+        .routes(routes!(communities::get))
+        .routes(routes!(communities::join, communities::leave))
+        .routes(routes!(matches::matches))
+        .routes(routes!(matches::conversations))
+        .routes(routes!(matches::messages))
+        .routes(routes!(events::create, events::list))
+        .routes(routes!(events::get, events::update, events::cancel))
+        .routes(routes!(events::rsvp, events::leave))
+        .routes(routes!(notifications::list))
+        .routes(routes!(notifications::mark_read))
+        .routes(routes!(rooms::list))
+        .routes(routes!(admin::change_role))
+        .routes(routes!(admin::close_room))
+        .routes(routes!(admin::audit))
+}
+
+fn documented() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::Base::openapi()).nest("/api/v1", api())
+}
+
+/// The OpenAPI document served at `/api/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut document = documented().into_openapi();
+    openapi::add_server_errors(&mut document);
+    document
+}
+
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/auth/register", post(accounts::register))
-        .route("/auth/login", post(accounts::login))
-        .route("/auth/logout", post(accounts::logout))
-        .route("/me", get(accounts::me).patch(profiles::update_me))
-        .route("/users/{id}", get(profiles::user))
-        .route("/cards", post(cards::create).get(cards::list))
-        .route(
-            "/cards/{id}",
-            get(cards::get).patch(cards::update).delete(cards::delete),
-        )
-        .route(
-            "/cards/{id}/interest",
-            put(cards::press_interest).delete(cards::withdraw_interest),
-        )
-        .route("/cards/{id}/interests", get(cards::interests))
-        .route("/cards/{id}/matches", post(cards::create_match))
-        .route(
-            "/communities",
-            post(communities::create).get(communities::list),
-        )
-        .route("/communities/{id}", get(communities::get))
-        .route(
-            "/communities/{id}/membership",
-            put(communities::join).delete(communities::leave),
-        )
-        .route("/matches", get(matches::matches))
-        .route("/conversations", get(matches::conversations))
-        .route("/conversations/{id}/messages", get(matches::messages))
-        .route("/events", post(events::create).get(events::list))
-        .route(
-            "/events/{id}",
-            get(events::get)
-                .patch(events::update)
-                .delete(events::cancel),
-        )
-        .route("/events/{id}/rsvp", put(events::rsvp).delete(events::leave))
-        .route("/notifications", get(notifications::list))
-        .route("/notifications/read", post(notifications::mark_read))
-        .route("/rooms", get(rooms::list))
-        .route("/admin/users/{id}/role", put(admin::change_role))
-        .route("/admin/rooms/{id}", delete(admin::close_room))
-        .route("/admin/audit", get(admin::audit));
-    Router::new()
-        .nest("/api/v1", api)
+    // The document is built from the same registrations, in `openapi()`.
+    let (routes, _) = documented().split_for_parts();
+    routes
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -7,18 +7,34 @@ use serde::Deserialize;
 use super::extract::{path_id, Body, Caller};
 use crate::app::AppState;
 use crate::auth::validate_display_name;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorResponse, Result};
 use crate::profile::Profile;
 use crate::store::ProfileChanges;
 use crate::validate;
 
-#[derive(Deserialize)]
+/// A partial edit: absent fields stay as they are.
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ProfilePatch {
     display_name: Option<String>,
     bio: Option<String>,
     tags: Option<Vec<String>>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/me",
+    operation_id = "update_me",
+    tag = "profiles",
+    security(("bearer" = [])),
+    request_body = ProfilePatch,
+    responses(
+        (status = 200, description = "the caller's full profile after the change", body = Profile),
+        (status = 400, description = "a field is invalid; the message names it", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "the caller's account is gone", body = ErrorResponse),
+        (status = 413, description = "the body is too large", body = ErrorResponse),
+    ),
+)]
 pub async fn update_me(
     State(state): State<AppState>,
     Caller(me): Caller,
@@ -53,6 +69,19 @@ pub async fn update_me(
     Ok(Json(Profile::from(&user)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/users/{id}",
+    operation_id = "get_user",
+    tag = "profiles",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "user id")),
+    responses(
+        (status = 200, description = "the user's public profile", body = Profile),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such user", body = ErrorResponse),
+    ),
+)]
 pub async fn user(
     State(state): State<AppState>,
     _caller: Caller,

@@ -10,14 +10,30 @@ use serde::Deserialize;
 use super::extract::{Caller, Params};
 use super::page::{self, Page};
 use crate::app::AppState;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorResponse, Result};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RoomQuery {
+    /// 1-100, default 50.
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/rooms",
+    operation_id = "list_rooms",
+    tag = "rooms",
+    security(("bearer" = [])),
+    params(RoomQuery),
+    responses(
+        (status = 200, description = "a page of open rooms, newest first", body = Page<Room>),
+        (status = 400, description = "a query parameter is invalid", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+    ),
+)]
 /// Open rooms, newest first. Room ids are not numbers, so the cursor is
 /// the last room's `created_at` milliseconds and id.
 pub async fn list(
