@@ -1,0 +1,41 @@
+//! meshi-loadtest: drives a meshi server over its real protocol and checks
+//! every delivered message while it does.
+//!
+//! A run provisions users over REST, opens sockets, runs one scenario (or
+//! several side by side) for a bounded time, then drains, checks and
+//! reports. The tool only ever targets loopback addresses unless told the
+//! target is the operator's own.
+//!
+//! # Layout
+//! - [`target`]: which URLs and source addresses may be used, and why.
+//! - [`system`]: file limits, CPU time and memory of this process and of
+//!   the server under test.
+//! - [`frame`]: outgoing requests, the light parse of incoming frames, and
+//!   the timestamp stamped into every message text.
+//! - [`check`]: per recipient and stream: loss, duplication and order.
+//! - [`stats`]: counters, HDR histograms, errors by code.
+//! - [`client`]: opening sockets (source address, target), pacing, requests.
+//! - [`provision`]: registering users and matching pairs over REST.
+//! - [`run`]: the context a scenario runs in, and the sampler that builds
+//!   the timeline.
+//! - [`scenario`]: `connect`, `rooms`, `pairs`, `churn` and `mixed`.
+//! - [`report`]: the result as data (JSON) and as a text summary.
+//! - [`html`]: the same result as a self-contained HTML page.
+//! - [`progress`]: progress bars on stderr.
+
+pub mod check;
+pub mod client;
+pub mod frame;
+pub mod html;
+pub mod progress;
+pub mod provision;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod stats;
+pub mod system;
+pub mod target;
+
+pub use report::Report;
+pub use run::{run, Env, EnvOptions};
+pub use scenario::Scenario;

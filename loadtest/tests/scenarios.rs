@@ -1,0 +1,378 @@
+//! Every scenario, briefly, against a real server started in-process on
+//! an ephemeral port: nothing lost, nothing duplicated, and a report that
+//! makes sense.
+
+use std::time::Duration;
+
+use meshi_loadtest::scenario::{ChurnOpts, ConnectOpts, MixedOpts, PairsOpts, RoomsOpts};
+use meshi_loadtest::{Env, EnvOptions, Report, Scenario};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A run that takes longer than this has hung.
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+struct Server {
+    url: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), meshi::app::ServeError>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// A server on a fresh SQLite file whose rate limit stays out of the
+    /// way unless a test sets its own.
+    async fn start_with(rate_per_sec: u32, rate_burst: u32) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = meshi::config::Config::defaults();
+        config.database_url = format!("sqlite://{}", dir.path().join("meshi.db").display());
+        config.rate_per_sec = rate_per_sec;
+        config.rate_burst = rate_burst;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind an ephemeral port");
+        let url = format!("http://{}", listener.local_addr().expect("local addr"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(meshi::serve(listener, config, async {
+            let _ = stopped.await;
+        }));
+        let server = Server {
+            url,
+            stop: Some(stop),
+            task: Some(task),
+            _dir: dir,
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    async fn start() -> Server {
+        Server::start_with(10_000, 10_000).await
+    }
+
+    async fn wait_ready(&self) {
+        let http = reqwest::Client::new();
+        for _ in 0..100 {
+            if let Ok(resp) = http.get(format!("{}/healthz", self.url)).send().await {
+                if resp.status().is_success() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("server at {} never became healthy", self.url);
+    }
+
+    fn env(&self) -> EnvOptions {
+        EnvOptions {
+            urls: vec![self.url.clone()],
+            quiet: true,
+            socket_rate: 10_000.0,
+            timeout: 5.0,
+            register_concurrency: 4,
+            ..EnvOptions::default()
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .expect("the server stops in time")
+                .expect("the server task joins")
+                .expect("the server stops cleanly");
+        }
+    }
+}
+
+async fn run(options: EnvOptions, scenario: Scenario) -> Report {
+    let env = Env::new(options).expect("valid options");
+    tokio::time::timeout(RUN_LIMIT, meshi_loadtest::run(env, scenario))
+        .await
+        .expect("the run ends by itself")
+        .expect("the run completes")
+}
+
+fn counter(report: &Report, name: &str) -> u64 {
+    report.counters.get(name).copied().unwrap_or(0)
+}
+
+/// What every report must satisfy: it passed, its checks are clean, its
+/// percentiles are ordered, and it survives JSON and renders as HTML.
+fn assert_sane(report: &Report) {
+    let summary = report.summary();
+    assert!(report.passed, "{summary}");
+    assert!(report.correctness.clean(), "{summary}");
+    assert!(counter(report, "sockets_connected") > 0, "{summary}");
+    assert!(!report.latency_ms.is_empty(), "{summary}");
+    for (name, p) in &report.latency_ms {
+        assert!(p.count > 0, "{name}: {p:?}");
+        assert!(p.ordered(), "{name} percentiles out of order: {p:?}");
+    }
+    assert!(report.load_secs > 0.0, "{summary}");
+    assert!(!report.timeline.t_secs.is_empty(), "{summary}");
+    for (name, values) in &report.timeline.series {
+        assert_eq!(values.len(), report.timeline.t_secs.len(), "{name}");
+    }
+    let json = report.to_json();
+    let back: Report = serde_json::from_str(&json).expect("the JSON reads back");
+    assert_eq!(back.counters, report.counters);
+    let html = meshi_loadtest::html::render(report);
+    assert!(html.starts_with("<!doctype html>"));
+    assert!(html.contains("<svg"));
+    assert!(
+        !html.contains(" src=") && !html.contains(" href=") && !html.contains("<script"),
+        "the page loads nothing from elsewhere"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_deliver_every_message_to_every_member_once() {
+    let server = Server::start().await;
+    let report = run(
+        server.env(),
+        Scenario::Rooms(RoomsOpts {
+            rooms: 2,
+            members: 4,
+            publishers: 2,
+            rate: 80.0,
+            duration: 1.5,
+            ..RoomsOpts::default()
+        }),
+    )
+    .await;
+    assert_sane(&report);
+    let acked = counter(&report, "room_acked");
+    assert!(acked > 50, "{}", report.summary());
+    assert_eq!(counter(&report, "room_sent"), acked);
+    assert_eq!(counter(&report, "room_delivered"), acked * 4);
+    assert_eq!(report.correctness.streams, 8);
+    assert_eq!(report.correctness.messages, acked * 4);
+    assert!(report.rates["room_delivered_per_sec"] > 0.0);
+    assert!(report.latency_ms.contains_key("room_delivery"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pairs_ping_pong_persisted_messages() {
+    let server = Server::start().await;
+    let report = run(
+        server.env(),
+        Scenario::Pairs(PairsOpts {
+            pairs: 3,
+            duration: 1.5,
+            inflight: 2,
+            ..PairsOpts::default()
+        }),
+    )
+    .await;
+    assert_sane(&report);
+    assert!(counter(&report, "dm_round_trips") > 0);
+    assert_eq!(
+        counter(&report, "dm_delivered"),
+        counter(&report, "dm_acked") * 2,
+        "both sides get every message: {}",
+        report.summary()
+    );
+    assert!(report.latency_ms["dm_round_trip"].p50 > 0.0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_cycles_sockets_through_rooms() {
+    let server = Server::start().await;
+    let report = run(
+        server.env(),
+        Scenario::Churn(ChurnOpts {
+            churners: 4,
+            rooms: 2,
+            duration: 1.5,
+            dwell_ms: 100,
+            anchor_rate: 20.0,
+            max_cycles: 1_000,
+        }),
+    )
+    .await;
+    assert_sane(&report);
+    let cycles = counter(&report, "churn_cycles");
+    assert!(cycles >= 4, "{}", report.summary());
+    assert_eq!(counter(&report, "room_leaves"), cycles);
+    assert!(counter(&report, "room_delivered") > 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_opens_and_holds_sockets_and_reads_server_memory() {
+    let server = Server::start().await;
+    let options = EnvOptions {
+        // The server runs in this process, so this process is the server.
+        server_pid: Some(std::process::id()),
+        sources: 2,
+        ..server.env()
+    };
+    let report = run(
+        options,
+        Scenario::Connect(ConnectOpts {
+            sockets: 30,
+            users: Some(3),
+            rate: 500.0,
+            hold: 1.0,
+        }),
+    )
+    .await;
+    assert_sane(&report);
+    assert_eq!(counter(&report, "sockets_connected"), 30);
+    assert_eq!(counter(&report, "hellos"), 30);
+    assert!(report.figures["connect_per_sec"] > 0.0);
+    assert!(report.figures.contains_key("server_bytes_per_socket"));
+    assert!(report.server.as_ref().is_some_and(|s| s.rss_end_kib > 0));
+    assert!(report.timeline.series.contains_key("sockets_open"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_runs_every_part_over_one_window() {
+    let server = Server::start().await;
+    let report = run(
+        server.env(),
+        Scenario::Mixed(MixedOpts {
+            duration: 1.5,
+            idle: 10,
+            rooms: 1,
+            members: 3,
+            publishers: 1,
+            rate: 20.0,
+            pairs: 2,
+            churners: 2,
+        }),
+    )
+    .await;
+    assert_sane(&report);
+    for name in ["room_delivered", "dm_round_trips", "churn_cycles", "hellos"] {
+        assert!(counter(&report, name) > 0, "{name}: {}", report.summary());
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_of_the_rate_limit_are_counted_and_nothing_is_lost() {
+    // A server far stricter than the tool is told: its refusals must show
+    // up by code, and refused sends must not look like lost messages.
+    let server = Server::start_with(20, 5).await;
+    let options = EnvOptions {
+        socket_rate: 100.0,
+        ..server.env()
+    };
+    let report = run(
+        options,
+        Scenario::Rooms(RoomsOpts {
+            rooms: 1,
+            members: 2,
+            publishers: 1,
+            rate: 60.0,
+            duration: 1.5,
+            ..RoomsOpts::default()
+        }),
+    )
+    .await;
+    let summary = report.summary();
+    assert!(
+        report
+            .errors_by_code
+            .get("rate_limited")
+            .copied()
+            .unwrap_or(0)
+            > 0,
+        "{summary}"
+    );
+    assert!(report.correctness.clean(), "{summary}");
+    assert!(report.passed, "{summary}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tool_paces_itself_under_the_server_limit() {
+    let server = Server::start_with(20, 40).await;
+    let options = EnvOptions {
+        socket_rate: 20.0,
+        ..server.env()
+    };
+    let too_fast = RoomsOpts {
+        rooms: 1,
+        members: 2,
+        publishers: 1,
+        rate: 50.0,
+        duration: 1.0,
+        ..RoomsOpts::default()
+    };
+    let env = Env::new(options.clone()).expect("valid options");
+    let err = meshi_loadtest::run(env, Scenario::Rooms(too_fast))
+        .await
+        .expect_err("a publisher above the socket rate is refused up front");
+    assert!(err.to_string().contains("--socket-rate"), "{err}");
+    let report = run(
+        options,
+        Scenario::Rooms(RoomsOpts {
+            rooms: 1,
+            members: 2,
+            publishers: 1,
+            rate: 15.0,
+            duration: 1.5,
+            ..RoomsOpts::default()
+        }),
+    )
+    .await;
+    assert_sane(&report);
+    assert!(report.errors_by_code.is_empty(), "{}", report.summary());
+    server.stop().await;
+}
+
+#[test]
+fn targets_off_loopback_are_refused() {
+    for url in [
+        "http://10.0.0.1:8080",
+        "http://192.168.0.10",
+        "http://8.8.8.8:80",
+        "http://example.com:8080",
+        "http://[2001:db8::1]:8080",
+    ] {
+        let options = EnvOptions {
+            urls: vec![url.to_owned()],
+            quiet: true,
+            ..EnvOptions::default()
+        };
+        let err = Env::new(options)
+            .err()
+            .unwrap_or_else(|| panic!("{url} must be refused"));
+        assert!(!err.to_string().is_empty());
+    }
+    let owned = EnvOptions {
+        urls: vec!["http://10.0.0.1:8080".to_owned()],
+        i_own_this_target: true,
+        quiet: true,
+        ..EnvOptions::default()
+    };
+    assert!(Env::new(owned).is_ok(), "allowed when the operator owns it");
+    let mixed = EnvOptions {
+        urls: vec![
+            "http://127.0.0.1:1".to_owned(),
+            "http://10.0.0.1:1".to_owned(),
+        ],
+        quiet: true,
+        ..EnvOptions::default()
+    };
+    assert!(
+        Env::new(mixed).is_err(),
+        "one foreign URL among loopback ones is refused too"
+    );
+    let foreign_source = EnvOptions {
+        urls: vec!["http://127.0.0.1:1".to_owned()],
+        source_ips: vec!["10.1.2.3".parse().unwrap()],
+        quiet: true,
+        ..EnvOptions::default()
+    };
+    assert!(Env::new(foreign_source).is_err());
+}
