@@ -219,6 +219,28 @@ async fn a_close_kills_sockets_on_the_other_node() {
 }
 
 #[tokio::test]
+async fn shutdown_sends_what_was_queued() {
+    let url = shared_redis().await;
+    let prefix = random_prefix();
+    let a = node(&url, &prefix, "a").await;
+    let b = node(&url, &prefix, "b").await;
+    let topic = room("closing");
+    let mut on_b = b.attach(&topic, 1, 1);
+    expect_numsub(&url, &format!("{prefix}:room:closing"), 1).await;
+
+    for n in 0..100 {
+        a.send(&topic, &n.to_string(), None);
+    }
+    timeout(WAIT, a.bus.shutdown())
+        .await
+        .expect("shutdown did not finish");
+
+    for n in 0..100 {
+        assert_eq!(on_b.next().await, n.to_string());
+    }
+}
+
+#[tokio::test]
 async fn a_node_listens_only_while_it_has_local_sockets() {
     let url = shared_redis().await;
     let prefix = random_prefix();

@@ -484,6 +484,8 @@ enum DecodeError {
     Version(u8),
     #[error("payload kind {0:#04x} is unknown")]
     Kind(u8),
+    #[error("skip_user flag {0} is neither 0 nor 1")]
+    Flag(u8),
     #[error("payload is cut short")]
     Short,
     #[error("payload text is not UTF-8")]
@@ -514,7 +516,7 @@ fn decode(own: &str, payload: &[u8], topic: &Topic) -> Result<Decoded, DecodeErr
                     (Some(i64::from_be_bytes(*user)), frame)
                 }
                 [] => return Err(DecodeError::Short),
-                [other, ..] => return Err(DecodeError::Kind(*other)),
+                [other, ..] => return Err(DecodeError::Flag(*other)),
             };
             let frame =
                 Frame::try_from(Bytes::copy_from_slice(frame)).map_err(|_| DecodeError::Utf8)?;
@@ -663,6 +665,7 @@ mod tests {
             (&[1, b'X', 1, b'x', 0], DecodeError::Kind(b'X')),
             (&[1, b'F', 1, b'x'], DecodeError::Short),
             (&[1, b'F', 1, b'x', 1, 0, 0], DecodeError::Short),
+            (&[1, b'F', 1, b'x', 2], DecodeError::Flag(2)),
             (&[1, b'F', 1, b'x', 0, 0xff], DecodeError::Utf8),
             (&[1, b'C', 1, b'x', 0x0f], DecodeError::Short),
             (&[1, b'C', 1, b'x', 0x0f, 0xaa, 0xff], DecodeError::Utf8),

@@ -141,3 +141,44 @@ impl Subscribers {
         self.topics.get(topic).map_or(0, |s| s.len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[test]
+    fn the_watcher_hears_only_first_and_last_subscribers() {
+        let subscribers = Subscribers::default();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let log = heard.clone();
+        assert!(
+            subscribers.watch(Arc::new(move |topic: &Topic, gained: bool| {
+                log.lock().unwrap().push((topic.clone(), gained));
+            }))
+        );
+        assert!(!subscribers.watch(Arc::new(|_: &Topic, _: bool| {})));
+
+        let topic = Topic::User(1);
+        let subscriber = |conn| Subscriber {
+            conn,
+            user: 1,
+            outbox: Outbox::new(1).0,
+        };
+        subscribers.subscribe(topic.clone(), subscriber(1));
+        subscribers.subscribe(topic.clone(), subscriber(2));
+        subscribers.subscribe(topic.clone(), subscriber(2));
+        subscribers.unsubscribe(&topic, 1);
+        subscribers.unsubscribe(&topic, 3);
+        assert_eq!(subscribers.topics(), vec![topic.clone()]);
+        subscribers.unsubscribe(&topic, 2);
+        subscribers.unsubscribe(&topic, 2);
+
+        assert_eq!(
+            *heard.lock().unwrap(),
+            vec![(topic.clone(), true), (topic, false)]
+        );
+        assert!(subscribers.topics().is_empty());
+    }
+}
