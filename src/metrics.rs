@@ -45,6 +45,35 @@ fn describe() {
         "meshi_fanout_seconds",
         "Time to queue one room message for every member"
     );
+    metrics::describe_counter!(
+        "meshi_bus_published_total",
+        "Deliveries published to Redis for other nodes"
+    );
+    metrics::describe_counter!(
+        "meshi_bus_received_total",
+        "Deliveries from other nodes handed to local sockets"
+    );
+    metrics::describe_counter!(
+        "meshi_bus_dropped_total",
+        "Deliveries that never reached Redis: queue full or publish failed"
+    );
+    metrics::describe_counter!(
+        "meshi_bus_publish_errors_total",
+        "Publish round trips to Redis that failed"
+    );
+    metrics::describe_counter!(
+        "meshi_bus_decode_errors_total",
+        "Payloads from Redis that could not be read"
+    );
+    metrics::describe_counter!(
+        "meshi_bus_reconnects_total",
+        "Attempts to reconnect the bus subscription to Redis"
+    );
+    metrics::describe_gauge!("meshi_bus_channels", "Redis channels this node listens to");
+    metrics::describe_histogram!(
+        "meshi_bus_publish_seconds",
+        "Round trip of one pipeline of PUBLISH commands to Redis"
+    );
     // Touch the series so a fresh node shows them at zero.
     metrics::gauge!("meshi_connections").increment(0.0);
     metrics::gauge!("meshi_rooms_open").increment(0.0);

@@ -4,9 +4,14 @@
 //! [`Subscribers::deliver`] on every node, the publishing one included.
 //! Delivery holds a shard's read lock only while pushing into outboxes,
 //! which never waits.
+//!
+//! A networked bus listens only to the topics this node has sockets for; an
+//! [`InterestWatcher`] tells it when a topic gains its first local
+//! subscriber or loses its last.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
 use super::outbox::{Frame, Outbox};
@@ -47,24 +52,56 @@ pub struct Subscriber {
     pub outbox: Outbox,
 }
 
+/// Called with `true` when a topic gains its first local subscriber and
+/// `false` when it loses its last. It runs inside `subscribe` and
+/// `unsubscribe`, so it must not block or call back into [`Subscribers`].
+/// Reports for one topic from racing sockets can arrive out of order, so
+/// treat one as a prompt to look at [`Subscribers::count`], not as the state.
+pub type InterestWatcher = Arc<dyn Fn(&Topic, bool) + Send + Sync>;
+
 #[derive(Default)]
 pub struct Subscribers {
     topics: DashMap<Topic, Vec<Subscriber>>,
+    /// Set once, by the bus that serves this node; a local bus needs none.
+    watcher: OnceLock<InterestWatcher>,
 }
 
 impl Subscribers {
+    /// Installs the one watcher of interest changes. Returns false if one is
+    /// already installed: two buses feeding one node would deliver twice.
+    pub fn watch(&self, watcher: InterestWatcher) -> bool {
+        self.watcher.set(watcher).is_ok()
+    }
+
     pub fn subscribe(&self, topic: Topic, subscriber: Subscriber) {
-        let mut entry = self.topics.entry(topic).or_default();
-        if !entry.iter().any(|s| s.conn == subscriber.conn) {
-            entry.push(subscriber);
+        match self.topics.entry(topic) {
+            Entry::Occupied(mut entry) => {
+                if !entry.get().iter().any(|s| s.conn == subscriber.conn) {
+                    entry.get_mut().push(subscriber);
+                }
+            }
+            Entry::Vacant(entry) => {
+                if let Some(watcher) = self.watcher.get() {
+                    watcher(entry.key(), true);
+                }
+                entry.insert(vec![subscriber]);
+            }
         }
     }
 
     pub fn unsubscribe(&self, topic: &Topic, conn: ConnId) {
-        self.topics.remove_if_mut(topic, |_, subscribers| {
+        let removed = self.topics.remove_if_mut(topic, |_, subscribers| {
             subscribers.retain(|s| s.conn != conn);
             subscribers.is_empty()
         });
+        if let (Some((topic, _)), Some(watcher)) = (removed, self.watcher.get()) {
+            watcher(&topic, false);
+        }
+    }
+
+    /// Every topic with at least one local subscriber right now.
+    pub fn topics(&self) -> Vec<Topic> {
+        self.topics.iter().map(|e| e.key().clone()).collect()
     }
 
     pub fn deliver(&self, delivery: &Delivery) {
@@ -102,5 +139,46 @@ impl Subscribers {
 
     pub fn count(&self, topic: &Topic) -> usize {
         self.topics.get(topic).map_or(0, |s| s.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[test]
+    fn the_watcher_hears_only_first_and_last_subscribers() {
+        let subscribers = Subscribers::default();
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let log = heard.clone();
+        assert!(
+            subscribers.watch(Arc::new(move |topic: &Topic, gained: bool| {
+                log.lock().unwrap().push((topic.clone(), gained));
+            }))
+        );
+        assert!(!subscribers.watch(Arc::new(|_: &Topic, _: bool| {})));
+
+        let topic = Topic::User(1);
+        let subscriber = |conn| Subscriber {
+            conn,
+            user: 1,
+            outbox: Outbox::new(1).0,
+        };
+        subscribers.subscribe(topic.clone(), subscriber(1));
+        subscribers.subscribe(topic.clone(), subscriber(2));
+        subscribers.subscribe(topic.clone(), subscriber(2));
+        subscribers.unsubscribe(&topic, 1);
+        subscribers.unsubscribe(&topic, 3);
+        assert_eq!(subscribers.topics(), vec![topic.clone()]);
+        subscribers.unsubscribe(&topic, 2);
+        subscribers.unsubscribe(&topic, 2);
+
+        assert_eq!(
+            *heard.lock().unwrap(),
+            vec![(topic.clone(), true), (topic, false)]
+        );
+        assert!(subscribers.topics().is_empty());
     }
 }

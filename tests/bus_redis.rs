@@ -1,0 +1,396 @@
+//! The Redis bus between two nodes living in one test process, against a
+//! real Redis. Each test uses its own key prefix, so tests share one Redis
+//! without hearing each other.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshi::bus::{Bus, RedisBus};
+use meshi::hub::outbox::{Kill, Outbound, Outbox};
+use meshi::hub::subscribers::{Delivery, Subscriber, Subscribers, Topic};
+use rand::Rng;
+use tokio::sync::mpsc;
+use tokio::time::{sleep, timeout, Instant};
+
+const WAIT: Duration = Duration::from_secs(5);
+const QUIET: Duration = Duration::from_millis(300);
+
+fn shared_url() -> String {
+    std::env::var("MESHI_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// The shared Redis, checked to answer; a test without it fails and says
+/// how to start one.
+async fn shared_redis() -> String {
+    let url = shared_url();
+    if let Err(error) = ping(&url).await {
+        panic!(
+            "these tests need Redis at {url} ({error}); start one with \
+             `redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save \"\" \
+             --appendonly no` or set MESHI_TEST_REDIS_URL"
+        );
+    }
+    url
+}
+
+async fn ping(url: &str) -> Result<(), String> {
+    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    let attempt = async {
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await
+    };
+    match timeout(Duration::from_secs(2), attempt).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("no answer within 2 s".into()),
+    }
+}
+
+fn random_prefix() -> String {
+    format!("meshi-test-{:016x}", rand::thread_rng().gen::<u64>())
+}
+
+struct Node {
+    subscribers: Arc<Subscribers>,
+    bus: RedisBus,
+}
+
+async fn node(url: &str, prefix: &str, id: &str) -> Node {
+    let subscribers = Arc::new(Subscribers::default());
+    let bus = RedisBus::start(url, prefix, id.into(), subscribers.clone())
+        .await
+        .unwrap_or_else(|e| panic!("node {id} could not start its bus: {e}"));
+    Node { subscribers, bus }
+}
+
+/// The far end of a socket's outbox, as its writer task would see it.
+struct Sock {
+    rx: mpsc::Receiver<Outbound>,
+    kill: Arc<Kill>,
+}
+
+impl Node {
+    fn attach(&self, topic: &Topic, conn: u64, user: i64) -> Sock {
+        let (outbox, rx, kill) = Outbox::new(2048);
+        self.subscribers
+            .subscribe(topic.clone(), Subscriber { conn, user, outbox });
+        Sock { rx, kill }
+    }
+
+    fn send(&self, topic: &Topic, text: &str, skip_user: Option<i64>) {
+        self.bus.publish(Delivery::Frame {
+            topic: topic.clone(),
+            frame: text.into(),
+            skip_user,
+        });
+    }
+}
+
+impl Sock {
+    async fn next(&mut self) -> String {
+        match timeout(WAIT, self.rx.recv()).await {
+            Ok(Some(Outbound::Frame(frame))) => frame.as_str().to_owned(),
+            Ok(other) => panic!("expected a frame, got {other:?}"),
+            Err(_) => panic!("no frame within {WAIT:?}"),
+        }
+    }
+
+    async fn quiet(&mut self) {
+        if let Ok(got) = timeout(QUIET, self.rx.recv()).await {
+            panic!("expected nothing more, got {got:?}");
+        }
+    }
+}
+
+async fn numsub(url: &str, channel: &str) -> i64 {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let (_, n): (String, i64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    n
+}
+
+/// Polls until `channel` has `want` subscribers; subscribing happens in
+/// the background, so a test waits for it before publishing.
+async fn expect_numsub(url: &str, channel: &str, want: i64) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let n = numsub(url, channel).await;
+        if n == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{channel} has {n} subscribers, expected {want}"
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn room(id: &str) -> Topic {
+    Topic::Room(id.into())
+}
+
+#[tokio::test]
+async fn a_frame_reaches_each_socket_once() {
+    let url = shared_redis().await;
+    let prefix = random_prefix();
+    let a = node(&url, &prefix, "a").await;
+    let b = node(&url, &prefix, "b").await;
+    let topic = room("lobby");
+    let mut on_a = a.attach(&topic, 1, 1);
+    let mut on_b = b.attach(&topic, 2, 2);
+    expect_numsub(&url, &format!("{prefix}:room:lobby"), 2).await;
+
+    a.send(&topic, r#"{"n":1}"#, None);
+
+    assert_eq!(on_a.next().await, r#"{"n":1}"#);
+    assert_eq!(on_b.next().await, r#"{"n":1}"#);
+    // A hears its own publish back from Redis and must not deliver it again.
+    on_a.quiet().await;
+    on_b.quiet().await;
+}
+
+#[tokio::test]
+async fn a_thousand_frames_arrive_in_order() {
+    let url = shared_redis().await;
+    let prefix = random_prefix();
+    let a = node(&url, &prefix, "a").await;
+    let b = node(&url, &prefix, "b").await;
+    let topic = room("busy");
+    let mut on_b = b.attach(&topic, 1, 1);
+    expect_numsub(&url, &format!("{prefix}:room:busy"), 1).await;
+
+    for n in 0..1000 {
+        a.send(&topic, &format!(r#"{{"n":{n}}}"#), None);
+    }
+    for n in 0..1000 {
+        assert_eq!(on_b.next().await, format!(r#"{{"n":{n}}}"#));
+    }
+    on_b.quiet().await;
+}
+
+#[tokio::test]
+async fn skip_user_holds_on_every_node() {
+    let url = shared_redis().await;
+    let prefix = random_prefix();
+    let a = node(&url, &prefix, "a").await;
+    let b = node(&url, &prefix, "b").await;
+    let topic = room("typing");
+    let mut typist_on_a = a.attach(&topic, 1, 7);
+    let mut typist_on_b = b.attach(&topic, 2, 7);
+    let mut reader_on_b = b.attach(&topic, 3, 8);
+    expect_numsub(&url, &format!("{prefix}:room:typing"), 2).await;
+
+    a.send(&topic, r#"{"typing":7}"#, Some(7));
+
+    assert_eq!(reader_on_b.next().await, r#"{"typing":7}"#);
+    typist_on_a.quiet().await;
+    typist_on_b.quiet().await;
+}
+
+#[tokio::test]
+async fn a_close_kills_sockets_on_the_other_node() {
+    let url = shared_redis().await;
+    let prefix = random_prefix();
+    let a = node(&url, &prefix, "a").await;
+    let b = node(&url, &prefix, "b").await;
+    let topic = Topic::Session(42);
+    let on_b = b.attach(&topic, 1, 1);
+    expect_numsub(&url, &format!("{prefix}:session:42"), 1).await;
+
+    a.bus.publish(Delivery::Close {
+        topic,
+        code: 4010,
+        reason: "token revoked",
+    });
+
+    timeout(WAIT, on_b.kill.killed())
+        .await
+        .expect("the remote socket was not killed");
+    assert!(on_b.kill.is_killed());
+    assert_eq!(on_b.kill.reason(), Some((4010, "token revoked")));
+}
+
+#[tokio::test]
+async fn shutdown_sends_what_was_queued() {
+    let url = shared_redis().await;
+    let prefix = random_prefix();
+    let a = node(&url, &prefix, "a").await;
+    let b = node(&url, &prefix, "b").await;
+    let topic = room("closing");
+    let mut on_b = b.attach(&topic, 1, 1);
+    expect_numsub(&url, &format!("{prefix}:room:closing"), 1).await;
+
+    for n in 0..100 {
+        a.send(&topic, &n.to_string(), None);
+    }
+    timeout(WAIT, a.bus.shutdown())
+        .await
+        .expect("shutdown did not finish");
+
+    for n in 0..100 {
+        assert_eq!(on_b.next().await, n.to_string());
+    }
+}
+
+#[tokio::test]
+async fn a_node_listens_only_while_it_has_local_sockets() {
+    let url = shared_redis().await;
+    let prefix = random_prefix();
+    let a = node(&url, &prefix, "a").await;
+    let b = node(&url, &prefix, "b").await;
+    let topic = Topic::User(5);
+    let channel = format!("{prefix}:user:5");
+
+    let mut first = b.attach(&topic, 1, 5);
+    let _second = b.attach(&topic, 2, 5);
+    expect_numsub(&url, &channel, 1).await;
+    // Give A time to subscribe by mistake before checking it did not.
+    sleep(QUIET).await;
+    assert_eq!(numsub(&url, &channel).await, 1, "A has no sockets on it");
+
+    // Publishing needs no interest: A reaches B's sockets all the same.
+    a.send(&topic, r#"{"to":5}"#, None);
+    assert_eq!(first.next().await, r#"{"to":5}"#);
+
+    let _on_a = a.attach(&topic, 3, 5);
+    expect_numsub(&url, &channel, 2).await;
+    a.subscribers.unsubscribe(&topic, 3);
+    expect_numsub(&url, &channel, 1).await;
+
+    // One socket leaving is not the last one leaving.
+    b.subscribers.unsubscribe(&topic, 1);
+    sleep(QUIET).await;
+    assert_eq!(numsub(&url, &channel).await, 1);
+    b.subscribers.unsubscribe(&topic, 2);
+    expect_numsub(&url, &channel, 0).await;
+}
+
+#[tokio::test]
+async fn buses_recover_when_redis_restarts() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut server = ThrowawayRedis::start(port).await;
+    let prefix = random_prefix();
+    let a = node(&url, &prefix, "a").await;
+    let b = node(&url, &prefix, "b").await;
+    let topic = room("resilient");
+    let channel = format!("{prefix}:room:resilient");
+    let mut on_a = a.attach(&topic, 1, 1);
+    let mut on_b = b.attach(&topic, 2, 2);
+    expect_numsub(&url, &channel, 2).await;
+    a.send(&topic, "before", None);
+    assert_eq!(on_a.next().await, "before");
+    assert_eq!(on_b.next().await, "before");
+
+    server.stop();
+    let deadline = Instant::now() + WAIT;
+    while a.bus.is_connected() || b.bus.is_connected() {
+        assert!(
+            Instant::now() < deadline,
+            "buses still say they are connected"
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+    // Local delivery does not wait for Redis.
+    a.send(&topic, "during", None);
+    assert_eq!(on_a.next().await, "during");
+    // A socket that joins during the outage is listened for on reconnect.
+    let mut late_on_b = b.attach(&room("late"), 3, 3);
+
+    let server = ThrowawayRedis::start(port).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut probe = 0;
+    'resumed: loop {
+        assert!(
+            Instant::now() < deadline,
+            "cross-node delivery did not resume"
+        );
+        probe += 1;
+        a.send(&topic, &format!("probe {probe}"), None);
+        let waited = Instant::now() + Duration::from_millis(200);
+        while let Ok(Some(Outbound::Frame(frame))) = timeout(
+            waited.saturating_duration_since(Instant::now()),
+            on_b.rx.recv(),
+        )
+        .await
+        {
+            if frame.as_str().starts_with("probe ") {
+                break 'resumed;
+            }
+        }
+    }
+    while on_a.rx.try_recv().is_ok() {}
+    expect_numsub(&server.url(), &channel, 2).await;
+    expect_numsub(&server.url(), &format!("{prefix}:room:late"), 1).await;
+    assert!(a.bus.is_connected() && b.bus.is_connected());
+
+    a.send(&room("late"), "after", None);
+    assert_eq!(late_on_b.next().await, "after");
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A Redis of the test's own, so it can be killed without disturbing the
+/// shared one; killed when dropped.
+struct ThrowawayRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl ThrowawayRedis {
+    async fn start(port: u16) -> ThrowawayRedis {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run redis-server ({e}); install it, e.g. `apt-get install redis-server`")
+            });
+        let server = ThrowawayRedis {
+            port,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + WAIT;
+        while let Err(error) = ping(&server.url()).await {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {port} did not come up: {error}"
+            );
+            sleep(Duration::from_millis(20)).await;
+        }
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ThrowawayRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
