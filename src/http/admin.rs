@@ -8,10 +8,10 @@ use axum::Json;
 use meshi_protocol::RoomClosedReason;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 use super::extract::{path_id, Body, Caller, Params};
-use super::page::{self, decode_cursor, Page};
+use super::page::{self, Page, PageQuery};
 use crate::app::AppState;
 use crate::auth::roles::{require, Permission, Role};
 use crate::clock::{now_ms, rfc3339};
@@ -132,15 +132,6 @@ pub async fn close_room(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct AuditQuery {
-    /// 1-100, default 50.
-    limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct AuditEntry {
     id: String,
@@ -170,7 +161,7 @@ impl From<AuditRow> for AuditEntry {
     operation_id = "list_audit",
     tag = "admin",
     security(("bearer" = [])),
-    params(AuditQuery),
+    params(PageQuery),
     responses(
         (status = 200, description = "a page of audit entries, newest first", body = Page<AuditEntry>),
         (status = 400, description = "a query parameter is invalid", body = ErrorResponse),
@@ -182,15 +173,10 @@ impl From<AuditRow> for AuditEntry {
 pub async fn audit(
     State(state): State<AppState>,
     Caller(me): Caller,
-    Params(query): Params<AuditQuery>,
+    Params(query): Params<PageQuery>,
 ) -> Result<Json<Page<AuditEntry>>> {
     require(&me, Permission::ReadAudit)?;
-    let limit = page::limit(query.limit)?;
-    let before = query
-        .cursor
-        .as_deref()
-        .map(|c| decode_cursor(c, 1).map(|k| k[0]))
-        .transpose()?;
+    let (limit, before) = query.by_id()?;
     let rows = state.store.audit_entries(before, limit + 1).await?;
     Ok(Json(page::page(
         rows,

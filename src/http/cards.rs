@@ -9,7 +9,7 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{path_id, Body, Caller, Params};
-use super::page::{self, decode_cursor, Page};
+use super::page::{self, decode_cursor, Page, PageQuery};
 use crate::app::AppState;
 use crate::clock::{now_ms, rfc3339};
 use crate::error::{Error, ErrorResponse, Result};
@@ -359,15 +359,6 @@ pub async fn withdraw_interest(
 pub struct Interest {
     user: UserSummary,
     created_at: String,
-}
-
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// 1-100, default 50.
-    limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
 }
 
 #[utoipa::path(

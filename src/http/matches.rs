@@ -7,33 +7,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{path_id, Caller, Params};
-use super::page::{self, decode_cursor, Page};
+use super::page::{self, Page, PageQuery};
 use crate::app::AppState;
 use crate::clock::rfc3339;
 use crate::dm;
 use crate::error::{Error, ErrorResponse, Result};
 use crate::profile::summary;
-
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct PageQuery {
-    /// 1-100, default 50.
-    limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-}
-
-impl PageQuery {
-    fn resolve(&self) -> Result<(u32, Option<i64>)> {
-        let limit = page::limit(self.limit)?;
-        let before = self
-            .cursor
-            .as_deref()
-            .map(|c| decode_cursor(c, 1).map(|k| k[0]))
-            .transpose()?;
-        Ok((limit, before))
-    }
-}
 
 #[derive(Serialize, ToSchema)]
 pub struct MatchItem {
@@ -62,7 +41,7 @@ pub async fn matches(
     Caller(me): Caller,
     Params(query): Params<PageQuery>,
 ) -> Result<Json<Page<MatchItem>>> {
-    let (limit, before) = query.resolve()?;
+    let (limit, before) = query.by_id()?;
     let rows = state
         .store
         .matches_of(me.user.id, before, limit + 1)
@@ -108,7 +87,7 @@ pub async fn conversations(
     Caller(me): Caller,
     Params(query): Params<PageQuery>,
 ) -> Result<Json<Page<ConversationItem>>> {
-    let (limit, before) = query.resolve()?;
+    let (limit, before) = query.by_id()?;
     let rows = state
         .store
         .conversations_of(me.user.id, before, limit + 1)

@@ -4,7 +4,8 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use utoipa::IntoParams;
 
 use crate::error::{Error, Result};
 
@@ -17,6 +18,29 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass as `cursor` for the next page; `null` on the last one.
     pub next_cursor: Option<String>,
+}
+
+/// The query of a list paged by id: `limit` and `cursor`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// 1-100, default 50.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl PageQuery {
+    /// The limit and the id below which the page starts.
+    pub fn by_id(&self) -> Result<(u32, Option<i64>)> {
+        let limit = limit(self.limit)?;
+        let before = self
+            .cursor
+            .as_deref()
+            .map(|c| decode_cursor(c, 1).map(|k| k[0]))
+            .transpose()?;
+        Ok((limit, before))
+    }
 }
 
 pub fn limit(requested: Option<u32>) -> Result<u32> {
