@@ -11,13 +11,15 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::jwt::{JwtSetupError, JwtVerifier};
 use crate::auth::Accounts;
-use crate::bus::LocalBus;
+use crate::bus::{Bus, BusError, LocalBus, RedisBus};
+use crate::cluster::{Cluster, ClusterError, ClusterPresence, ClusterRooms, Upkeep};
 use crate::config::Config;
 use crate::dm::DirectMessages;
 use crate::hub::subscribers::Subscribers;
 use crate::hub::{Hub, RoomSettings};
 use crate::notify::Notifier;
 use crate::presence::Presence;
+use crate::rooms::Rooms;
 use crate::store::{Store, StoreError};
 
 /// Everything a handler or a socket needs; cheap to clone.
@@ -27,6 +29,9 @@ pub struct AppState {
     pub store: Store,
     pub accounts: Accounts,
     pub hub: Hub,
+    pub rooms: Rooms,
+    /// Set when this node is one of a cluster.
+    pub cluster: Option<Cluster>,
     pub notifier: Notifier,
     pub dms: DirectMessages,
     pub presence: Presence,
@@ -43,21 +48,40 @@ pub enum ServeError {
     Store(#[from] StoreError),
     #[error("the server failed: {0}")]
     Io(#[from] std::io::Error),
-    #[error("MESHI_REDIS_URL is set, but this build runs one node only; unset it")]
-    RedisUnsupported,
+    #[error("cannot join the cluster: {0}")]
+    Bus(#[from] BusError),
+    #[error("cannot join the cluster: {0}")]
+    Cluster(#[from] ClusterError),
     #[error("single sign-on is misconfigured: {0}")]
     Jwt(#[from] JwtSetupError),
 }
 
+/// How this node reaches the others: not at all, or through Redis.
+pub enum Reach {
+    Alone,
+    Cluster {
+        cluster: Cluster,
+        bus: Arc<RedisBus>,
+    },
+}
+
 impl AppState {
     /// Builds every service. `jwt` checks identity-provider tokens; `None`
-    /// refuses them all.
-    pub fn new(config: Config, store: Store, jwt: Option<JwtVerifier>) -> Self {
+    /// refuses them all. `subscribers` are the ones `reach` delivers to.
+    pub fn new(
+        config: Config,
+        store: Store,
+        jwt: Option<JwtVerifier>,
+        subscribers: Arc<Subscribers>,
+        reach: Reach,
+    ) -> Self {
         let config = Arc::new(config);
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let subscribers = Arc::new(Subscribers::default());
-        let bus = Arc::new(LocalBus::new(subscribers.clone()));
+        let (bus, cluster): (Arc<dyn Bus>, _) = match reach {
+            Reach::Alone => (Arc::new(LocalBus::new(subscribers.clone())), None),
+            Reach::Cluster { cluster, bus } => (bus, Some(cluster)),
+        };
         let hub = Hub::new(
             bus,
             subscribers,
@@ -68,6 +92,12 @@ impl AppState {
             tasks.clone(),
             shutdown.clone(),
         );
+        let rooms = match &cluster {
+            Some(cluster) => {
+                Rooms::Cluster(Arc::new(ClusterRooms::new(cluster.clone(), hub.clone())))
+            }
+            None => Rooms::Local(hub.clone()),
+        };
         AppState {
             accounts: Accounts::new(store.clone(), config.clone(), jwt),
             notifier: Notifier::new(store.clone(), hub.clone()),
@@ -76,17 +106,37 @@ impl AppState {
                 hub.clone(),
                 store.clone(),
                 Duration::from_millis(config.presence_grace_ms),
+                cluster.clone().map(ClusterPresence::new),
                 tasks.clone(),
                 shutdown.clone(),
             ),
             config,
             store,
             hub,
+            rooms,
+            cluster,
             metrics: crate::metrics::handle(),
             shutdown,
             tasks,
         }
     }
+}
+
+/// Joins the cluster named by `MESHI_REDIS_URL`, or runs alone without it.
+async fn reach(config: &Config, subscribers: &Arc<Subscribers>) -> Result<Reach, ServeError> {
+    let Some(url) = &config.redis_url else {
+        return Ok(Reach::Alone);
+    };
+    let node = config
+        .node_id
+        .clone()
+        .unwrap_or_else(|| crate::ids::random("n"));
+    let bus = Arc::new(
+        RedisBus::start(url, &config.redis_prefix, node.clone(), subscribers.clone()).await?,
+    );
+    let cluster = Cluster::connect(url, &config.redis_prefix, &node, bus.clone()).await?;
+    tracing::info!(node, prefix = %config.redis_prefix, "joined the cluster");
+    Ok(Reach::Cluster { cluster, bus })
 }
 
 /// Serves on `listener` until `shutdown` resolves, then drains: sockets
@@ -97,17 +147,31 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    if config.redis_url.is_some() {
-        return Err(ServeError::RedisUnsupported);
-    }
     // Keys are read before the database is touched, so a bad key file
     // stops the start without side effects.
     let jwt = JwtVerifier::from_config(&config)?;
     let store = Store::connect(&config.database_url).await?;
     store.migrate().await?;
     let drain_time = Duration::from_secs(config.drain_secs);
-    let state = AppState::new(config, store, jwt);
+    let subscribers = Arc::new(Subscribers::default());
+    let reach = reach(&config, &subscribers).await?;
+    let node_ttl = Duration::from_millis(config.node_ttl_ms);
+    let state = AppState::new(config, store, jwt, subscribers, reach);
     let router = crate::http::router(state.clone());
+    let upkeep_stop = CancellationToken::new();
+    let upkeep = match (&state.cluster, &state.rooms) {
+        (Some(cluster), Rooms::Cluster(rooms)) => Some(
+            Upkeep {
+                cluster: cluster.clone(),
+                rooms: rooms.clone(),
+                presence: state.presence.clone(),
+                cluster_presence: ClusterPresence::new(cluster.clone()),
+                ttl: node_ttl,
+            }
+            .spawn(upkeep_stop.clone()),
+        ),
+        _ => None,
+    };
 
     let draining = state.shutdown.clone();
     let server = tokio::spawn(
@@ -131,6 +195,12 @@ pub async fn serve(
         Ok(Ok(result)) => result?,
         Ok(Err(join)) => tracing::error!(error = %join, "server task failed"),
         Err(_) => tracing::warn!("HTTP connections still open after the drain time"),
+    }
+    if let (Some(upkeep), Some(cluster)) = (upkeep, &state.cluster) {
+        upkeep_stop.cancel();
+        let _ = upkeep.await;
+        cluster.leave().await;
+        cluster.bus().shutdown().await;
     }
     state.store.close().await;
     tracing::info!("stopped");

@@ -38,6 +38,23 @@ pub struct Config {
     #[arg(long, env = "MESHI_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
+    /// Prefix of every Redis key and channel, so several deployments (or
+    /// test runs) can share one Redis.
+    #[arg(long, env = "MESHI_REDIS_PREFIX", default_value = "meshi")]
+    pub redis_prefix: String,
+
+    /// This node's name in the cluster; unset picks a random one at start.
+    /// Names must be unique among running nodes.
+    #[arg(long, env = "MESHI_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Milliseconds a node counts as alive after its last heartbeat into
+    /// Redis; it heartbeats three times per period. When a node dies, its
+    /// users go offline and leave their rooms on every other node within
+    /// about this long.
+    #[arg(long, env = "MESHI_NODE_TTL_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(300..=600_000))]
+    pub node_ttl_ms: u64,
+
     /// Seconds an empty drop-in room stays open before it closes (0 closes
     /// it at once).
     #[arg(long, env = "MESHI_ROOM_EMPTY_GRACE_SECS", default_value_t = 30)]
@@ -256,6 +273,20 @@ impl Config {
         if let Some(secret) = &self.jwt_secret {
             check_jwt_secret(secret)?;
         }
+        if !is_cluster_name(&self.redis_prefix) {
+            return Err(ConfigError::Invalid(
+                "MESHI_REDIS_PREFIX must be 1-64 letters, digits, '.', '_' or '-'".into(),
+            ));
+        }
+        if self
+            .node_id
+            .as_deref()
+            .is_some_and(|id| !is_cluster_name(id))
+        {
+            return Err(ConfigError::Invalid(
+                "MESHI_NODE_ID must be 1-64 letters, digits, '.', '_' or '-'".into(),
+            ));
+        }
         if self.production {
             let mut missing = Vec::new();
             if !explicit_database_url {
@@ -369,6 +400,14 @@ fn read_named_file(name: &'static str, path: &Path) -> Result<Vec<u8>, ConfigErr
     })
 }
 
+/// Names that go into Redis keys and channels unquoted.
+pub fn is_cluster_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// The scheme of a URL and nothing else, since its user part may hold a
 /// password.
 fn scheme_only(url: &str) -> String {
@@ -386,6 +425,9 @@ impl fmt::Debug for Config {
             addr,
             database_url,
             redis_url,
+            redis_prefix,
+            node_id,
+            node_ttl_ms,
             room_empty_grace_secs,
             room_history,
             max_frame_bytes,
@@ -413,6 +455,9 @@ impl fmt::Debug for Config {
             .field("addr", addr)
             .field("database_url", &scheme_only(database_url))
             .field("redis_url", &redis_url.as_deref().map(scheme_only))
+            .field("redis_prefix", redis_prefix)
+            .field("node_id", node_id)
+            .field("node_ttl_ms", node_ttl_ms)
             .field("room_empty_grace_secs", room_empty_grace_secs)
             .field("room_history", room_history)
             .field("max_frame_bytes", max_frame_bytes)

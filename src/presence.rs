@@ -4,6 +4,10 @@
 //! hear only of transitions, not of each extra socket. Going offline waits
 //! a short grace, so a quick reconnect (a page reload, a network blip) does
 //! not flap: if a socket comes back within it, nobody hears anything.
+//!
+//! In a cluster, this node's transitions go to Redis ([`ClusterPresence`]),
+//! which says whether they change the user's state for the whole cluster;
+//! only those are announced.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::{now_ms, rfc3339};
+use crate::cluster::ClusterPresence;
+use crate::error::Result;
 use crate::hub::subscribers::Topic;
 use crate::hub::{encode, Hub};
 use crate::store::Store;
@@ -32,6 +38,7 @@ struct Inner {
     /// `users` shard, then this.
     heard_online: DashSet<i64>,
     offline_grace: Duration,
+    cluster: Option<ClusterPresence>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -49,6 +56,7 @@ impl Presence {
         hub: Hub,
         store: Store,
         offline_grace: Duration,
+        cluster: Option<ClusterPresence>,
         tasks: TaskTracker,
         shutdown: CancellationToken,
     ) -> Self {
@@ -59,14 +67,53 @@ impl Presence {
                 users: DashMap::new(),
                 heard_online: DashSet::new(),
                 offline_grace,
+                cluster,
                 tasks,
                 shutdown,
             }),
         }
     }
 
-    pub fn is_online(&self, user: i64) -> bool {
-        self.inner.users.contains_key(&user)
+    /// Which of `users` are online, on any node, in order.
+    pub async fn online(&self, users: &[i64]) -> Result<Vec<bool>> {
+        match &self.inner.cluster {
+            Some(cluster) => Ok(cluster.online(users).await?),
+            None => Ok(users
+                .iter()
+                .map(|user| self.inner.users.contains_key(user))
+                .collect()),
+        }
+    }
+
+    /// Users with a socket on this node.
+    pub fn local_users(&self) -> Vec<i64> {
+        self.inner.users.iter().map(|e| *e.key()).collect()
+    }
+
+    /// Another node died holding `user`'s last socket: tell their partners
+    /// they are offline.
+    pub async fn gone_with_node(&self, user: i64) {
+        let now = now_ms();
+        if let Err(err) = self.inner.store.set_last_seen(user, now).await {
+            tracing::warn!(error = %err, user, "could not store last_seen_at");
+        }
+        let partners = match self.inner.store.partner_ids(user).await {
+            Ok(partners) => partners,
+            Err(err) => {
+                tracing::warn!(error = %err, user, "could not load partners for presence");
+                return;
+            }
+        };
+        let frame = encode(&ServerFrame::Presence(PresenceFrame {
+            user_id: user.to_string(),
+            status: PresenceStatus::Offline,
+            last_seen_at: Some(rfc3339(now)),
+        }));
+        for partner in partners {
+            self.inner
+                .hub
+                .publish_frame(Topic::User(partner), frame.clone());
+        }
     }
 
     /// A socket of `user` said hello.
@@ -129,6 +176,32 @@ impl Presence {
     fn announce(&self, user: i64, status: PresenceStatus, last_seen_at: Option<i64>) {
         let inner = self.inner.clone();
         self.inner.tasks.spawn(async move {
+            if let Some(cluster) = &inner.cluster {
+                let changed = match status {
+                    PresenceStatus::Online => cluster.arrived(user).await,
+                    PresenceStatus::Offline => cluster.departed(user).await,
+                };
+                // A transition racing the other way may have reached Redis
+                // first; put Redis back in line with this node.
+                let here = inner.users.contains_key(&user);
+                let settle = match (status, here) {
+                    (PresenceStatus::Online, false) => cluster.departed(user).await.map(drop),
+                    (PresenceStatus::Offline, true) => cluster.arrived(user).await.map(drop),
+                    _ => Ok(()),
+                };
+                if let Err(error) = settle {
+                    tracing::warn!(%error, user, "could not report presence to Redis");
+                }
+                match changed {
+                    Ok(true) => {}
+                    // Another node holds the user still, or held them first.
+                    Ok(false) => return,
+                    Err(error) => {
+                        tracing::warn!(%error, user, "could not report presence to Redis");
+                        return;
+                    }
+                }
+            }
             let partners = match inner.store.partner_ids(user).await {
                 Ok(partners) => partners,
                 Err(err) => {
@@ -153,11 +226,15 @@ impl Presence {
             // still holds and is news to the partners, under the user's
             // shard lock, so an old transition never lands after a newer
             // one and partners never hear the same status twice running.
+            // In a cluster, Redis has already said this is news.
             let entry = inner.users.entry(user);
+            let clustered = inner.cluster.is_some();
             let news = match (&entry, status) {
-                (Entry::Occupied(_), PresenceStatus::Online) => inner.heard_online.insert(user),
+                (Entry::Occupied(_), PresenceStatus::Online) => {
+                    inner.heard_online.insert(user) || clustered
+                }
                 (Entry::Vacant(_), PresenceStatus::Offline) => {
-                    inner.heard_online.remove(&user).is_some()
+                    inner.heard_online.remove(&user).is_some() || clustered
                 }
                 _ => false,
             };

@@ -9,7 +9,8 @@
 use meshi_protocol::{Room, RoomKind};
 
 use crate::error::{Error, Result};
-use crate::hub::{Hub, StandingRoom};
+use crate::hub::StandingRoom;
+use crate::rooms::Rooms;
 use crate::store::Store;
 
 /// Members a community room holds at once; the largest room size.
@@ -41,12 +42,12 @@ fn owner(room_id: &str) -> Result<Option<Owner>> {
 /// Checks that `user` may enter `room_id` and, for a standing room, opens
 /// it on this node. Drop-in rooms are open to anyone; their own rules
 /// (capacity) apply at join.
-pub async fn admit(store: &Store, hub: &Hub, room_id: &str, user: i64) -> Result<()> {
+pub async fn admit(store: &Store, rooms: &Rooms, room_id: &str, user: i64) -> Result<()> {
     let Some(owner) = owner(room_id)? else {
         return Ok(());
     };
     let room = standing_room(store, room_id, owner, user).await?;
-    hub.ensure_room(room);
+    rooms.ensure(room).await?;
     Ok(())
 }
 
@@ -100,21 +101,21 @@ async fn standing_room(
 
 /// Every room `user` may join: open drop-in rooms, then the rooms of the
 /// events they host or attend and of the communities they belong to.
-pub async fn rooms_for(store: &Store, hub: &Hub, user: i64) -> Result<Vec<Room>> {
-    let mut rooms = hub.list_rooms();
+pub async fn rooms_for(store: &Store, engine: &Rooms, user: i64) -> Result<Vec<Room>> {
+    let mut rooms = engine.list().await?;
     for (event_id, _) in store.event_ids_open_to(user).await? {
         let room_id = format!("event:{event_id}");
         // The list came from the same rules, but an RSVP may have changed
         // since; a room the user may no longer enter is left out.
         if let Ok(room) = standing_room(store, &room_id, Owner::Event(event_id), user).await {
-            rooms.push(hub.ensure_room(room));
+            rooms.push(engine.ensure(room).await?);
         }
     }
     for (community_id, _) in store.community_ids_of(user).await? {
         let room_id = format!("community:{community_id}");
         if let Ok(room) = standing_room(store, &room_id, Owner::Community(community_id), user).await
         {
-            rooms.push(hub.ensure_room(room));
+            rooms.push(engine.ensure(room).await?);
         }
     }
     Ok(rooms)

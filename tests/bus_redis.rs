@@ -75,7 +75,7 @@ impl Node {
     fn attach(&self, topic: &Topic, conn: u64, user: i64) -> Sock {
         let (outbox, rx, kill) = Outbox::new(2048);
         self.subscribers
-            .subscribe(topic.clone(), Subscriber { conn, user, outbox });
+            .subscribe(topic.clone(), Subscriber::new(conn, user, outbox));
         Sock { rx, kill }
     }
 
@@ -84,6 +84,7 @@ impl Node {
             topic: topic.clone(),
             frame: text.into(),
             skip_user,
+            position: None,
         });
     }
 }

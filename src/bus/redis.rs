@@ -44,18 +44,23 @@
 //!         (i64, big-endian) if 1, then the serialized frame to the end
 //! close:  2 bytes close code (big-endian), then the reason, UTF-8, to the end
 //! ```
+//! Room events that Redis itself sequences (see `cluster::rooms`) are
+//! published by a script, not by a node: kind 'P', an empty origin, so
+//! every node delivers them, then `<position>:<seq> ` in ASCII decimal
+//! (`seq` is 0 for events that are not messages), then the frame.
 //! The frame's bytes travel as they were serialized, so no node parses or
 //! re-serializes a frame it forwards.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use dashmap::DashMap;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -86,12 +91,16 @@ pub enum BusError {
     NodeId,
     #[error("these subscribers are already fed by another bus")]
     AlreadyWatched,
+    #[error("Redis did not confirm the subscription in time")]
+    NotListening,
 }
 
 pub struct RedisBus {
+    channels: Channels,
     subscribers: Arc<Subscribers>,
     queue: mpsc::Sender<Delivery>,
     health: Arc<Health>,
+    heard: Arc<Heard>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -100,6 +109,30 @@ pub struct RedisBus {
 struct Health {
     subscriber_up: AtomicBool,
     publisher_up: AtomicBool,
+}
+
+/// What the listener has heard: the channels subscribed right now, and the
+/// highest event position and message `seq` it delivered per room.
+struct Heard {
+    channels: Mutex<HashSet<String>>,
+    /// Bumped whenever `channels` changes, so waiters can look again.
+    changed: watch::Sender<u64>,
+    room_seqs: DashMap<Arc<str>, (u64, u64)>,
+    connections: AtomicU64,
+}
+
+impl Heard {
+    fn set_channels(&self, update: impl FnOnce(&mut HashSet<String>)) {
+        update(&mut self.channels.lock().unwrap_or_else(|e| e.into_inner()));
+        self.changed.send_modify(|version| *version += 1);
+    }
+
+    fn has_channel(&self, channel: &str) -> bool {
+        self.channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(channel)
+    }
 }
 
 impl RedisBus {
@@ -144,6 +177,12 @@ impl RedisBus {
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let (queue, queued) = mpsc::channel(QUEUE);
+        let heard = Arc::new(Heard {
+            channels: Mutex::default(),
+            changed: watch::channel(0).0,
+            room_seqs: DashMap::new(),
+            connections: AtomicU64::new(1),
+        });
 
         tasks.spawn(
             Publisher {
@@ -164,15 +203,20 @@ impl RedisBus {
                 interest: interest_rx,
                 subscribed: HashMap::new(),
                 health: health.clone(),
+                heard: heard.clone(),
             }
             .run(pubsub, shutdown.clone()),
         );
         tasks.close();
 
         Ok(RedisBus {
+            channels: Channels {
+                prefix: prefix.to_owned(),
+            },
             subscribers,
             queue,
             health,
+            heard,
             shutdown,
             tasks,
         })
@@ -182,6 +226,47 @@ impl RedisBus {
     pub fn is_connected(&self) -> bool {
         self.health.subscriber_up.load(Ordering::Relaxed)
             && self.health.publisher_up.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once this node hears `topic`'s channel, which a local
+    /// subscriber asked for; a room join waits for it so that no event
+    /// sequenced after the join can pass this node by.
+    pub async fn listening(&self, topic: &Topic, within: Duration) -> Result<(), BusError> {
+        let channel = self.channels.name(topic);
+        let mut changed = self.heard.changed.subscribe();
+        let wait = async {
+            loop {
+                if self.heard.has_channel(&channel) {
+                    return Ok(());
+                }
+                if changed.changed().await.is_err() {
+                    return Err(BusError::NotListening);
+                }
+            }
+        };
+        tokio::time::timeout(within, wait)
+            .await
+            .map_err(|_| BusError::NotListening)?
+    }
+
+    /// The Redis channel carrying `topic`.
+    pub fn channel(&self, topic: &Topic) -> String {
+        self.channels.name(topic)
+    }
+
+    /// The highest event position and message `seq` this node has heard in
+    /// a room since it last subscribed to it; zeros when none.
+    pub fn room_heard(&self, room: &str) -> (u64, u64) {
+        self.heard
+            .room_seqs
+            .get(room)
+            .map_or((0, 0), |heard| *heard)
+    }
+
+    /// How many connections the listener has made; it grows by one on
+    /// every reconnect.
+    pub fn connections(&self) -> u64 {
+        self.heard.connections.load(Ordering::Relaxed)
     }
 
     /// Stops listening, sends what is already queued, and waits for both
@@ -305,6 +390,7 @@ struct Listener {
     /// Channels subscribed on the current connection, and their topics.
     subscribed: HashMap<String, Topic>,
     health: Arc<Health>,
+    heard: Arc<Heard>,
 }
 
 /// Why a connection's session ended.
@@ -325,6 +411,7 @@ impl Listener {
             match connection {
                 Ok(connection) => {
                     backoff = BACKOFF_MIN;
+                    self.heard.connections.fetch_add(1, Ordering::Relaxed);
                     match self.session(connection, &shutdown).await {
                         Ended::Shutdown => return,
                         Ended::Lost(error) => {
@@ -351,6 +438,7 @@ impl Listener {
     async fn session(&mut self, pubsub: redis::aio::PubSub, shutdown: &CancellationToken) -> Ended {
         let (mut sink, mut stream) = pubsub.split();
         self.subscribed.clear();
+        self.heard.set_channels(HashSet::clear);
         // A fresh connection listens to nothing: catch up with every topic
         // that has local sockets now. Reports queued meanwhile are covered.
         while self.interest.try_recv().is_ok() {}
@@ -398,8 +486,17 @@ impl Listener {
         let have = self.subscribed.contains_key(&channel);
         if wanted && !have {
             sink.subscribe(&channel).await?;
+            self.heard.set_channels(|set| {
+                set.insert(channel.clone());
+            });
             self.subscribed.insert(channel, topic);
         } else if !wanted && have {
+            self.heard.set_channels(|set| {
+                set.remove(&channel);
+            });
+            if let Topic::Room(room) = &topic {
+                self.heard.room_seqs.remove(room);
+            }
             sink.unsubscribe(&channel).await?;
             self.subscribed.remove(&channel);
         }
@@ -418,6 +515,21 @@ impl Listener {
                 metrics::counter!("meshi_bus_received_total").increment(1);
                 self.subscribers.deliver(&delivery);
             }
+            Ok(Decoded::Sequenced { delivery, seq }) => {
+                metrics::counter!("meshi_bus_received_total").increment(1);
+                if let (
+                    Topic::Room(room),
+                    Delivery::Frame {
+                        position: Some(position),
+                        ..
+                    },
+                ) = (topic, &delivery)
+                {
+                    let mut heard = self.heard.room_seqs.entry(room.clone()).or_default();
+                    *heard = (heard.0.max(*position), heard.1.max(seq));
+                }
+                self.subscribers.deliver(&delivery);
+            }
             Err(error) => {
                 metrics::counter!("meshi_bus_decode_errors_total").increment(1);
                 tracing::warn!(%error, channel = message.get_channel_name(), "bus dropped an unreadable payload");
@@ -433,6 +545,7 @@ fn gauge_channels(n: usize) {
 const VERSION: u8 = 1;
 const KIND_FRAME: u8 = b'F';
 const KIND_CLOSE: u8 = b'C';
+const KIND_SEQUENCED: u8 = b'P';
 
 /// Encodes a delivery as published; the format is in the module docs.
 fn encode(node_id: &str, delivery: &Delivery) -> Vec<u8> {
@@ -476,6 +589,11 @@ enum Decoded {
     /// Published by this node, which delivered it already.
     Own,
     Remote(Delivery),
+    /// A room event Redis sequenced, for every node.
+    Sequenced {
+        delivery: Delivery,
+        seq: u64,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -490,6 +608,8 @@ enum DecodeError {
     Short,
     #[error("payload text is not UTF-8")]
     Utf8,
+    #[error("a sequenced payload's position is malformed")]
+    Position,
 }
 
 /// Decodes a payload heard on `topic`'s channel by the node `own`.
@@ -507,6 +627,9 @@ fn decode(own: &str, payload: &[u8], topic: &Topic) -> Result<Decoded, DecodeErr
         return Ok(Decoded::Own);
     }
     let topic = topic.clone();
+    if *kind == KIND_SEQUENCED {
+        return decode_sequenced(topic, body);
+    }
     let delivery = match *kind {
         KIND_FRAME => {
             let (skip_user, frame) = match body {
@@ -524,6 +647,7 @@ fn decode(own: &str, payload: &[u8], topic: &Topic) -> Result<Decoded, DecodeErr
                 topic,
                 frame,
                 skip_user,
+                position: None,
             }
         }
         KIND_CLOSE => {
@@ -538,6 +662,29 @@ fn decode(own: &str, payload: &[u8], topic: &Topic) -> Result<Decoded, DecodeErr
         other => return Err(DecodeError::Kind(other)),
     };
     Ok(Decoded::Remote(delivery))
+}
+
+/// `<position>:<seq> <frame>`, as a room script publishes it.
+fn decode_sequenced(topic: Topic, body: &[u8]) -> Result<Decoded, DecodeError> {
+    let space = body
+        .iter()
+        .position(|b| *b == b' ')
+        .ok_or(DecodeError::Position)?;
+    let (header, frame) = (&body[..space], &body[space + 1..]);
+    let header = std::str::from_utf8(header).map_err(|_| DecodeError::Position)?;
+    let (position, seq) = header.split_once(':').ok_or(DecodeError::Position)?;
+    let position = position.parse().map_err(|_| DecodeError::Position)?;
+    let seq = seq.parse().map_err(|_| DecodeError::Position)?;
+    let frame = Frame::try_from(Bytes::copy_from_slice(frame)).map_err(|_| DecodeError::Utf8)?;
+    Ok(Decoded::Sequenced {
+        delivery: Delivery::Frame {
+            topic,
+            frame,
+            skip_user: None,
+            position: Some(position),
+        },
+        seq,
+    })
 }
 
 /// Close reasons are `&'static str` all the way to the socket writer, and
@@ -585,11 +732,13 @@ mod tests {
                 topic: room(),
                 frame: frame.clone(),
                 skip_user,
+                position: None,
             };
             let Delivery::Frame {
                 topic,
                 frame: got,
                 skip_user: got_skip,
+                ..
             } = remote(&encode("node-a", &sent))
             else {
                 panic!("not a frame");
@@ -619,6 +768,7 @@ mod tests {
             topic: room(),
             frame: Frame::from("{}"),
             skip_user: Some(7),
+            position: None,
         };
         let mut expected = vec![1, b'F', 2, b'n', b'a', 1];
         expected.extend_from_slice(&7i64.to_be_bytes());
@@ -642,6 +792,7 @@ mod tests {
             topic: room(),
             frame: Frame::from("{}"),
             skip_user: None,
+            position: None,
         };
         assert!(matches!(
             decode("node-a", &encode("node-a", &sent), &room()),
@@ -674,6 +825,28 @@ mod tests {
             let got = decode(own, payload, &room()).map(|_| ()).unwrap_err();
             assert_eq!(&got, expected, "payload {payload:?}");
         }
+    }
+
+    #[test]
+    fn sequenced_payloads_reach_every_node_with_their_position() {
+        let payload = b"\x01P\x0042:7 {\"type\":\"room.message\"}";
+        for own in ["node-a", "node-b"] {
+            let Ok(Decoded::Sequenced { delivery, seq }) = decode(own, payload, &room()) else {
+                panic!("not sequenced");
+            };
+            let Delivery::Frame {
+                frame, position, ..
+            } = delivery
+            else {
+                panic!("not a frame");
+            };
+            assert_eq!((position, seq), (Some(42), 7));
+            assert_eq!(frame.as_str(), r#"{"type":"room.message"}"#);
+        }
+        assert_eq!(
+            decode("me", b"\x01P\x00x:1 {}", &room()).map(|_| ()),
+            Err(DecodeError::Position)
+        );
     }
 
     #[test]

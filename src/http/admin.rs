@@ -102,7 +102,7 @@ pub async fn close_room(
     if room_id.len() > MAX_ROOM_ID_BYTES {
         return Err(Error::NotFound("room"));
     }
-    let room = state.hub.room_info(&room_id)?;
+    let room = state.rooms.info(&room_id).await?;
     let target = format!("room:{}", room.id);
     let data = json!({
         "name": room.name,
@@ -122,7 +122,11 @@ pub async fn close_room(
             now: now_ms(),
         })
         .await?;
-    match state.hub.close_room(&room.id, RoomClosedReason::Moderator) {
+    match state
+        .rooms
+        .close(&room.id, RoomClosedReason::Moderator)
+        .await
+    {
         // The room may have closed on its own since it was looked up (it
         // emptied); it is closed either way, which is what was asked.
         Ok(()) | Err(Error::NotFound(_)) => {}

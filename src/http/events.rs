@@ -483,10 +483,13 @@ pub async fn cancel(
         .map_err(event_error)?;
     if let Some(attendees) = attendees {
         // The room goes with its event; nobody may be left talking in it.
-        let _ = state.hub.close_room(
-            &format!("event:{}", event.id),
-            meshi_protocol::RoomClosedReason::Host,
-        );
+        let _ = state
+            .rooms
+            .close(
+                &format!("event:{}", event.id),
+                meshi_protocol::RoomClosedReason::Host,
+            )
+            .await;
         let notice = json!({ "event_id": event.id.to_string(), "title": event.title });
         state
             .notifier

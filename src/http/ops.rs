@@ -14,23 +14,36 @@ pub async fn healthz() -> impl IntoResponse {
 
 /// Ready when every backend answers; otherwise 503 naming what failed.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(json!({ "status": "ready", "database": "ok" })),
-        ),
+    let database = match state.store.ping().await {
+        Ok(()) => "ok",
         Err(err) => {
-            tracing::warn!(error = %err, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({
-                    "status": "unavailable",
-                    "database": "unreachable",
-                    "error": { "code": "unavailable", "message": "database is unreachable" }
-                })),
-            )
+            tracing::warn!(error = %err, "readiness check: database unreachable");
+            "unreachable"
         }
+    };
+    let redis = match &state.cluster {
+        None => None,
+        Some(cluster) if cluster.ping().await => Some("ok"),
+        Some(_) => Some("unreachable"),
+    };
+    let failing: Vec<&str> = [("database", Some(database)), ("redis", redis)]
+        .into_iter()
+        .filter(|(_, status)| *status == Some("unreachable"))
+        .map(|(part, _)| part)
+        .collect();
+    let mut body = json!({ "status": "ready", "database": database });
+    if let Some(redis) = redis {
+        body["redis"] = json!(redis);
     }
+    if failing.is_empty() {
+        return (StatusCode::OK, Json(body));
+    }
+    body["status"] = json!("unavailable");
+    body["error"] = json!({
+        "code": "unavailable",
+        "message": format!("{} unreachable", failing.join(" and ")),
+    });
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body))
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

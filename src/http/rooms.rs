@@ -44,8 +44,9 @@ pub async fn list(
     let limit = page::limit(query.limit)? as usize;
     let after = query.cursor.as_deref().map(decode).transpose()?;
     let mut rooms = state
-        .hub
-        .rooms_page(after.as_ref().map(|(at, id)| (*at, id.as_str())), limit + 1);
+        .rooms
+        .page(after.as_ref().map(|(at, id)| (*at, id.as_str())), limit + 1)
+        .await?;
     let more = rooms.len() > limit;
     rooms.truncate(limit);
     let next_cursor = more

@@ -5,11 +5,14 @@
 //! one another. Frames are serialized once and the same bytes go to every
 //! recipient through the bus.
 
+pub mod gate;
 pub mod outbox;
 mod rooms;
 pub mod subscribers;
 
-pub use rooms::{validate_text, RoomSettings, StandingRoom};
+pub use rooms::{
+    validate_message, validate_new_room, validate_text, RoomSettings, StandingRoom, LATEST_ON_JOIN,
+};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -81,6 +84,7 @@ impl Hub {
             topic,
             frame: encode(frame),
             skip_user: None,
+            position: None,
         });
     }
 
@@ -90,7 +94,27 @@ impl Hub {
             topic,
             frame,
             skip_user: None,
+            position: None,
         });
+    }
+
+    /// Pushes a frame to every socket listening to `topic` but `skip_user`'s.
+    pub fn publish_except(&self, topic: Topic, frame: &ServerFrame, skip_user: UserId) {
+        self.inner.bus.publish(Delivery::Frame {
+            topic,
+            frame: encode(frame),
+            skip_user: Some(skip_user),
+            position: None,
+        });
+    }
+
+    /// The local subscriber table, which a cluster's rooms manage directly.
+    pub fn subscribers(&self) -> &Arc<Subscribers> {
+        &self.inner.subscribers
+    }
+
+    pub fn settings(&self) -> &RoomSettings {
+        &self.inner.settings
     }
 
     /// Closes every socket listening to `topic`, on every node.

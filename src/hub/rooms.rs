@@ -41,7 +41,7 @@ pub struct StandingRoom {
 }
 
 /// Messages a join returns when it cannot, or was not asked to, recover.
-const LATEST_ON_JOIN: usize = 50;
+pub const LATEST_ON_JOIN: usize = 50;
 const DEFAULT_CAPACITY: u32 = 50;
 const MAX_TEXT_CHARS: usize = 4000;
 const MAX_CLIENT_MSG_ID: usize = 64;
@@ -167,18 +167,7 @@ impl Hub {
         topic: Option<&str>,
         capacity: Option<u32>,
     ) -> Result<RoomView> {
-        let name = name.trim();
-        if !(1..=60).contains(&name.chars().count()) {
-            return Err(Error::bad("name", "must be 1-60 characters"));
-        }
-        let topic = topic.map(str::trim).filter(|t| !t.is_empty());
-        if topic.is_some_and(|t| t.chars().count() > 200) {
-            return Err(Error::bad("topic", "must be at most 200 characters"));
-        }
-        let capacity = capacity.unwrap_or(DEFAULT_CAPACITY);
-        if !(2..=500).contains(&capacity) {
-            return Err(Error::bad("capacity", "must be 2-500"));
-        }
+        let (name, topic, capacity) = validate_new_room(name, topic, capacity)?;
         let room = Arc::new(Room {
             id: ids::random("r").into(),
             kind: RoomKind::DropIn,
@@ -339,13 +328,7 @@ impl Hub {
         text: String,
         client_msg_id: Option<String>,
     ) -> Result<Sent> {
-        validate_text(&text)?;
-        if client_msg_id
-            .as_ref()
-            .is_some_and(|id| id.is_empty() || id.chars().count() > MAX_CLIENT_MSG_ID)
-        {
-            return Err(Error::bad("client_msg_id", "must be 1-64 characters"));
-        }
+        validate_message(&text, client_msg_id.as_deref())?;
         let room = self.room(room_id)?;
         let mut state = room.lock();
         if state.closed {
@@ -374,6 +357,7 @@ impl Hub {
             topic: Topic::Room(room.id.clone()),
             frame: encode(&ServerFrame::RoomMessage(RoomMessage::clone(&message))),
             skip_user: None,
+            position: None,
         });
         metrics::histogram!("meshi_fanout_seconds").record(started.elapsed().as_secs_f64());
         let sent = Sent {
@@ -410,6 +394,7 @@ impl Hub {
                 user_id: typist.user.to_string(),
             }),
             skip_user: Some(typist.user),
+            position: None,
         });
         Ok(())
     }
@@ -515,6 +500,36 @@ fn remember_client_id(state: &mut RoomState, user: UserId, id: String, sent: Sen
             state.sent_by_client_id.remove(&old);
         }
     }
+}
+
+/// A new drop-in room's name, topic and capacity, trimmed and checked.
+pub fn validate_new_room<'a>(
+    name: &'a str,
+    topic: Option<&'a str>,
+    capacity: Option<u32>,
+) -> Result<(&'a str, Option<&'a str>, u32)> {
+    let name = name.trim();
+    if !(1..=60).contains(&name.chars().count()) {
+        return Err(Error::bad("name", "must be 1-60 characters"));
+    }
+    let topic = topic.map(str::trim).filter(|t| !t.is_empty());
+    if topic.is_some_and(|t| t.chars().count() > 200) {
+        return Err(Error::bad("topic", "must be at most 200 characters"));
+    }
+    let capacity = capacity.unwrap_or(DEFAULT_CAPACITY);
+    if !(2..=500).contains(&capacity) {
+        return Err(Error::bad("capacity", "must be 2-500"));
+    }
+    Ok((name, topic, capacity))
+}
+
+/// A room message's text and `client_msg_id`.
+pub fn validate_message(text: &str, client_msg_id: Option<&str>) -> Result<()> {
+    validate_text(text)?;
+    if client_msg_id.is_some_and(|id| id.is_empty() || id.chars().count() > MAX_CLIENT_MSG_ID) {
+        return Err(Error::bad("client_msg_id", "must be 1-64 characters"));
+    }
+    Ok(())
 }
 
 pub fn validate_text(text: &str) -> Result<()> {

@@ -14,6 +14,7 @@ use std::sync::{Arc, OnceLock};
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
+use super::gate::Gate;
 use super::outbox::{Frame, Outbox};
 use super::{ConnId, UserId};
 
@@ -37,6 +38,9 @@ pub enum Delivery {
         frame: Frame,
         /// Skip this user's sockets (typing goes to the others).
         skip_user: Option<UserId>,
+        /// Where this event stands in its room's order, when a cluster
+        /// sequenced it; see [`Gate`].
+        position: Option<u64>,
     },
     Close {
         topic: Topic,
@@ -50,6 +54,27 @@ pub struct Subscriber {
     pub conn: ConnId,
     pub user: UserId,
     pub outbox: Outbox,
+    /// Set on a room subscription whose join is still on its way.
+    pub gate: Option<Arc<Gate>>,
+}
+
+impl Subscriber {
+    pub fn new(conn: ConnId, user: UserId, outbox: Outbox) -> Self {
+        Subscriber {
+            conn,
+            user,
+            outbox,
+            gate: None,
+        }
+    }
+
+    /// The same socket, its room deliveries held by `gate`.
+    pub fn gated(&self, gate: Arc<Gate>) -> Self {
+        Subscriber {
+            gate: Some(gate),
+            ..self.clone()
+        }
+    }
 }
 
 /// Called with `true` when a topic gains its first local subscriber and
@@ -89,6 +114,17 @@ impl Subscribers {
         }
     }
 
+    /// Subscribes, or swaps in `subscriber` for the same socket's entry.
+    pub fn resubscribe(&self, topic: Topic, subscriber: Subscriber) {
+        if let Some(mut entry) = self.topics.get_mut(&topic) {
+            if let Some(existing) = entry.iter_mut().find(|s| s.conn == subscriber.conn) {
+                *existing = subscriber;
+                return;
+            }
+        }
+        self.subscribe(topic, subscriber);
+    }
+
     pub fn unsubscribe(&self, topic: &Topic, conn: ConnId) {
         let removed = self.topics.remove_if_mut(topic, |_, subscribers| {
             subscribers.retain(|s| s.conn != conn);
@@ -110,16 +146,21 @@ impl Subscribers {
                 topic,
                 frame,
                 skip_user,
+                position,
             } => {
                 let Some(subscribers) = self.topics.get(topic) else {
                     return;
                 };
                 let mut sent = 0u64;
                 for s in subscribers.iter() {
-                    if Some(s.user) != *skip_user {
-                        s.outbox.push(frame.clone());
-                        sent += 1;
+                    if Some(s.user) == *skip_user {
+                        continue;
                     }
+                    match &s.gate {
+                        Some(gate) => gate.pass(*position, frame, &s.outbox),
+                        None => s.outbox.push(frame.clone()),
+                    }
+                    sent += 1;
                 }
                 metrics::counter!("meshi_deliveries_total").increment(sent);
             }
@@ -161,11 +202,7 @@ mod tests {
         assert!(!subscribers.watch(Arc::new(|_: &Topic, _: bool| {})));
 
         let topic = Topic::User(1);
-        let subscriber = |conn| Subscriber {
-            conn,
-            user: 1,
-            outbox: Outbox::new(1).0,
-        };
+        let subscriber = |conn| Subscriber::new(conn, 1, Outbox::new(1).0);
         subscribers.subscribe(topic.clone(), subscriber(1));
         subscribers.subscribe(topic.clone(), subscriber(2));
         subscribers.subscribe(topic.clone(), subscriber(2));

@@ -108,12 +108,12 @@ pub async fn run(socket: WebSocket, state: AppState, origin_allowed: bool) {
         match ending {
             Some((code, reason)) => {
                 conn.outbox.close_after_flush(code, reason);
-                conn.leave_everything();
+                conn.leave_everything().await;
                 linger(&mut stream).await;
             }
             None => {
                 conn.outbox.kill(1000, "");
-                conn.leave_everything();
+                conn.leave_everything().await;
             }
         }
         let _ = writer.await;
@@ -249,11 +249,7 @@ impl Connection {
     pub(super) fn open_session(&mut self, identity: Identity) -> &Session {
         let user = crate::profile::summary(&identity.user);
         tracing::Span::current().record("user_id", identity.user.id);
-        let subscriber = Subscriber {
-            conn: self.id,
-            user: identity.user.id,
-            outbox: self.outbox.clone(),
-        };
+        let subscriber = Subscriber::new(self.id, identity.user.id, self.outbox.clone());
         self.state
             .hub
             .subscribe(Topic::User(identity.user.id), subscriber.clone());
@@ -286,13 +282,15 @@ impl Connection {
         session.identity = identity;
     }
 
-    fn leave_everything(&mut self) {
+    async fn leave_everything(&mut self) {
         let hub = self.state.hub.clone();
         let Some(session) = self.session.take() else {
             return;
         };
-        for room_id in self.joined.drain() {
-            let _ = hub.leave_room(&room_id, &session.subscriber);
+        for room_id in std::mem::take(&mut self.joined) {
+            if let Err(err) = self.state.rooms.leave(&room_id, &session.subscriber).await {
+                tracing::debug!(error = %err, room = %room_id, "leaving a room on close failed");
+            }
         }
         if self.watching {
             hub.unsubscribe(&Topic::Directory, self.id);

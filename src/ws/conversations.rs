@@ -179,24 +179,36 @@ impl Connection {
             .await?
             .into_iter()
             .collect();
-        let hub = &self.state.hub;
+        let rooms = &self.state.rooms;
         let mut asked: Vec<i64> = Vec::with_capacity(user_ids.len());
         for id in user_ids.iter().filter_map(|id| id.parse::<i64>().ok()) {
-            let shares_room = || self.joined.iter().any(|room| hub.room_has_member(room, id));
-            if !asked.contains(&id) && (id == me || partners.contains(&id) || shares_room()) {
+            if asked.contains(&id) {
+                continue;
+            }
+            let mut may_ask = id == me || partners.contains(&id);
+            for room in &self.joined {
+                if may_ask {
+                    break;
+                }
+                may_ask = rooms.has_member(room, id).await?;
+            }
+            if may_ask {
                 asked.push(id);
             }
         }
+        let online = self.state.presence.online(&asked).await?;
         let offline: Vec<i64> = asked
             .iter()
-            .copied()
-            .filter(|id| !self.state.presence.is_online(*id))
+            .zip(&online)
+            .filter(|(_, online)| !**online)
+            .map(|(id, _)| *id)
             .collect();
         let last_seen = self.state.store.last_seen(&offline).await?;
         let presence = asked
             .iter()
-            .filter_map(|&id| {
-                if self.state.presence.is_online(id) {
+            .zip(&online)
+            .filter_map(|(&id, &online)| {
+                if online {
                     return Some(PresenceView {
                         user_id: id.to_string(),
                         status: PresenceStatus::Online,

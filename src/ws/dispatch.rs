@@ -75,7 +75,7 @@ impl Connection {
         let Some(session) = self.session.as_ref() else {
             return Err(Error::Unauthenticated("say hello first"));
         };
-        let hub = self.state.hub.clone();
+        let rooms = self.state.rooms.clone();
         match request {
             Request::Hello { .. } => unreachable!("answered above"),
             Request::Ping => data(&PingOk {
@@ -94,46 +94,55 @@ impl Connection {
                 topic,
                 capacity,
             } => {
-                let room = hub.create_room(
-                    &session.subscriber,
-                    &session.user,
-                    &name,
-                    topic.as_deref(),
-                    capacity,
-                )?;
+                let room = rooms
+                    .create(
+                        &session.subscriber,
+                        &session.user,
+                        &name,
+                        topic.as_deref(),
+                        capacity,
+                    )
+                    .await?;
                 self.joined.insert(Arc::from(room.id.as_str()));
                 data(&RoomCreated { room })
             }
             Request::RoomList => data(&RoomList {
-                rooms: standing::rooms_for(&self.state.store, &hub, session.identity.user.id)
+                rooms: standing::rooms_for(&self.state.store, &rooms, session.identity.user.id)
                     .await?,
             }),
             Request::RoomJoin { room_id, since_seq } => {
-                standing::admit(&self.state.store, &hub, &room_id, session.identity.user.id)
-                    .await?;
+                standing::admit(
+                    &self.state.store,
+                    &rooms,
+                    &room_id,
+                    session.identity.user.id,
+                )
+                .await?;
                 let already_joined = self.joined.contains(room_id.as_str());
                 let outbox = self.outbox.clone();
-                hub.join_room(
-                    &room_id,
-                    &session.subscriber,
-                    &session.user,
-                    since_seq,
-                    already_joined,
-                    |joined| {
-                        if let (Some(reference), Ok(json)) =
-                            (reference, serde_json::to_string(joined))
-                        {
-                            outbox.push(super::conn::ok_frame(reference, &json));
-                        }
-                    },
-                )?;
+                rooms
+                    .join(
+                        &room_id,
+                        &session.subscriber,
+                        &session.user,
+                        since_seq,
+                        already_joined,
+                        |joined| {
+                            if let (Some(reference), Ok(json)) =
+                                (reference, serde_json::to_string(joined))
+                            {
+                                outbox.push(super::conn::ok_frame(reference, &json));
+                            }
+                        },
+                    )
+                    .await?;
                 self.joined.insert(Arc::from(room_id.as_str()));
                 Ok(Reply::Queued)
             }
             Request::RoomLeave { room_id } => {
                 if self.joined.remove(room_id.as_str()) {
-                    hub.leave_room(&room_id, &session.subscriber)?;
-                } else if !hub.room_exists(&room_id) {
+                    rooms.leave(&room_id, &session.subscriber).await?;
+                } else if !rooms.exists(&room_id).await? {
                     return Err(Error::NotFound("room"));
                 }
                 data(&Empty {})
@@ -143,25 +152,29 @@ impl Connection {
                 text,
                 client_msg_id,
             } => {
-                let sent: Sent = hub.send_to_room(
-                    &room_id,
-                    &session.subscriber,
-                    &session.user,
-                    text,
-                    client_msg_id,
-                )?;
+                let sent: Sent = rooms
+                    .send(
+                        &room_id,
+                        &session.subscriber,
+                        &session.user,
+                        text,
+                        client_msg_id,
+                    )
+                    .await?;
                 data(&sent)
             }
             Request::RoomTyping { room_id } => {
-                hub.room_typing(&room_id, &session.subscriber)?;
+                rooms.typing(&room_id, &session.subscriber).await?;
                 data(&Empty {})
             }
             Request::RoomsWatch => {
                 // Subscribe before listing, so no change falls between.
-                hub.subscribe(Topic::Directory, session.subscriber.clone());
+                self.state
+                    .hub
+                    .subscribe(Topic::Directory, session.subscriber.clone());
                 self.watching = true;
                 data(&RoomList {
-                    rooms: standing::rooms_for(&self.state.store, &hub, session.identity.user.id)
+                    rooms: standing::rooms_for(&self.state.store, &rooms, session.identity.user.id)
                         .await?,
                 })
             }

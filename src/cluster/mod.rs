@@ -1,0 +1,260 @@
+//! Many nodes as one: the state every node must agree on lives in Redis,
+//! changed only by the Lua scripts in [`scripts`], and the events those
+//! scripts publish reach every interested node through the [`RedisBus`].
+//!
+//! # What lives where
+//! Each node keeps its own sockets, their subscriptions and, per room, the
+//! users it holds there. Redis keeps, under the configured prefix:
+//!
+//! | key | what |
+//! |---|---|
+//! | `<p>:r:<room>` | hash: kind, capacity, created, `seq`, `ev` (event position), the room view around its member count |
+//! | `<p>:r:<room>\|m` | hash: user id -> user summary, the members |
+//! | `<p>:r:<room>\|n`, `\|c` | which nodes hold which member, and how many nodes hold each |
+//! | `<p>:r:<room>\|h` | list: the latest messages, capped at the history window |
+//! | `<p>:r:<room>\|d`, `\|q` | `client_msg_id` -> first result, and their order for eviction |
+//! | `<p>:rooms` | sorted set: open drop-in rooms by creation time |
+//! | `<p>:empty` | sorted set: drop-in rooms by when they emptied |
+//! | `<p>:on:<user>` | hash: the nodes holding a socket of the user |
+//! | `<p>:nodes`, `<p>:node:<id>` | live nodes, and each one's heartbeat with a TTL |
+//! | `<p>:node:<id>:rooms`, `:users` | what a node holds, for cleaning up after it dies |
+//!
+//! # Order
+//! A room message is numbered, stored in the room's history and published
+//! by one script, so Redis hands it to every node in `seq` order. Joins,
+//! leaves and closes are published the same way, each with the room's next
+//! event position; a joining socket holds back what arrives while its join
+//! is under way and keeps only what came after it (see `hub::gate`).
+//!
+//! # Faults
+//! Every node heartbeats `<p>:node:<id>` with a TTL of `MESHI_NODE_TTL_MS`
+//! three times per TTL and, on the same tick, claims nodes whose heartbeat
+//! lapsed: the claimant takes the dead node's users offline and out of
+//! their rooms. So a dead node's users are gone everywhere within one TTL
+//! plus one tick.
+//!
+//! When Redis restarts empty, the heartbeat finds this node forgotten and
+//! the node puts back what it holds: its users' presence and, for every
+//! room it has members in, the room with those members. A room comes back
+//! with its `seq` and event position raised past anything this node heard
+//! plus [`RESEED_GAP`], so numbers never go backwards even though the
+//! history is gone (clients that ask to recover get `recovered: false`).
+//! Meanwhile room ops answer `unavailable`; direct messages, notifications
+//! and presence still reach sockets on the same node.
+
+/// Script arguments of mixed types, each as Redis will read it.
+macro_rules! args {
+    ($($arg:expr),* $(,)?) => {{
+        let mut args: Vec<Vec<u8>> = Vec::new();
+        $(args.extend(redis::ToRedisArgs::to_redis_args(&$arg));)*
+        args
+    }};
+}
+
+mod node;
+mod presence;
+pub mod rooms;
+mod scripts;
+
+pub use node::Upkeep;
+pub use presence::ClusterPresence;
+pub use rooms::ClusterRooms;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::bus::RedisBus;
+
+/// How far past the highest number a node heard a room's `seq` and event
+/// position restart after Redis lost the room: the margin covers events
+/// that other nodes saw and this one had not yet when Redis went away.
+pub const RESEED_GAP: u64 = 1_000;
+
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("the Redis URL is not valid: {0}")]
+    Url(#[source] redis::RedisError),
+    #[error("cannot reach Redis: {0}")]
+    Connect(#[source] redis::RedisError),
+}
+
+/// One node's handle on the shared state; cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    prefix: String,
+    node: String,
+    bus: Arc<RedisBus>,
+    /// Whether the last command to Redis went through, for `/readyz`.
+    reachable: AtomicBool,
+}
+
+impl Cluster {
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        node: &str,
+        bus: Arc<RedisBus>,
+    ) -> Result<Cluster, ClusterError> {
+        let client = redis::Client::open(url).map_err(ClusterError::Url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_max_delay(Duration::from_secs(2));
+        let conn = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(ClusterError::Connect)?;
+        Ok(Cluster {
+            inner: Arc::new(Inner {
+                conn,
+                prefix: prefix.to_owned(),
+                node: node.to_owned(),
+                bus,
+                reachable: AtomicBool::new(true),
+            }),
+        })
+    }
+
+    pub fn node(&self) -> &str {
+        &self.inner.node
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    pub fn bus(&self) -> &Arc<RedisBus> {
+        &self.inner.bus
+    }
+
+    /// Whether Redis answers: both bus connections are up and the last
+    /// command went through.
+    pub fn is_reachable(&self) -> bool {
+        self.inner.bus.is_connected() && self.inner.reachable.load(Ordering::Relaxed)
+    }
+
+    /// Whether Redis answers now, on both the command connection and the
+    /// bus's subscription.
+    pub async fn ping(&self) -> bool {
+        let answered =
+            tokio::time::timeout(RESPONSE_TIMEOUT, self.query::<String>(&redis::cmd("PING"))).await;
+        matches!(answered, Ok(Ok(_))) && self.inner.bus.is_connected()
+    }
+
+    /// Runs a script with the prefix and node id in front of `args` (built
+    /// with [`args!`]).
+    pub(crate) async fn run<T: redis::FromRedisValue>(
+        &self,
+        script: &redis::Script,
+        args: &[Vec<u8>],
+    ) -> redis::RedisResult<T> {
+        let mut invocation = script.prepare_invoke();
+        invocation.arg(&self.inner.prefix).arg(&self.inner.node);
+        for arg in args {
+            invocation.arg(arg.as_slice());
+        }
+        let mut conn = self.inner.conn.clone();
+        let started = std::time::Instant::now();
+        let result = invocation.invoke_async(&mut conn).await;
+        metrics::histogram!("meshi_redis_seconds").record(started.elapsed().as_secs_f64());
+        self.observe(&result);
+        result
+    }
+
+    /// Runs a script invocation the caller built in full.
+    pub(crate) async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> redis::RedisResult<T> {
+        let mut conn = self.inner.conn.clone();
+        let result = invocation.invoke_async(&mut conn).await;
+        self.observe(&result);
+        result
+    }
+
+    /// Runs a plain command.
+    pub(crate) async fn query<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> redis::RedisResult<T> {
+        let mut conn = self.inner.conn.clone();
+        let result = cmd.query_async(&mut conn).await;
+        self.observe(&result);
+        result
+    }
+
+    pub(crate) async fn pipe<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> redis::RedisResult<T> {
+        let mut conn = self.inner.conn.clone();
+        let result = pipe.query_async(&mut conn).await;
+        self.observe(&result);
+        result
+    }
+
+    fn observe<T>(&self, result: &redis::RedisResult<T>) {
+        let up = match result {
+            Ok(_) => true,
+            Err(error) => {
+                !(error.is_io_error()
+                    || error.is_timeout()
+                    || error.is_connection_dropped()
+                    || error.is_connection_refusal())
+            }
+        };
+        if !up {
+            metrics::counter!("meshi_redis_errors_total").increment(1);
+        }
+        self.inner.reachable.store(up, Ordering::Relaxed);
+    }
+
+    pub(crate) fn key(&self, suffix: &str) -> String {
+        format!("{}:{suffix}", self.inner.prefix)
+    }
+
+    /// Heartbeats; returns whether the cluster still knew this node.
+    pub(crate) async fn heartbeat(&self, ttl: Duration) -> redis::RedisResult<bool> {
+        let ttl = ttl.as_millis() as u64;
+        self.run::<i64>(&scripts::HEARTBEAT, &args![ttl])
+            .await
+            .map(|known| known == 1)
+    }
+
+    /// Nodes whose heartbeat lapsed, each claimed by this node alone.
+    pub(crate) async fn claim_dead(&self) -> redis::RedisResult<Vec<String>> {
+        self.run(&scripts::CLAIM_DEAD, &[]).await
+    }
+
+    /// Removes this node from the cluster when it stops.
+    pub async fn leave(&self) {
+        let node = &self.inner.node;
+        let mut pipe = redis::pipe();
+        pipe.srem(self.key("nodes"), node)
+            .del(self.key(&format!("node:{node}")))
+            .del(self.key(&format!("node:{node}:rooms")))
+            .del(self.key(&format!("node:{node}:users")));
+        if let Err(error) = self.pipe::<()>(&pipe).await {
+            tracing::warn!(%error, "could not take this node out of the cluster");
+        }
+    }
+}
+
+/// Redis failed, seen from an op.
+impl From<redis::RedisError> for crate::error::Error {
+    fn from(error: redis::RedisError) -> Self {
+        tracing::warn!(%error, "Redis command failed");
+        crate::error::Error::Unavailable("redis")
+    }
+}

@@ -1,0 +1,325 @@
+//! The Lua scripts that keep a cluster's shared state in Redis.
+//!
+//! Each runs atomically, so a room's sequence numbers, members, capacity
+//! and `client_msg_id`s change in one place and one order for every node,
+//! and the events a script publishes leave Redis in that same order.
+//!
+//! Every script gets `ARGV[1]` the key prefix, `ARGV[2]` the node id and,
+//! for room scripts, `ARGV[3]` the room id; the rest follow. Room keys are
+//! derived from those (`<prefix>:r:<room>` and `|`-suffixed siblings);
+//! room ids never contain `|`, so no two rooms' keys meet. The layout is
+//! described in `cluster/mod.rs`.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// Shared by the room scripts: key names, publishing, the directory view,
+/// a member leaving, a room closing.
+const ROOM_PRELUDE: &str = r#"
+local P, NODE, room = ARGV[1], ARGV[2], ARGV[3]
+local base = P .. ':r:' .. room
+local K = {
+  meta = base, mem = base .. '|m', at = base .. '|n', cnt = base .. '|c',
+  hist = base .. '|h', cid = base .. '|d', cidq = base .. '|q',
+}
+local ROOMS, EMPTY = P .. ':rooms', P .. ':empty'
+local ROOM_CH, DIR_CH = P .. ':room:' .. room, P .. ':dir'
+local ROOM_JSON = cjson.encode(room)
+
+-- Publishes a room event at the room's next position; `seq` is the
+-- message seq, or 0 for other events.
+local function publish(seq, frame)
+  local ev = redis.call('HINCRBY', K.meta, 'ev', 1)
+  redis.call('PUBLISH', ROOM_CH, '\1P\0' .. ev .. ':' .. seq .. ' ' .. frame)
+end
+
+local function view()
+  local parts = redis.call('HMGET', K.meta, 'vh', 'vt')
+  return parts[1] .. redis.call('HLEN', K.mem) .. parts[2]
+end
+
+-- Drop-in rooms are listed for everyone; event and community rooms are not.
+local function announce()
+  if redis.call('HGET', K.meta, 'kind') == 'drop_in' then
+    redis.call('PUBLISH', DIR_CH, '\1P\0' .. '0:0 {"type":"rooms.changed","room":' .. view() .. '}')
+  end
+end
+
+local function close(reason)
+  local kind = redis.call('HGET', K.meta, 'kind')
+  publish(0, '{"type":"room.closed","room_id":' .. ROOM_JSON .. ',"reason":"' .. reason .. '"}')
+  if kind == 'drop_in' then
+    redis.call('PUBLISH', DIR_CH, '\1P\0' .. '0:0 {"type":"rooms.changed","room_id":' .. ROOM_JSON .. ',"closed":true}')
+  end
+  redis.call('DEL', K.meta, K.mem, K.at, K.cnt, K.hist, K.cid, K.cidq)
+  redis.call('ZREM', ROOMS, room)
+  redis.call('ZREM', EMPTY, room)
+end
+
+-- `node` no longer holds `user` in the room; the user leaves once no node
+-- does. An emptied drop-in room closes now or after the grace.
+local function release(user, node, close_at_once, now)
+  if redis.call('HDEL', K.at, user .. '@' .. node) == 0 then return end
+  if redis.call('HINCRBY', K.cnt, user, -1) > 0 then return end
+  redis.call('HDEL', K.cnt, user)
+  redis.call('HDEL', K.mem, user)
+  publish(0, '{"type":"room.member_left","room_id":' .. ROOM_JSON .. ',"user_id":"' .. user .. '"}')
+  announce()
+  if redis.call('HLEN', K.mem) == 0 and redis.call('HGET', K.meta, 'kind') == 'drop_in' then
+    if close_at_once == '1' then
+      close('empty')
+    else
+      redis.call('ZADD', EMPTY, now, room)
+    end
+  end
+end
+
+local function hold(user, summary)
+  redis.call('HSET', K.mem, user, summary)
+  if redis.call('HSETNX', K.at, user .. '@' .. NODE, 1) == 1 then
+    redis.call('HINCRBY', K.cnt, user, 1)
+  end
+  redis.call('SADD', P .. ':node:' .. NODE .. ':rooms', room)
+end
+"#;
+
+fn room_script(body: &str) -> Script {
+    Script::new(&format!("{ROOM_PRELUDE}\n{body}"))
+}
+
+/// ARGV 4..: kind, view head, view tail, capacity, created (ms), seq
+/// floor, position floor, then the creator (user id, summary JSON) or
+/// nothing. Opens the
+/// room unless it is open; the seq floor keeps a room reopened after Redis
+/// lost it from reusing numbers. Returns the room's view.
+pub static OPEN: LazyLock<Script> = LazyLock::new(|| {
+    room_script(
+        r#"
+if redis.call('EXISTS', K.meta) == 1 then return view() end
+local kind = ARGV[4]
+redis.call('HSET', K.meta, 'kind', kind, 'vh', ARGV[5], 'vt', ARGV[6], 'cap', ARGV[7],
+  'created', ARGV[8], 'seq', ARGV[9], 'ev', ARGV[10])
+if kind == 'drop_in' then redis.call('ZADD', ROOMS, ARGV[8], room) end
+if ARGV[11] then hold(ARGV[11], ARGV[12]) end
+announce()
+return view()
+"#,
+    )
+});
+
+/// ARGV 4..: user, summary JSON, member_joined frame, since_seq or "",
+/// how many latest messages to return without recovery. Returns
+/// `{"gone"}`, `{"full"}`, or `{"ok", last_seq, position, view, recovered,
+/// created, member count, members..., messages...}`.
+pub static JOIN: LazyLock<Script> = LazyLock::new(|| {
+    room_script(
+        r#"
+if redis.call('EXISTS', K.meta) == 0 then return {'gone'} end
+local user = ARGV[4]
+if redis.call('HEXISTS', K.cnt, user) == 0 then
+  local cap = tonumber(redis.call('HGET', K.meta, 'cap'))
+  if redis.call('HLEN', K.mem) >= cap then return {'full'} end
+  hold(user, ARGV[5])
+  publish(0, ARGV[6])
+  redis.call('ZREM', EMPTY, room)
+  announce()
+else
+  hold(user, ARGV[5])
+end
+local meta = redis.call('HMGET', K.meta, 'seq', 'ev', 'created')
+local seq = tonumber(meta[1])
+local len = redis.call('LLEN', K.hist)
+local oldest = seq - len + 1
+local since = tonumber(ARGV[7])
+local messages, recovered
+if since and since <= seq and since + 1 >= oldest then
+  messages = redis.call('LRANGE', K.hist, since + 1 - oldest, -1)
+  recovered = '1'
+else
+  messages = redis.call('LRANGE', K.hist, -tonumber(ARGV[8]), -1)
+  recovered = '0'
+end
+local members = redis.call('HVALS', K.mem)
+local out = {'ok', meta[1], meta[2], view(), recovered, meta[3], tostring(#members)}
+for _, m in ipairs(members) do out[#out + 1] = m end
+for _, m in ipairs(messages) do out[#out + 1] = m end
+return out
+"#,
+    )
+});
+
+/// ARGV 4..: user, frame head, frame tail (the frame is head, seq, tail),
+/// message id, client_msg_id or "", messages kept. Returns `{"gone"}`,
+/// `{"forbidden"}`, `{"ok", seq, message_id}` or, for a repeated
+/// client_msg_id, the first send's `{"ok", seq, message_id}`.
+pub static SEND: LazyLock<Script> = LazyLock::new(|| {
+    room_script(
+        r#"
+if redis.call('EXISTS', K.meta) == 0 then return {'gone'} end
+local user = ARGV[4]
+if redis.call('HEXISTS', K.mem, user) == 0 then return {'forbidden'} end
+local cid_key = user .. '|' .. ARGV[8]
+if ARGV[8] ~= '' then
+  local first = redis.call('HGET', K.cid, cid_key)
+  if first then
+    local bar = string.find(first, '|', 1, true)
+    return {'ok', string.sub(first, 1, bar - 1), string.sub(first, bar + 1)}
+  end
+end
+local keep = tonumber(ARGV[9])
+local seq = redis.call('HINCRBY', K.meta, 'seq', 1)
+local frame = ARGV[5] .. seq .. ARGV[6]
+redis.call('RPUSH', K.hist, frame)
+redis.call('LTRIM', K.hist, -keep, -1)
+publish(seq, frame)
+if ARGV[8] ~= '' then
+  redis.call('HSET', K.cid, cid_key, seq .. '|' .. ARGV[7])
+  redis.call('RPUSH', K.cidq, cid_key)
+  if redis.call('LLEN', K.cidq) > keep then
+    redis.call('HDEL', K.cid, redis.call('LPOP', K.cidq))
+  end
+end
+return {'ok', tostring(seq), ARGV[7]}
+"#,
+    )
+});
+
+/// ARGV 4..: user, "1" to close an emptied drop-in room at once, now (ms).
+pub static LEAVE: LazyLock<Script> = LazyLock::new(|| {
+    room_script(
+        r#"
+if redis.call('EXISTS', K.meta) == 0 then return 0 end
+release(ARGV[4], NODE, ARGV[5], ARGV[6])
+return 1
+"#,
+    )
+});
+
+/// ARGV 4..: reason, and "" to close regardless or a time (ms): close
+/// only a room empty since then. Returns 1 if it closed the room.
+pub static CLOSE: LazyLock<Script> = LazyLock::new(|| {
+    room_script(
+        r#"
+if redis.call('EXISTS', K.meta) == 0 then return 0 end
+if ARGV[5] ~= '' then
+  if redis.call('HLEN', K.mem) > 0 then
+    redis.call('ZREM', EMPTY, room)
+    return 0
+  end
+  local since = redis.call('ZSCORE', EMPTY, room)
+  if not since or tonumber(since) > tonumber(ARGV[5]) then return 0 end
+end
+close(ARGV[4])
+return 1
+"#,
+    )
+});
+
+/// A dead node's holds on a room. ARGV 4..: the dead node, "1" to close an
+/// emptied drop-in room at once, now (ms).
+pub static REAP_ROOM: LazyLock<Script> = LazyLock::new(|| {
+    room_script(
+        r#"
+if redis.call('EXISTS', K.meta) == 0 then return 0 end
+local suffix = '@' .. ARGV[4]
+for _, field in ipairs(redis.call('HKEYS', K.at)) do
+  if string.sub(field, -#suffix) == suffix then
+    release(string.sub(field, 1, #field - #suffix), ARGV[4], ARGV[5], ARGV[6])
+    if redis.call('EXISTS', K.meta) == 0 then return 1 end
+  end
+end
+return 1
+"#,
+    )
+});
+
+/// Puts back what this node knows of a room after Redis lost it. ARGV
+/// 4..: kind, view head, view tail, capacity, created (ms), seq floor,
+/// position floor, then (user id, summary JSON) pairs.
+pub static RESTORE: LazyLock<Script> = LazyLock::new(|| {
+    room_script(
+        r#"
+local kind = ARGV[4]
+if redis.call('EXISTS', K.meta) == 0 then
+  redis.call('HSET', K.meta, 'kind', kind, 'vh', ARGV[5], 'vt', ARGV[6], 'cap', ARGV[7],
+    'created', ARGV[8], 'seq', ARGV[9], 'ev', ARGV[10])
+  if kind == 'drop_in' then redis.call('ZADD', ROOMS, ARGV[8], room) end
+else
+  local meta = redis.call('HMGET', K.meta, 'seq', 'ev')
+  if tonumber(meta[1]) < tonumber(ARGV[9]) then redis.call('HSET', K.meta, 'seq', ARGV[9]) end
+  if tonumber(meta[2]) < tonumber(ARGV[10]) then redis.call('HSET', K.meta, 'ev', ARGV[10]) end
+end
+local i = 11
+while ARGV[i] do
+  hold(ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+if redis.call('HLEN', K.mem) > 0 then redis.call('ZREM', EMPTY, room) end
+announce()
+return 1
+"#,
+    )
+});
+
+/// Heartbeat. ARGV: prefix, node, ttl (ms). Returns 1 if the cluster
+/// still knew this node, 0 if it had forgotten it (Redis lost its data, or
+/// other nodes took this one for dead).
+pub static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local P, NODE = ARGV[1], ARGV[2]
+local known = redis.call('SISMEMBER', P .. ':nodes', NODE)
+redis.call('SADD', P .. ':nodes', NODE)
+redis.call('SET', P .. ':node:' .. NODE, '1', 'PX', ARGV[3])
+return known
+"#,
+    )
+});
+
+/// Finds nodes whose heartbeat lapsed and claims them: each dead node is
+/// returned to exactly one caller, who cleans up after it.
+pub static CLAIM_DEAD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local P = ARGV[1]
+local dead = {}
+for _, node in ipairs(redis.call('SMEMBERS', P .. ':nodes')) do
+  if redis.call('EXISTS', P .. ':node:' .. node) == 0 then
+    redis.call('SREM', P .. ':nodes', node)
+    dead[#dead + 1] = node
+  end
+end
+return dead
+"#,
+    )
+});
+
+/// Presence. ARGV: prefix, node, user. Marks the user online on this node;
+/// returns 1 if no node had them online before.
+pub static ONLINE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local key = ARGV[1] .. ':on:' .. ARGV[3]
+local first = redis.call('EXISTS', key) == 0
+redis.call('HSET', key, ARGV[2], 1)
+redis.call('SADD', ARGV[1] .. ':node:' .. ARGV[2] .. ':users', ARGV[3])
+if first then return 1 end
+return 0
+"#,
+    )
+});
+
+/// Presence. ARGV: prefix, node, user. The node no longer has the user;
+/// returns 1 if that leaves them offline everywhere.
+pub static OFFLINE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local key = ARGV[1] .. ':on:' .. ARGV[3]
+if redis.call('HDEL', key, ARGV[2]) == 0 then return 0 end
+redis.call('SREM', ARGV[1] .. ':node:' .. ARGV[2] .. ':users', ARGV[3])
+if redis.call('EXISTS', key) == 0 then return 1 end
+return 0
+"#,
+    )
+});
