@@ -101,7 +101,7 @@ impl AppState {
         AppState {
             accounts: Accounts::new(store.clone(), config.clone(), jwt),
             notifier: Notifier::new(store.clone(), hub.clone()),
-            dms: DirectMessages::start(store.clone(), hub.clone()),
+            dms: DirectMessages::start(store.clone(), hub.clone(), cluster.clone()),
             presence: Presence::new(
                 hub.clone(),
                 store.clone(),

@@ -9,11 +9,19 @@
 //! each, while a lone message is written at once. Conversations are spread
 //! over writers by id, so a conversation always has the same writer: its
 //! messages are stored, pushed and acknowledged in `seq` order.
+//!
+//! # In a cluster
+//! Two nodes may store one conversation's messages back to back, so their
+//! pushes go through Redis, which puts them back in `seq` order for every
+//! node (see `cluster::Cluster::push_dm`). Each writer hands its pushes to
+//! one relay task, keeping its own order, so that storing never waits on
+//! Redis.
 
 use meshi_protocol::{DmMessage, ServerFrame, UserSummary};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::rfc3339;
+use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::hub::subscribers::Topic;
 use crate::hub::{encode, Hub};
@@ -23,6 +31,8 @@ use crate::store::{DmOutcome, DmRow, NewDm, Store, StoreError};
 const MAX_BATCH: usize = 256;
 /// Messages waiting per writer before senders wait for room.
 const QUEUE_PER_WRITER: usize = 4096;
+/// Pushes waiting per relay in a cluster.
+const RELAY_QUEUE: usize = 8192;
 
 struct Pending {
     message: NewDm,
@@ -37,14 +47,22 @@ pub struct DirectMessages {
 impl DirectMessages {
     /// Starts the writers: one for SQLite, which has one writer anyway,
     /// several for Postgres, where conversations commit in parallel.
-    pub fn start(store: Store, hub: Hub) -> Self {
+    pub fn start(store: Store, hub: Hub, cluster: Option<Cluster>) -> Self {
         let count = if store.backend() == "postgres" { 4 } else { 1 };
         let writers = (0..count)
             .map(|_| {
                 let (tx, rx) = mpsc::channel(QUEUE_PER_WRITER);
+                let push = match &cluster {
+                    None => Push::Local(hub.clone()),
+                    Some(cluster) => {
+                        let (relay, relayed) = mpsc::channel(RELAY_QUEUE);
+                        tokio::spawn(relay_loop(cluster.clone(), hub.clone(), relayed));
+                        Push::Relay(relay)
+                    }
+                };
                 // Writers end when every sender is gone; they are not part
                 // of the drain because sockets still waiting on them are.
-                tokio::spawn(write_loop(store.clone(), hub.clone(), rx));
+                tokio::spawn(write_loop(store.clone(), push, rx));
                 tx
             })
             .collect();
@@ -65,7 +83,18 @@ impl DirectMessages {
     }
 }
 
-async fn write_loop(store: Store, hub: Hub, mut queue: mpsc::Receiver<Pending>) {
+/// Where a writer sends what it stored.
+enum Push {
+    Local(Hub),
+    Relay(mpsc::Sender<Stored>),
+}
+
+struct Stored {
+    message: DmRow,
+    other_id: i64,
+}
+
+async fn write_loop(store: Store, push: Push, mut queue: mpsc::Receiver<Pending>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let messages: Vec<NewDm> = batch.iter().map(|p| p.message.clone()).collect();
@@ -77,7 +106,16 @@ async fn write_loop(store: Store, hub: Hub, mut queue: mpsc::Receiver<Pending>) 
             Ok(outcomes) => {
                 for (pending, outcome) in batch.drain(..).zip(outcomes) {
                     if let DmOutcome::Stored { message, other_id } = &outcome {
-                        deliver(&hub, message, *other_id);
+                        match &push {
+                            Push::Local(hub) => deliver(hub, message, *other_id),
+                            Push::Relay(relay) => {
+                                let stored = Stored {
+                                    message: message.clone(),
+                                    other_id: *other_id,
+                                };
+                                let _ = relay.send(stored).await;
+                            }
+                        }
                     }
                     let _ = pending.reply.send(Ok(outcome));
                 }
@@ -94,6 +132,30 @@ async fn write_loop(store: Store, hub: Hub, mut queue: mpsc::Receiver<Pending>) 
                     };
                     let _ = pending.reply.send(Err(error));
                 }
+            }
+        }
+    }
+}
+
+/// Pushes stored messages through Redis, in the order they were stored.
+/// While Redis is away they still reach this node's sockets.
+async fn relay_loop(cluster: Cluster, hub: Hub, mut relayed: mpsc::Receiver<Stored>) {
+    while let Some(Stored { message, other_id }) = relayed.recv().await {
+        let frame = encode(&ServerFrame::DmMessage(view(&message)));
+        let pushed = cluster
+            .push_dm(
+                message.conversation_id,
+                message.seq,
+                frame.as_str(),
+                message.sender_id,
+                other_id,
+            )
+            .await;
+        if let Err(error) = pushed {
+            tracing::debug!(%error, "Redis is away; pushing a message on this node only");
+            hub.deliver_here(Topic::User(message.sender_id), frame.clone());
+            if other_id != message.sender_id {
+                hub.deliver_here(Topic::User(other_id), frame);
             }
         }
     }

@@ -77,6 +77,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A half-open connection (peer gone without a FIN) sends no error; a ping
 /// that goes unanswered is how the subscriber finds out.
 const PING_EVERY: Duration = Duration::from_secs(10);
+/// The publisher pings when it has sent nothing for this long.
+const PING_EVERY_IDLE: Duration = Duration::from_secs(1);
+/// Further tries of a batch whose first send failed.
+const PUBLISH_RETRIES: usize = 3;
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -327,6 +331,7 @@ impl Publisher {
     async fn run(mut self, shutdown: CancellationToken) {
         let mut batch = Vec::with_capacity(BATCH);
         let mut draining = false;
+        let mut idle = tokio::time::interval(PING_EVERY_IDLE);
         loop {
             let received = if draining {
                 self.queued.recv_many(&mut batch, BATCH).await
@@ -340,12 +345,33 @@ impl Publisher {
                         draining = true;
                         continue;
                     }
+                    _ = idle.tick() => {
+                        self.ping().await;
+                        continue;
+                    }
                 }
             };
+            idle.reset();
             if received == 0 {
                 return;
             }
             self.send(&mut batch).await;
+        }
+    }
+
+    /// An idle connection that died unnoticed would lose the next batch;
+    /// a ping finds out first and lets the manager reconnect.
+    async fn ping(&mut self) {
+        let answered = redis::cmd("PING")
+            .query_async::<String>(&mut self.conn)
+            .await;
+        let up = answered.is_ok();
+        if self.health.publisher_up.swap(up, Ordering::Relaxed) != up {
+            if up {
+                tracing::info!("bus publishing to Redis again");
+            } else {
+                tracing::warn!("bus cannot reach Redis to publish");
+            }
         }
     }
 
@@ -361,7 +387,24 @@ impl Publisher {
         let sent = batch.len() as u64;
         batch.clear();
         let started = Instant::now();
-        match pipe.query_async::<()>(&mut self.conn).await {
+        let mut result = pipe.query_async::<()>(&mut self.conn).await;
+        // A connection that broke since the last batch fails this one
+        // while the manager reconnects; one more try usually lands it.
+        // A timeout may have published after all, so only a refused or
+        // broken connection is retried: nothing is delivered twice.
+        for _ in 0..PUBLISH_RETRIES {
+            match &result {
+                Err(error)
+                    if !error.is_timeout()
+                        && (error.is_connection_dropped()
+                            || error.is_connection_refusal()
+                            || error.is_io_error()) => {}
+                _ => break,
+            }
+            tokio::time::sleep(BACKOFF_MIN).await;
+            result = pipe.query_async::<()>(&mut self.conn).await;
+        }
+        match result {
             Ok(()) => {
                 metrics::histogram!("meshi_bus_publish_seconds")
                     .record(started.elapsed().as_secs_f64());

@@ -237,6 +237,47 @@ impl Cluster {
         self.run(&scripts::CLAIM_DEAD, &[]).await
     }
 
+    /// Pushes a stored direct message to both participants in `seq` order
+    /// across the cluster.
+    pub async fn push_dm(
+        &self,
+        conversation: i64,
+        seq: i64,
+        frame: &str,
+        sender: i64,
+        other: i64,
+    ) -> redis::RedisResult<()> {
+        let now = crate::clock::now_ms();
+        self.run::<i64>(
+            &scripts::DM_PUSH,
+            &args![conversation, seq, frame, sender, other, now],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Gives up waiting for direct messages that never reached Redis and
+    /// pushes what was parked behind them.
+    pub(crate) async fn flush_parked_dms(&self, older_than: Duration) -> redis::RedisResult<()> {
+        let cutoff = crate::clock::now_ms() - older_than.as_millis() as i64;
+        let due: Vec<String> = self
+            .query(
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(self.key("dmpark"))
+                    .arg("-inf")
+                    .arg(cutoff)
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(100),
+            )
+            .await?;
+        for conversation in due {
+            self.run::<i64>(&scripts::DM_FLUSH, &args![conversation])
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Removes this node from the cluster when it stops.
     pub async fn leave(&self) {
         let node = &self.inner.node;

@@ -13,6 +13,9 @@ use crate::presence::Presence;
 
 /// The upkeep runs at least this often, for closing emptied rooms on time.
 const TICK_MAX: Duration = Duration::from_secs(1);
+/// How long a direct message waits for an earlier one that has not reached
+/// Redis before it is pushed anyway.
+const DM_GAP_WAIT: Duration = Duration::from_secs(1);
 
 pub struct Upkeep {
     pub cluster: Cluster,
@@ -69,6 +72,7 @@ impl Upkeep {
             tracing::warn!(node = %dead, "a node stopped heartbeating; its users leave");
             self.bury(&dead).await;
         }
+        self.cluster.flush_parked_dms(DM_GAP_WAIT).await?;
         self.rooms.close_emptied().await
     }
 

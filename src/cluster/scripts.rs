@@ -323,3 +323,77 @@ return 0
 "#,
     )
 });
+
+/// Pushes a stored direct message to both participants' channels in `seq`
+/// order. Two nodes may store a conversation's messages 5 and 6 and reach
+/// Redis as 6, 5; an early arrival is parked until the gap fills, or until
+/// upkeep gives up on it ([`DM_FLUSH`]). ARGV 3..: conversation, seq,
+/// frame, sender, other participant, now (ms).
+pub static DM_PUSH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{DM_PRELUDE}{}",
+        r#"
+local seq = tonumber(ARGV[4])
+redis.call('HSET', key, 'users', ARGV[6] .. ' ' .. ARGV[7])
+local last = tonumber(redis.call('HGET', key, 'last'))
+if last and seq > last + 1 then
+  redis.call('HSET', key, 'p' .. seq, ARGV[5])
+  redis.call('ZADD', PARKED, 'NX', ARGV[8], conv)
+else
+  push(ARGV[5])
+  if not last or seq > last then
+    last = seq
+    while true do
+      local next = redis.call('HGET', key, 'p' .. (last + 1))
+      if not next then break end
+      push(next)
+      redis.call('HDEL', key, 'p' .. (last + 1))
+      last = last + 1
+    end
+    redis.call('HSET', key, 'last', last)
+  end
+  if redis.call('HLEN', key) <= 2 then redis.call('ZREM', PARKED, conv) end
+end
+redis.call('PEXPIRE', key, 86400000)
+return 1
+"#
+    ))
+});
+
+/// Pushes whatever a conversation has parked, in order, past the gap that
+/// never filled (its node died between storing and pushing). ARGV 3:
+/// conversation.
+pub static DM_FLUSH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{DM_PRELUDE}{}",
+        r#"
+local seqs = {}
+for _, field in ipairs(redis.call('HKEYS', key)) do
+  if string.sub(field, 1, 1) == 'p' then seqs[#seqs + 1] = tonumber(string.sub(field, 2)) end
+end
+table.sort(seqs)
+local last = tonumber(redis.call('HGET', key, 'last')) or 0
+for _, seq in ipairs(seqs) do
+  push(redis.call('HGET', key, 'p' .. seq))
+  redis.call('HDEL', key, 'p' .. seq)
+  if seq > last then last = seq end
+end
+redis.call('HSET', key, 'last', last)
+redis.call('ZREM', PARKED, conv)
+return #seqs
+"#
+    ))
+});
+
+const DM_PRELUDE: &str = r#"
+local P, conv = ARGV[1], ARGV[3]
+local key, PARKED = P .. ':dm:' .. conv, P .. ':dmpark'
+local function push(frame)
+  local users = redis.call('HGET', key, 'users')
+  local a, b = string.match(users or '', '^(%S+) (%S+)$')
+  if not a then return end
+  local payload = '\1P\0' .. '0:0 ' .. frame
+  redis.call('PUBLISH', P .. ':user:' .. a, payload)
+  if b ~= a then redis.call('PUBLISH', P .. ':user:' .. b, payload) end
+end
+"#;

@@ -108,6 +108,16 @@ impl Hub {
         });
     }
 
+    /// Pushes a frame to this node's sockets on `topic` only.
+    pub fn deliver_here(&self, topic: Topic, frame: Frame) {
+        self.inner.subscribers.deliver(&Delivery::Frame {
+            topic,
+            frame,
+            skip_user: None,
+            position: None,
+        });
+    }
+
     /// The local subscriber table, which a cluster's rooms manage directly.
     pub fn subscribers(&self) -> &Arc<Subscribers> {
         &self.inner.subscribers
