@@ -26,6 +26,20 @@
 //! event position; a joining socket holds back what arrives while its join
 //! is under way and keeps only what came after it (see `hub::gate`).
 //!
+//! # Cost of a message
+//! A room message costs one script call from the sender's node (an
+//! `EVALSHA` carrying the serialized frame once; inside, a counter bump, a
+//! capped list push and one `PUBLISH`). Redis sends the payload once to
+//! each node that has a member of the room, never once per member: a node
+//! subscribes to a room's channel only while it holds a socket joined to
+//! it, and fans the same bytes out to its own sockets. So a message to a
+//! room of `m` members spread over `k` nodes crosses the network `k + 1`
+//! times, whatever `m` is. A direct message costs its Postgres commit
+//! (shared by every message in the batch), one script call, and one
+//! `PUBLISH` per participant, heard only by the nodes holding them. Typing,
+//! presence, notifications and revocations are one `PUBLISH` each, pipelined
+//! by the bus's publisher.
+//!
 //! # Faults
 //! Every node heartbeats `<p>:node:<id>` with a TTL of `MESHI_NODE_TTL_MS`
 //! three times per TTL and, on the same tick, claims nodes whose heartbeat
