@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod cluster;
 pub mod postgres;
 
 /// How long a test waits for any one frame before it fails.
@@ -193,13 +194,16 @@ pub enum Ended {
 
 impl WsClient {
     pub async fn connect(server: &TestServer) -> Self {
-        let (ws, _) = tokio::time::timeout(
-            RECV_TIMEOUT,
-            tokio_tungstenite::connect_async(server.ws_url()),
-        )
-        .await
-        .expect("connect in time")
-        .expect("connect");
+        Self::connect_url(&server.ws_url()).await
+    }
+
+    /// Connects to the socket endpoint at `url` (`ws://host:port/ws`), for
+    /// servers that are not a [`TestServer`] (other nodes of a cluster).
+    pub async fn connect_url(url: &str) -> Self {
+        let (ws, _) = tokio::time::timeout(RECV_TIMEOUT, tokio_tungstenite::connect_async(url))
+            .await
+            .unwrap_or_else(|_| panic!("connect to {url} in time"))
+            .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
         WsClient {
             ws,
             next_ref: 1,
@@ -208,7 +212,12 @@ impl WsClient {
     }
 
     pub async fn hello(server: &TestServer, token: &str) -> Self {
-        let mut client = Self::connect(server).await;
+        Self::hello_url(&server.ws_url(), token).await
+    }
+
+    /// [`WsClient::connect_url`], then a successful `hello`.
+    pub async fn hello_url(url: &str, token: &str) -> Self {
+        let mut client = Self::connect_url(url).await;
         client.ok(json!({"type": "hello", "token": token})).await;
         client
     }
