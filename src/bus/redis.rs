@@ -47,7 +47,8 @@
 //! Room events that Redis itself sequences (see `cluster::rooms`) are
 //! published by a script, not by a node: kind 'P', an empty origin, so
 //! every node delivers them, then `<position>:<seq> ` in ASCII decimal
-//! (`seq` is 0 for events that are not messages), then the frame.
+//! (`seq` is 0 for events that are not messages), then the frame. A room's
+//! closing event has kind 'X' instead, so nodes forget the room after it.
 //! The frame's bytes travel as they were serialized, so no node parses or
 //! re-serializes a frame it forwards.
 
@@ -123,7 +124,11 @@ struct Heard {
     changed: watch::Sender<u64>,
     room_seqs: DashMap<Arc<str>, (u64, u64)>,
     connections: AtomicU64,
+    on_room_closed: OnceLock<RoomClosed>,
 }
+
+/// Told of every room that closes, anywhere, while this node listens to it.
+pub type RoomClosed = Arc<dyn Fn(&str) + Send + Sync>;
 
 impl Heard {
     fn set_channels(&self, update: impl FnOnce(&mut HashSet<String>)) {
@@ -186,6 +191,7 @@ impl RedisBus {
             changed: watch::channel(0).0,
             room_seqs: DashMap::new(),
             connections: AtomicU64::new(1),
+            on_room_closed: OnceLock::new(),
         });
 
         tasks.spawn(
@@ -251,6 +257,11 @@ impl RedisBus {
         tokio::time::timeout(within, wait)
             .await
             .map_err(|_| BusError::NotListening)?
+    }
+
+    /// Installs the one listener for rooms closing; false if one is set.
+    pub fn on_room_closed(&self, closed: RoomClosed) -> bool {
+        self.heard.on_room_closed.set(closed).is_ok()
     }
 
     /// The Redis channel carrying `topic`.
@@ -558,7 +569,11 @@ impl Listener {
                 metrics::counter!("meshi_bus_received_total").increment(1);
                 self.subscribers.deliver(&delivery);
             }
-            Ok(Decoded::Sequenced { delivery, seq }) => {
+            Ok(Decoded::Sequenced {
+                delivery,
+                seq,
+                closes,
+            }) => {
                 metrics::counter!("meshi_bus_received_total").increment(1);
                 if let (
                     Topic::Room(room),
@@ -568,8 +583,15 @@ impl Listener {
                     },
                 ) = (topic, &delivery)
                 {
-                    let mut heard = self.heard.room_seqs.entry(room.clone()).or_default();
-                    *heard = (heard.0.max(*position), heard.1.max(seq));
+                    if closes {
+                        self.heard.room_seqs.remove(room);
+                        if let Some(closed) = self.heard.on_room_closed.get() {
+                            closed(room);
+                        }
+                    } else {
+                        let mut heard = self.heard.room_seqs.entry(room.clone()).or_default();
+                        *heard = (heard.0.max(*position), heard.1.max(seq));
+                    }
                 }
                 self.subscribers.deliver(&delivery);
             }
@@ -589,6 +611,8 @@ const VERSION: u8 = 1;
 const KIND_FRAME: u8 = b'F';
 const KIND_CLOSE: u8 = b'C';
 const KIND_SEQUENCED: u8 = b'P';
+/// Sequenced, and the room is closed after it.
+const KIND_CLOSING: u8 = b'X';
 
 /// Encodes a delivery as published; the format is in the module docs.
 fn encode(node_id: &str, delivery: &Delivery) -> Vec<u8> {
@@ -632,10 +656,12 @@ enum Decoded {
     /// Published by this node, which delivered it already.
     Own,
     Remote(Delivery),
-    /// A room event Redis sequenced, for every node.
+    /// A room event Redis sequenced, for every node; `closes` when the
+    /// room is gone after it.
     Sequenced {
         delivery: Delivery,
         seq: u64,
+        closes: bool,
     },
 }
 
@@ -670,8 +696,8 @@ fn decode(own: &str, payload: &[u8], topic: &Topic) -> Result<Decoded, DecodeErr
         return Ok(Decoded::Own);
     }
     let topic = topic.clone();
-    if *kind == KIND_SEQUENCED {
-        return decode_sequenced(topic, body);
+    if *kind == KIND_SEQUENCED || *kind == KIND_CLOSING {
+        return decode_sequenced(topic, body, *kind == KIND_CLOSING);
     }
     let delivery = match *kind {
         KIND_FRAME => {
@@ -708,7 +734,7 @@ fn decode(own: &str, payload: &[u8], topic: &Topic) -> Result<Decoded, DecodeErr
 }
 
 /// `<position>:<seq> <frame>`, as a room script publishes it.
-fn decode_sequenced(topic: Topic, body: &[u8]) -> Result<Decoded, DecodeError> {
+fn decode_sequenced(topic: Topic, body: &[u8], closes: bool) -> Result<Decoded, DecodeError> {
     let space = body
         .iter()
         .position(|b| *b == b' ')
@@ -727,6 +753,7 @@ fn decode_sequenced(topic: Topic, body: &[u8]) -> Result<Decoded, DecodeError> {
             position: Some(position),
         },
         seq,
+        closes,
     })
 }
 
@@ -874,7 +901,7 @@ mod tests {
     fn sequenced_payloads_reach_every_node_with_their_position() {
         let payload = b"\x01P\x0042:7 {\"type\":\"room.message\"}";
         for own in ["node-a", "node-b"] {
-            let Ok(Decoded::Sequenced { delivery, seq }) = decode(own, payload, &room()) else {
+            let Ok(Decoded::Sequenced { delivery, seq, .. }) = decode(own, payload, &room()) else {
                 panic!("not sequenced");
             };
             let Delivery::Frame {

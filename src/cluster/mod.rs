@@ -238,6 +238,17 @@ impl Cluster {
         format!("{}:{suffix}", self.inner.prefix)
     }
 
+    /// Whether the cluster knows this node now; it does not after Redis
+    /// restarted empty, until the next heartbeat puts it back.
+    pub(crate) async fn is_known(&self) -> redis::RedisResult<bool> {
+        self.query(
+            redis::cmd("SISMEMBER")
+                .arg(self.key("nodes"))
+                .arg(&self.inner.node),
+        )
+        .await
+    }
+
     /// Heartbeats; returns whether the cluster still knew this node.
     pub(crate) async fn heartbeat(&self, ttl: Duration) -> redis::RedisResult<bool> {
         let ttl = ttl.as_millis() as u64;

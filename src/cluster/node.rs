@@ -16,6 +16,9 @@ const TICK_MAX: Duration = Duration::from_secs(1);
 /// How long a direct message waits for an earlier one that has not reached
 /// Redis before it is pushed anyway.
 const DM_GAP_WAIT: Duration = Duration::from_secs(1);
+/// Every this many rounds, presence in Redis is checked against this
+/// node's sockets, in case a report was lost while Redis was away.
+const RECONCILE_EVERY: u64 = 10;
 
 pub struct Upkeep {
     pub cluster: Cluster,
@@ -38,12 +41,17 @@ impl Upkeep {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut first = true;
             let mut failing = false;
+            let mut rounds: u64 = 0;
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
                     () = stop.cancelled() => return,
                 }
-                match self.round(first).await {
+                rounds += 1;
+                match self
+                    .round(first, rounds.is_multiple_of(RECONCILE_EVERY))
+                    .await
+                {
                     Ok(()) => {
                         if failing {
                             tracing::info!("cluster upkeep reaches Redis again");
@@ -62,7 +70,7 @@ impl Upkeep {
         })
     }
 
-    async fn round(&self, first: bool) -> redis::RedisResult<()> {
+    async fn round(&self, first: bool, reconcile: bool) -> redis::RedisResult<()> {
         let known = self.cluster.heartbeat(self.ttl).await?;
         if !known && !first {
             tracing::warn!("the cluster forgot this node; putting its rooms and users back");
@@ -71,6 +79,17 @@ impl Upkeep {
         for dead in self.cluster.claim_dead().await? {
             tracing::warn!(node = %dead, "a node stopped heartbeating; its users leave");
             self.bury(&dead).await;
+        }
+        self.rooms.retry_leaves().await?;
+        if reconcile {
+            let presence = self.presence.clone();
+            let offline = self
+                .cluster_presence
+                .reconcile(move || presence.local_users())
+                .await?;
+            for user in offline {
+                self.presence.gone_with_node(user).await;
+            }
         }
         self.cluster.flush_parked_dms(DM_GAP_WAIT).await?;
         self.rooms.close_emptied().await

@@ -62,6 +62,32 @@ impl ClusterPresence {
         Ok(offline)
     }
 
+    /// Brings Redis in line with the users this node holds, in case a
+    /// report was lost while Redis was away. Returns the users Redis had
+    /// here wrongly who are now offline everywhere.
+    pub async fn reconcile(
+        &self,
+        here: impl Fn() -> Vec<UserId>,
+    ) -> redis::RedisResult<Vec<UserId>> {
+        let key = self
+            .cluster
+            .key(&format!("node:{}:users", self.cluster.node()));
+        // Redis first, then this node: a user who connects in between is
+        // seen here and left alone.
+        let listed: Vec<UserId> = self.cluster.query(redis::cmd("SMEMBERS").arg(&key)).await?;
+        let here: std::collections::HashSet<UserId> = here().into_iter().collect();
+        let mut offline = Vec::new();
+        for user in listed.iter().filter(|user| !here.contains(user)) {
+            if self.departed(*user).await? {
+                offline.push(*user);
+            }
+        }
+        let listed: std::collections::HashSet<UserId> = listed.into_iter().collect();
+        let missing: Vec<UserId> = here.into_iter().filter(|u| !listed.contains(u)).collect();
+        self.restore(&missing).await?;
+        Ok(offline)
+    }
+
     /// Marks every user this node holds as online here again, after Redis
     /// forgot them.
     pub async fn restore(&self, users: &[UserId]) -> redis::RedisResult<()> {

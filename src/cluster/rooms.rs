@@ -41,7 +41,9 @@ pub struct ClusterRooms {
     hub: Hub,
     /// Rooms this node holds members in, with what it needs to put the
     /// room back if Redis loses it.
-    held: DashMap<Arc<str>, Arc<Held>>,
+    held: Arc<DashMap<Arc<str>, Arc<Held>>>,
+    /// Leaves Redis did not hear (it was away); upkeep tries them again.
+    unheard_leaves: Mutex<Vec<(Arc<str>, UserId)>>,
 }
 
 struct Held {
@@ -81,10 +83,18 @@ impl Answer {
 
 impl ClusterRooms {
     pub fn new(cluster: Cluster, hub: Hub) -> Self {
+        // A closed room must not come back with the members this node
+        // held in it, so its record goes with the close.
+        let held: Arc<DashMap<Arc<str>, Arc<Held>>> = Arc::default();
+        let forget = held.clone();
+        cluster.bus().on_room_closed(Arc::new(move |room: &str| {
+            forget.remove(room);
+        }));
         ClusterRooms {
             cluster,
             hub,
-            held: DashMap::new(),
+            held,
+            unheard_leaves: Mutex::default(),
         }
     }
 
@@ -224,7 +234,7 @@ impl ClusterRooms {
                 LATEST_ON_JOIN,
             ];
             let mut answer = Answer::from(self.cluster.run(&scripts::JOIN, &args).await?);
-            if matches!(answer, Answer::Gone) && self.restore(room_id).await? {
+            if matches!(answer, Answer::Gone) && self.restore_if_lost(room_id).await? {
                 answer = Answer::from(self.cluster.run(&scripts::JOIN, &args).await?);
             }
             Ok::<_, Error>((answer, summary))
@@ -267,14 +277,51 @@ impl ClusterRooms {
             self.held.remove_if(room_id, |_, h| h.is_empty());
         }
         if last_socket {
-            self.cluster
-                .run::<i64>(
-                    &scripts::LEAVE,
-                    &args![room_id, conn.user, self.close_at_once(), now_ms()],
-                )
-                .await?;
+            if let Err(error) = self.tell_leave(room_id, conn.user).await {
+                self.unheard_leaves
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((room, conn.user));
+                return Err(error.into());
+            }
         }
         Ok(())
+    }
+
+    async fn tell_leave(&self, room_id: &str, user: UserId) -> redis::RedisResult<()> {
+        self.cluster
+            .run::<i64>(
+                &scripts::LEAVE,
+                &args![room_id, user, self.close_at_once(), now_ms()],
+            )
+            .await
+            .map(drop)
+    }
+
+    /// Tells Redis of leaves it missed, unless the user is back in the
+    /// room through this node meanwhile.
+    pub(crate) async fn retry_leaves(&self) -> redis::RedisResult<()> {
+        let leaves = std::mem::take(
+            &mut *self
+                .unheard_leaves
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        let mut result = Ok(());
+        for (room, user) in leaves {
+            let back = self.held.get(&room).is_some_and(|held| held.holds(user));
+            if back {
+                continue;
+            }
+            if let Err(error) = self.tell_leave(&room, user).await {
+                self.unheard_leaves
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((room, user));
+                result = Err(error);
+            }
+        }
+        result
     }
 
     pub async fn send(
@@ -302,7 +349,7 @@ impl ClusterRooms {
         let cid = client_msg_id.unwrap_or_default();
         let args = args![room_id, sender.user, head, tail, message_id, cid, history];
         let mut answer = Answer::from(self.cluster.run(&scripts::SEND, &args).await?);
-        if matches!(answer, Answer::Gone) && self.restore(room_id).await? {
+        if matches!(answer, Answer::Gone) && self.restore_if_lost(room_id).await? {
             answer = Answer::from(self.cluster.run(&scripts::SEND, &args).await?);
         }
         match answer {
@@ -499,6 +546,21 @@ impl ClusterRooms {
         Ok(())
     }
 
+    /// A room op found the room gone from Redis: either it closed, or
+    /// Redis lost it and upkeep has not put it back yet. Puts it back in the
+    /// second case only; returns whether it did.
+    async fn restore_if_lost(&self, room_id: &str) -> Result<bool> {
+        if !self.held.contains_key(room_id) {
+            return Ok(false);
+        }
+        if self.cluster.is_known().await? {
+            // Redis has its data, so the room really closed.
+            self.held.remove(room_id);
+            return Ok(false);
+        }
+        self.restore(room_id).await
+    }
+
     /// Puts one room back, with this node's members, if this node holds
     /// it; returns whether it did.
     async fn restore(&self, room_id: &str) -> Result<bool> {
@@ -606,6 +668,13 @@ impl Held {
             None => false,
         };
         (last, users.is_empty())
+    }
+
+    fn holds(&self, user: UserId) -> bool {
+        self.users
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&user)
     }
 
     fn is_empty(&self) -> bool {

@@ -48,7 +48,9 @@ end
 
 local function close(reason)
   local kind = redis.call('HGET', K.meta, 'kind')
-  publish(0, '{"type":"room.closed","room_id":' .. ROOM_JSON .. ',"reason":"' .. reason .. '"}')
+  local ev = redis.call('HINCRBY', K.meta, 'ev', 1)
+  -- Kind X: the last event of the room; nodes forget the room after it.
+  redis.call('PUBLISH', ROOM_CH, '\1X\0' .. ev .. ':0 {"type":"room.closed","room_id":' .. ROOM_JSON .. ',"reason":"' .. reason .. '"}')
   if kind == 'drop_in' then
     redis.call('PUBLISH', DIR_CH, '\1P\0' .. '0:0 {"type":"rooms.changed","room_id":' .. ROOM_JSON .. ',"closed":true}')
   end

@@ -214,6 +214,8 @@ pub struct Settings {
     pub room_empty_grace_secs: u64,
     pub drain_secs: u64,
     pub reconnect_after_ms: u64,
+    /// Handles that are admins (`MESHI_ADMIN_HANDLES`); none by default.
+    pub admin_handles: Vec<String>,
 }
 
 impl Default for Settings {
@@ -224,6 +226,7 @@ impl Default for Settings {
             room_empty_grace_secs: 30,
             drain_secs: 5,
             reconnect_after_ms: 200,
+            admin_handles: Vec::new(),
         }
     }
 }
@@ -261,12 +264,15 @@ impl NodeSpec {
         config.reconnect_after_ms = self.settings.reconnect_after_ms;
         config.rate_per_sec = 1_000;
         config.rate_burst = 1_000;
+        if !self.settings.admin_handles.is_empty() {
+            config.admin_handles = self.settings.admin_handles.clone();
+        }
         config
     }
 
     pub fn env(&self, addr: SocketAddr) -> Vec<(&'static str, String)> {
         let s = &self.settings;
-        vec![
+        let mut env = vec![
             ("MESHI_ADDR", addr.to_string()),
             ("MESHI_DATABASE_URL", self.database_url.clone()),
             ("MESHI_REDIS_URL", self.redis_url.clone()),
@@ -283,7 +289,11 @@ impl NodeSpec {
             ("MESHI_RATE_PER_SEC", "1000".into()),
             ("MESHI_RATE_BURST", "1000".into()),
             ("MESHI_LOG", "info,tower_http=warn,sqlx=warn".into()),
-        ]
+        ];
+        if !s.admin_handles.is_empty() {
+            env.push(("MESHI_ADMIN_HANDLES", s.admin_handles.join(",")));
+        }
+        env
     }
 }
 
@@ -593,6 +603,48 @@ impl Node {
             .unwrap_or_else(|e| panic!("POST {path} on node {}: {e}", self.id));
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// DELETE without a body; returns the status and the body (`Null` when
+    /// there is none).
+    pub async fn delete(&self, path: &str, token: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("DELETE {path} on node {}: {e}", self.id));
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// PUT with a JSON body; returns the status and the body (`Null` when
+    /// there is none).
+    pub async fn put_json(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .put(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("PUT {path} on node {}: {e}", self.id));
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Logs `handle` in (password `password123`); returns a new token.
+    pub async fn login(&self, handle: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"handle": handle, "password": "password123"}),
+            )
+            .await;
+        assert_eq!(status, 200, "login {handle} on node {}: {body}", self.id);
+        body["token"].as_str().expect("login token").to_owned()
     }
 
     /// PUT without a body; returns the status.
