@@ -159,6 +159,7 @@ pub async fn serve(
     let state = AppState::new(config, store, jwt, subscribers, reach);
     let router = crate::http::router(state.clone());
     let upkeep_stop = CancellationToken::new();
+    // The node joins the cluster's upkeep before it takes any socket.
     let upkeep = match (&state.cluster, &state.rooms) {
         (Some(cluster), Rooms::Cluster(rooms)) => Some(
             Upkeep {
@@ -168,7 +169,8 @@ pub async fn serve(
                 cluster_presence: ClusterPresence::new(cluster.clone()),
                 ttl: node_ttl,
             }
-            .spawn(upkeep_stop.clone()),
+            .start(upkeep_stop.clone())
+            .await?,
         ),
         _ => None,
     };

@@ -1293,3 +1293,43 @@ async fn persisted_ops_are_unavailable_while_postgres_is_down() {
     let got = next_dm(&mut bob, &p.conversation, "bob on node 2").await;
     assert_eq!(seq_of(&got), seq, "{got}");
 }
+
+/// Two running nodes of one id would take each other's deliveries for
+/// their own, so the second refuses to start, saying why.
+#[tokio::test]
+async fn a_second_node_with_a_running_nodes_id_refuses_to_start() {
+    let redis = shared_redis().await;
+    let prefix = common::cluster::random_prefix();
+    let config = |dir: &tempfile::TempDir| {
+        let mut config = meshi::config::Config::defaults();
+        config.database_url = format!("sqlite://{}", dir.path().join("meshi.db").display());
+        config.redis_url = Some(redis.clone());
+        config.redis_prefix = prefix.clone();
+        config.node_id = Some("twin".into());
+        config.node_ttl_ms = 600;
+        config
+    };
+    let first_dir = tempfile::tempdir().expect("temp dir");
+    let first = common::TestServer::start_on(config(&first_dir), first_dir).await;
+
+    let second_dir = tempfile::tempdir().expect("temp dir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let started = Instant::now();
+    let refused = tokio::time::timeout(
+        Duration::from_secs(10),
+        meshi::serve(listener, config(&second_dir), std::future::pending()),
+    )
+    .await
+    .expect("the second node gives up within 10 s");
+    let error = refused
+        .expect_err("the second node must not start")
+        .to_string();
+    assert!(
+        error.contains("twin") && error.contains("MESHI_NODE_ID"),
+        "{error}"
+    );
+    println!("refused after {:?}: {error}", started.elapsed());
+    first.shutdown().await;
+}

@@ -96,6 +96,8 @@ pub enum ClusterError {
     Url(#[source] redis::RedisError),
     #[error("cannot reach Redis: {0}")]
     Connect(#[source] redis::RedisError),
+    #[error("node id `{0}` is in use by a running node; give each node its own MESHI_NODE_ID")]
+    NodeIdInUse(String),
 }
 
 /// One node's handle on the shared state; cheap to clone.
@@ -247,6 +249,12 @@ impl Cluster {
                 .arg(&self.inner.node),
         )
         .await
+    }
+
+    /// Whether `node` heartbeated within its TTL.
+    pub(crate) async fn is_alive(&self, node: &str) -> redis::RedisResult<bool> {
+        self.query(redis::cmd("EXISTS").arg(self.key(&format!("node:{node}"))))
+            .await
     }
 
     /// Heartbeats; returns whether the cluster still knew this node.

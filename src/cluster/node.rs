@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{Cluster, ClusterPresence, ClusterRooms};
+use super::{Cluster, ClusterError, ClusterPresence, ClusterRooms};
 use crate::presence::Presence;
 
 /// The upkeep runs at least this often, for closing emptied rooms on time.
@@ -29,17 +29,22 @@ pub struct Upkeep {
 }
 
 impl Upkeep {
-    /// Runs until `stop` is cancelled. The node keeps heartbeating while it
-    /// drains, so nobody takes it for dead while its sockets say goodbye.
-    pub fn spawn(self, stop: CancellationToken) -> JoinHandle<()> {
-        tokio::spawn(async move {
-            // A node restarted under the same id cleans up after its former
-            // self before it counts as alive.
-            let own = self.cluster.node().to_owned();
-            self.bury(&own).await;
+    /// Takes this node's id, cleans up after a former node of the same
+    /// id, heartbeats once, then keeps the upkeep going until `stop` is
+    /// cancelled. The node keeps heartbeating while it drains, so nobody
+    /// takes it for dead while its sockets say goodbye.
+    pub async fn start(self, stop: CancellationToken) -> Result<JoinHandle<()>, ClusterError> {
+        self.take_id().await?;
+        let own = self.cluster.node().to_owned();
+        self.bury(&own).await;
+        self.cluster
+            .heartbeat(self.ttl)
+            .await
+            .map_err(ClusterError::Connect)?;
+        Ok(tokio::spawn(async move {
             let mut tick = tokio::time::interval((self.ttl / 3).min(TICK_MAX));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut first = true;
+            tick.tick().await;
             let mut failing = false;
             let mut rounds: u64 = 0;
             loop {
@@ -48,16 +53,12 @@ impl Upkeep {
                     () = stop.cancelled() => return,
                 }
                 rounds += 1;
-                match self
-                    .round(first, rounds.is_multiple_of(RECONCILE_EVERY))
-                    .await
-                {
+                match self.round(rounds.is_multiple_of(RECONCILE_EVERY)).await {
                     Ok(()) => {
                         if failing {
                             tracing::info!("cluster upkeep reaches Redis again");
                         }
                         failing = false;
-                        first = false;
                     }
                     Err(error) => {
                         if !failing {
@@ -67,12 +68,41 @@ impl Upkeep {
                     }
                 }
             }
-        })
+        }))
     }
 
-    async fn round(&self, first: bool, reconcile: bool) -> redis::RedisResult<()> {
+    /// Waits for a node that had this id to stop heartbeating; refuses
+    /// the id while one still does, since two nodes of one id would take
+    /// each other's deliveries for their own.
+    async fn take_id(&self) -> Result<(), ClusterError> {
+        let deadline = tokio::time::Instant::now() + self.ttl * 2;
+        let mut told = false;
+        loop {
+            let alive = self
+                .cluster
+                .is_alive(self.cluster.node())
+                .await
+                .map_err(ClusterError::Connect)?;
+            if !alive {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClusterError::NodeIdInUse(self.cluster.node().to_owned()));
+            }
+            if !told {
+                tracing::warn!(
+                    node = self.cluster.node(),
+                    "a node with this id heartbeated lately; waiting for it to lapse"
+                );
+                told = true;
+            }
+            tokio::time::sleep(self.ttl / 4).await;
+        }
+    }
+
+    async fn round(&self, reconcile: bool) -> redis::RedisResult<()> {
         let known = self.cluster.heartbeat(self.ttl).await?;
-        if !known && !first {
+        if !known {
             tracing::warn!("the cluster forgot this node; putting its rooms and users back");
             self.restore().await;
         }
