@@ -8,10 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshi::bus::{Bus, RedisBus};
-use meshi::hub::outbox::{Kill, Outbound, Outbox};
+use meshi::hub::outbox::{Inbox, Kill, Outbound, Outbox};
 use meshi::hub::subscribers::{Delivery, Subscriber, Subscribers, Topic};
 use rand::Rng;
-use tokio::sync::mpsc;
 use tokio::time::{sleep, timeout, Instant};
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -67,7 +66,7 @@ async fn node(url: &str, prefix: &str, id: &str) -> Node {
 
 /// The far end of a socket's outbox, as its writer task would see it.
 struct Sock {
-    rx: mpsc::Receiver<Outbound>,
+    rx: Inbox,
     kill: Arc<Kill>,
 }
 

@@ -883,7 +883,7 @@ mod tests {
             (&[1, b'F'], DecodeError::Short),
             (&[2, b'F', 1, b'x', 0], DecodeError::Version(2)),
             (&[1, b'F', 9, b'x'], DecodeError::Short),
-            (&[1, b'X', 1, b'x', 0], DecodeError::Kind(b'X')),
+            (&[1, b'Z', 1, b'x', 0], DecodeError::Kind(b'Z')),
             (&[1, b'F', 1, b'x'], DecodeError::Short),
             (&[1, b'F', 1, b'x', 1, 0, 0], DecodeError::Short),
             (&[1, b'F', 1, b'x', 2], DecodeError::Flag(2)),

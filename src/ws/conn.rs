@@ -4,6 +4,7 @@
 //! here is shared but the outbox.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +12,6 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use meshi_protocol::{close, Ref, ServerFrame};
-use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{field, Instrument};
 
@@ -20,7 +20,7 @@ use crate::app::AppState;
 use crate::auth::Identity;
 use crate::clock::now_ms;
 use crate::error::Error;
-use crate::hub::outbox::{Frame, Kill, Outbound, Outbox};
+use crate::hub::outbox::{Frame, Inbox, Kill, Outbound, Outbox};
 use crate::hub::subscribers::{Subscriber, Topic};
 use crate::hub::{encode, ConnId};
 use crate::store::Pair;
@@ -71,21 +71,28 @@ pub(super) enum Flow {
     Close(u16, &'static str),
 }
 
-pub async fn run(socket: WebSocket, state: AppState, origin_allowed: bool) {
-    let (mut sink, mut stream) = socket.split();
-    if !origin_allowed {
-        let _ = sink
-            .send(close_message(
-                close::ORIGIN_NOT_ALLOWED,
-                "origin not allowed",
-            ))
-            .await;
-        linger(&mut stream).await;
-        return;
-    }
+/// Serves one socket until it ends. Sync up to the returned future, so
+/// the task keeps only what the socket needs while it lives; an idle
+/// socket's footprint is mostly this future.
+pub fn run(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut stream: SplitStream<WebSocket>,
+    state: AppState,
+    origin_allowed: bool,
+) -> impl Future<Output = ()> + Send {
     let id = state.hub.next_conn_id();
     let span = tracing::info_span!("conn", conn_id = id, user_id = field::Empty);
-    async move {
+    let serve = async move {
+        if !origin_allowed {
+            let _ = sink
+                .send(close_message(
+                    close::ORIGIN_NOT_ALLOWED,
+                    "origin not allowed",
+                ))
+                .await;
+            linger(&mut stream).await;
+            return;
+        }
         metrics::gauge!("meshi_connections").increment(1.0);
         let (outbox, rx, kill) = Outbox::new(state.config.outbox_frames);
         let writer = state
@@ -108,20 +115,19 @@ pub async fn run(socket: WebSocket, state: AppState, origin_allowed: bool) {
         match ending {
             Some((code, reason)) => {
                 conn.outbox.close_after_flush(code, reason);
-                conn.leave_everything().await;
-                linger(&mut stream).await;
+                Box::pin(conn.leave_everything()).await;
+                Box::pin(linger(&mut stream)).await;
             }
             None => {
                 conn.outbox.kill(1000, "");
-                conn.leave_everything().await;
+                Box::pin(conn.leave_everything()).await;
             }
         }
         let _ = writer.await;
         metrics::gauge!("meshi_connections").decrement(1.0);
         tracing::debug!("socket closed");
-    }
-    .instrument(span)
-    .await
+    };
+    serve.instrument(span)
 }
 
 impl Connection {
@@ -137,7 +143,9 @@ impl Connection {
         let mut idle_deadline = Instant::now() + heartbeat * 2;
         let shutdown = self.state.shutdown.clone();
         loop {
-            let expiry = self.token_expiry();
+            // One timer for whichever deadline comes first: every idle
+            // socket carries it.
+            let (deadline, ending) = self.next_deadline(hello_deadline, idle_deadline);
             tokio::select! {
                 _ = shutdown.cancelled() => {
                     self.outbox.push(encode(&ServerFrame::Reconnect {
@@ -147,13 +155,7 @@ impl Connection {
                     return Some((close::SERVER_RESTART, "server restart"));
                 }
                 _ = kill.killed() => return None,
-                _ = sleep_until(hello_deadline), if self.session.is_none() => {
-                    return Some((close::AUTH_FAILED, "hello timeout"));
-                }
-                _ = sleep_until(expiry.unwrap_or(hello_deadline)), if expiry.is_some() => {
-                    return Some((close::TOKEN_ENDED, "token expired"));
-                }
-                _ = sleep_until(idle_deadline) => return Some((close::IDLE, "idle")),
+                _ = sleep_until(deadline) => return Some(ending),
                 message = stream.next() => {
                     idle_deadline = Instant::now() + heartbeat * 2;
                     let message = match message {
@@ -175,7 +177,10 @@ impl Connection {
                     }
                     match message {
                         Message::Text(text) => {
-                            if let Flow::Close(code, reason) = self.on_text(text.as_str()).await {
+                            // Boxed: an op's future is large and lives only
+                            // while the op runs, not in every idle socket.
+                            let flow = Box::pin(self.on_text(text.as_str())).await;
+                            if let Flow::Close(code, reason) = flow {
                                 return Some((code, reason));
                             }
                         }
@@ -197,6 +202,24 @@ impl Connection {
             .downcast::<tungstenite::Error>()
             .is_ok_and(|e| matches!(*e, tungstenite::Error::Capacity(_)));
         too_big.then_some((close::TOO_BIG, "frame too big"))
+    }
+
+    /// The first of: the hello deadline (before hello), the token's end
+    /// (after it), and the idle deadline; with the close it calls for.
+    fn next_deadline(
+        &self,
+        hello_deadline: Instant,
+        idle_deadline: Instant,
+    ) -> (Instant, (u16, &'static str)) {
+        let mut next = (idle_deadline, (close::IDLE, "idle"));
+        let other = match self.token_expiry() {
+            None => (hello_deadline, (close::AUTH_FAILED, "hello timeout")),
+            Some(expiry) => (expiry, (close::TOKEN_ENDED, "token expired")),
+        };
+        if other.0 < next.0 {
+            next = other;
+        }
+        next
     }
 
     fn token_expiry(&self) -> Option<Instant> {
@@ -334,7 +357,7 @@ async fn linger(stream: &mut SplitStream<WebSocket>) {
 /// socket when asked to (in order) or killed (at once).
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<Outbound>,
+    mut rx: Inbox,
     kill: Arc<Kill>,
     heartbeat: Duration,
 ) {
@@ -371,7 +394,7 @@ async fn write_loop(
 /// a close when one was queued among them or the socket failed.
 async fn write_batch(
     sink: &mut SplitSink<WebSocket, Message>,
-    rx: &mut mpsc::Receiver<Outbound>,
+    rx: &mut Inbox,
     first: Frame,
 ) -> Option<(u16, &'static str)> {
     let mut written = 1u64;

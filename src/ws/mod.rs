@@ -9,6 +9,7 @@ mod rate;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use meshi_protocol::SUBPROTOCOL;
 
 use crate::app::AppState;
@@ -16,7 +17,7 @@ use crate::app::AppState;
 /// How far past the protocol limit the transport still reads a frame, so an
 /// oversized frame is read whole and answered with a clean 1009 close.
 const TRANSPORT_SLACK: usize = 4;
-const IDLE_READ_BUFFER: usize = 4 * 1024;
+const IDLE_READ_BUFFER: usize = 512;
 
 pub async fn upgrade(
     State(state): State<AppState>,
@@ -36,5 +37,10 @@ pub async fn upgrade(
         .read_buffer_size(IDLE_READ_BUFFER)
         .max_message_size(transport_limit)
         .max_frame_size(transport_limit)
-        .on_upgrade(move |socket| tasks.track_future(conn::run(socket, state, origin_allowed)))
+        .on_upgrade(move |socket| {
+            // Split before the task starts, so the task's future holds two
+            // handles rather than a whole socket, in every idle socket.
+            let (sink, stream) = socket.split();
+            tasks.track_future(conn::run(sink, stream, state, origin_allowed))
+        })
 }
