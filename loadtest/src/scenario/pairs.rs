@@ -214,12 +214,18 @@ impl Talker {
                 }
             }
             "ok" => {
-                let (sent_us, _) = frame.reference.and_then(|r| self.settle(r, shared))?;
-                stats.record_since(Lat::DmAck, self.conn.index, sent_us);
-                stats.add(Count::DmAcked, 1);
+                // Raised before the send counts as answered, so the drain,
+                // which reads the finals once nothing is in flight, has it.
+                let reference = frame.reference?;
+                if !self.outstanding.iter().any(|(r, ..)| *r == reference) {
+                    return None;
+                }
                 if let Some(data) = frame.data_as::<SeqData>() {
                     shared.raise_final(&self.conversation, data.seq);
                 }
+                let (sent_us, _) = self.settle(reference, shared)?;
+                stats.record_since(Lat::DmAck, self.conn.index, sent_us);
+                stats.add(Count::DmAcked, 1);
                 None
             }
             "error" => {

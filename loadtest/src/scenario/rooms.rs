@@ -264,14 +264,23 @@ impl Member {
         match frame.kind.as_ref() {
             "room.message" => observe(stats, &mut self.check, &self.room, &frame, self.conn.index),
             "ok" => {
-                let Some(sent_us) = frame.reference.and_then(|r| self.settle(r, shared)) else {
+                // The room's final seq is raised before the send counts as
+                // answered: the drain reads the finals as soon as nothing is
+                // in flight, and must not miss this one.
+                let Some(reference) = frame.reference else {
+                    return;
+                };
+                if !self.outstanding.iter().any(|(r, _)| *r == reference) {
+                    return;
+                }
+                if let Some(data) = frame.data_as::<SeqData>() {
+                    shared.raise_final(&self.room, data.seq);
+                }
+                let Some(sent_us) = self.settle(reference, shared) else {
                     return;
                 };
                 stats.record_since(Lat::RoomAck, self.conn.index, sent_us);
                 stats.add(Count::RoomAcked, 1);
-                if let Some(data) = frame.data_as::<SeqData>() {
-                    shared.raise_final(&self.room, data.seq);
-                }
             }
             "error" => {
                 let Some(error) = &frame.error else {
