@@ -22,6 +22,7 @@
 //! - [`report`]: the result as data (JSON) and as a text summary.
 //! - [`html`]: the same result as a self-contained HTML page.
 //! - [`progress`]: progress bars on stderr.
+//! - [`worker`]: a run spread over worker processes, and one worker of it.
 
 pub mod check;
 pub mod client;
@@ -35,6 +36,7 @@ pub mod scenario;
 pub mod stats;
 pub mod system;
 pub mod target;
+pub mod worker;
 
 pub use report::Report;
 pub use run::{run, Env, EnvOptions};

@@ -50,6 +50,9 @@ enum Command {
     Churn(ChurnOpts),
     /// Idle sockets, rooms, pairs and churn side by side.
     Mixed(MixedOpts),
+    /// One worker process of a run with --workers; started by the tool.
+    #[command(hide = true)]
+    Worker,
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -72,6 +75,8 @@ async fn run(cli: Cli) -> Result<bool> {
         Command::Pairs(o) => Scenario::Pairs(o),
         Command::Churn(o) => Scenario::Churn(o),
         Command::Mixed(o) => Scenario::Mixed(o),
+        // A worker's options and report travel over its stdin and stdout.
+        Command::Worker => return meshi_loadtest::worker::serve().await,
     };
     let env = Env::new(cli.env)?;
     let report = meshi_loadtest::run(env, scenario).await?;

@@ -4,11 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, Barrier};
 
 use crate::client::Connector;
@@ -19,9 +20,10 @@ use crate::scenario::Scenario;
 use crate::stats::{Count, Lat, Percentiles, Snapshot, Stats};
 use crate::system::{self, OwnUsage, ProcSample};
 use crate::target::{self, Target};
+use crate::worker::{self, Link};
 
 /// Where and how to load, shared by every scenario.
-#[derive(Debug, Clone, clap::Args, Serialize)]
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
 pub struct EnvOptions {
     /// Server to load: http://host:port (repeat for the nodes of a
     /// cluster). Loopback only unless --i-own-this-target.
@@ -65,6 +67,18 @@ pub struct EnvOptions {
     /// No progress bars.
     #[arg(global = true, long)]
     pub quiet: bool,
+
+    /// Worker processes to spread the sockets over (connect only). Each
+    /// has its own open-file limit and its own source addresses, so a run
+    /// can hold more sockets than one process may open files.
+    #[arg(global = true, long, default_value_t = 1)]
+    pub workers: usize,
+
+    /// The executable workers run; this one when unset. Tests set it,
+    /// because their own executable is the test harness, not the tool.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub worker_exe: Option<PathBuf>,
 }
 
 impl Default for EnvOptions {
@@ -108,6 +122,9 @@ impl Env {
         if !(options.timeout > 0.0 && options.timeout <= 600.0) {
             bail!("--timeout must be between 0 and 600 seconds");
         }
+        if !(1..=worker::MAX_WORKERS).contains(&options.workers) {
+            bail!("--workers must be between 1 and {}", worker::MAX_WORKERS);
+        }
         let timeout = Duration::from_secs_f64(options.timeout);
         Ok(Env {
             connector: Connector::new(targets.clone(), sources, timeout),
@@ -143,17 +160,26 @@ pub struct Ctx {
     run_id: String,
     gate: Barrier,
     marks: Mutex<Marks>,
+    /// Set when this process is a worker of another run.
+    link: Option<Link>,
 }
 
 impl Ctx {
-    fn new(env: Env, parts: usize) -> Ctx {
+    pub(crate) fn new(env: Env, parts: usize, link: Option<Link>) -> Ctx {
         Ctx {
             env,
             stats: Arc::new(Stats::new()),
             run_id: run_id(),
             gate: Barrier::new(parts.max(1)),
             marks: Mutex::default(),
+            link,
         }
+    }
+
+    /// Session tokens the parent of a worker registered for it; `None`
+    /// when this process provisions its own users.
+    pub(crate) fn given_tokens(&self) -> Option<&[String]> {
+        self.link.as_ref().map(Link::tokens)
     }
 
     fn marks(&self) -> MutexGuard<'_, Marks> {
@@ -187,6 +213,11 @@ impl Ctx {
     /// overlap; the first through marks the start of the load window.
     pub async fn start_load(&self) {
         self.gate.wait().await;
+        if let Some(link) = &self.link {
+            // Workers load over one window: each waits here until every
+            // other worker has opened its sockets too.
+            link.ready_and_wait(self.stats.open_sockets()).await;
+        }
         let mut marks = self.marks();
         if marks.load_start.is_none() {
             marks.load_start = Some((Instant::now(), self.stats.snapshot()));
@@ -241,27 +272,52 @@ fn run_id() -> String {
         .collect()
 }
 
-/// Runs `scenario` against `env` and reports what happened.
+/// Runs `scenario` against `env` and reports what happened; with
+/// `--workers` above 1, over that many worker processes.
 pub async fn run(env: Env, scenario: Scenario) -> Result<Report> {
+    if env.options.workers > 1 {
+        return worker::run_parent(env, scenario).await;
+    }
+    Ok(run_in(env, scenario, None).await?.0)
+}
+
+pub(crate) fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Runs `scenario` in this process, as the whole run or as one worker of
+/// it (`link`); the context comes back for what a worker sends on.
+pub(crate) async fn run_in(
+    env: Env,
+    scenario: Scenario,
+    link: Option<Link>,
+) -> Result<(Report, Arc<Ctx>)> {
     let nofile = system::raise_nofile_limit();
     scenario.validate()?;
-    let started_at = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
-    let ctx = Arc::new(Ctx::new(env, scenario.parts()));
+    let started_at = now_rfc3339();
+    let ctx = Arc::new(Ctx::new(env, scenario.parts(), link));
     let own_before = system::own_usage();
     let server_before = ctx.server_sample();
     let (stop, stopped) = oneshot::channel();
     let sampler = tokio::spawn(sample(ctx.clone(), stopped));
+    let reporter = ctx
+        .link
+        .is_some()
+        .then(|| tokio::spawn(worker::report_progress(ctx.stats.clone())));
 
     let outcome = scenario.run(&ctx).await;
 
+    if let Some(reporter) = reporter {
+        reporter.abort();
+    }
     let _ = stop.send(());
     let timeline = sampler.await.unwrap_or_default();
     outcome?;
     let own_after = system::own_usage();
     let server_after = ctx.server_sample();
-    Ok(build_report(
+    let report = build_report(
         &ctx,
         &scenario,
         started_at,
@@ -269,10 +325,11 @@ pub async fn run(env: Env, scenario: Scenario) -> Result<Report> {
         (own_before, own_after),
         server_before.zip(server_after),
         timeline,
-    ))
+    );
+    Ok((report, ctx))
 }
 
-fn build_report(
+pub(crate) fn build_report(
     ctx: &Ctx,
     scenario: &Scenario,
     started_at: String,
@@ -362,7 +419,7 @@ fn build_report(
 
 /// Once a second: counter rates, latency percentiles of the last second,
 /// open sockets, and CPU and memory of the tool and the server.
-async fn sample(ctx: Arc<Ctx>, mut stop: oneshot::Receiver<()>) -> Timeline {
+pub(crate) async fn sample(ctx: Arc<Ctx>, mut stop: oneshot::Receiver<()>) -> Timeline {
     const EVERY: Duration = Duration::from_secs(1);
     let stats = &ctx.stats;
     let mut timeline = Timeline::new(EVERY);

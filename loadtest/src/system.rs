@@ -17,6 +17,32 @@ pub fn raise_nofile_limit() -> u64 {
     rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0)
 }
 
+/// Ephemeral ports the kernel hands out per source address, from
+/// `ip_local_port_range` (Linux's default range when it cannot be read).
+///
+/// A socket bound to a source address before it connects takes a port of
+/// that address whatever it connects to, so this caps the sockets one
+/// source address can hold at once.
+pub fn ephemeral_ports() -> usize {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| {
+            let mut ends = range.split_whitespace().map(|n| n.parse::<usize>());
+            match (ends.next()?, ends.next()?) {
+                (Ok(low), Ok(high)) if high >= low => Some(high - low + 1),
+                _ => None,
+            }
+        })
+        .unwrap_or(60_999 - 32_768 + 1)
+}
+
+/// The hard limit on open files: as far as the soft limit can be raised.
+pub fn nofile_hard_limit() -> Option<u64> {
+    rlimit::getrlimit(rlimit::Resource::NOFILE)
+        .ok()
+        .map(|(_, hard)| hard)
+}
+
 /// CPU time and peak memory of this process so far.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OwnUsage {
@@ -126,6 +152,11 @@ mod tests {
         assert!(sample.rss_kib > 0);
         assert!(sample.threads >= 1);
         assert!(ProcSample::read(u32::MAX).is_none());
+    }
+
+    #[test]
+    fn there_are_ephemeral_ports() {
+        assert!(ephemeral_ports() > 1000);
     }
 
     #[test]

@@ -234,6 +234,76 @@ async fn connect_opens_and_holds_sockets_and_reads_server_memory() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_over_worker_processes_merges_into_one_report() {
+    let server = Server::start().await;
+    let options = EnvOptions {
+        workers: 2,
+        // This test's own executable is the test harness, not the tool.
+        worker_exe: Some(env!("CARGO_BIN_EXE_meshi-loadtest").into()),
+        server_pid: Some(std::process::id()),
+        ..server.env()
+    };
+    let report = run(
+        options,
+        Scenario::Connect(ConnectOpts {
+            sockets: 301,
+            users: Some(7),
+            rate: 1000.0,
+            hold: 1.0,
+        }),
+    )
+    .await;
+    assert_sane(&report);
+    let summary = report.summary();
+    assert_eq!(counter(&report, "sockets_connected"), 301, "{summary}");
+    assert_eq!(counter(&report, "hellos"), 301, "{summary}");
+    assert_eq!(report.latency_ms["connect"].count, 301, "{summary}");
+    assert_eq!(report.latency_ms["hello"].count, 301, "{summary}");
+    assert_eq!(report.figures["connect_sockets_open"], 301.0, "{summary}");
+    assert!(report.figures["connect_per_sec"] > 0.0, "{summary}");
+    assert!(
+        report.figures.contains_key("server_bytes_per_socket"),
+        "{summary}"
+    );
+    assert!(report.transport_errors.is_empty(), "{summary}");
+    let open = &report.timeline.series["sockets_open"];
+    assert!(
+        open.iter().flatten().any(|&n| n == 301.0),
+        "the workers' sockets add up in the timeline: {open:?}"
+    );
+    for phase in [
+        "connect: register users",
+        "connect: open sockets",
+        "connect: hold",
+    ] {
+        assert!(
+            report.phases.iter().any(|p| p.name == phase),
+            "{phase}: {summary}"
+        );
+    }
+    assert!(summary.contains("PASSED"), "{summary}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenarios_that_check_across_sockets_refuse_workers() {
+    let options = EnvOptions {
+        urls: vec!["http://127.0.0.1:1".to_owned()],
+        workers: 2,
+        quiet: true,
+        ..EnvOptions::default()
+    };
+    let env = Env::new(options).expect("valid options");
+    let err = meshi_loadtest::run(env, Scenario::Rooms(RoomsOpts::default()))
+        .await
+        .expect_err("rooms cannot be split over workers");
+    assert!(
+        err.to_string().contains("only the connect scenario"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_runs_every_part_over_one_window() {
     let server = Server::start().await;
     let report = run(

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use futures_util::StreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::MissedTickBehavior;
 
@@ -21,7 +21,7 @@ use crate::stats::Count;
 /// its memory is read, so allocations of the connect burst settle.
 const SETTLE: Duration = Duration::from_secs(1);
 
-#[derive(Debug, Clone, clap::Args, Serialize)]
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
 pub struct ConnectOpts {
     /// Sockets to open.
     #[arg(long, default_value_t = 1000)]
@@ -70,14 +70,12 @@ impl ConnectOpts {
 /// so its memory growth is the sockets' doing.
 pub(crate) async fn run(ctx: &Arc<Ctx>, opts: &ConnectOpts, alone: bool) -> Result<()> {
     opts.validate()?;
-    let user_count = opts.users.unwrap_or(opts.sockets).min(opts.sockets);
-    let users = {
-        let _phase = ctx.phase("connect: register users");
-        ctx.env
-            .rest
-            .register_many(&ctx.handle_prefix('s'), user_count, &ctx.env.progress)
-            .await?
+    let tokens: Vec<String> = match ctx.given_tokens() {
+        Some(tokens) if !tokens.is_empty() => tokens.to_vec(),
+        Some(_) => bail!("connect: the worker was given no users"),
+        None => register(ctx, opts).await?,
     };
+    let user_count = tokens.len();
     let rss_before = ctx.server_sample().map(|s| s.rss_kib);
     let (stage, watch) = watch::channel(Stage::Ready);
     let (ready, mut readied) = mpsc::unbounded_channel::<bool>();
@@ -102,7 +100,7 @@ pub(crate) async fn run(ctx: &Arc<Ctx>, opts: &ConnectOpts, alone: bool) -> Resu
         let holder = Holder {
             ctx: ctx.clone(),
             index,
-            token: users[index % user_count].token.clone(),
+            token: tokens[index % user_count].clone(),
         };
         tasks.push(tokio::spawn(holder.run(
             permit,
@@ -139,13 +137,7 @@ pub(crate) async fn run(ctx: &Arc<Ctx>, opts: &ConnectOpts, alone: bool) -> Resu
     ctx.figure("connect_per_sec", opened as f64 / connect_secs.max(1e-9));
     if alone {
         if let Some(before) = rss_before {
-            tokio::time::sleep(SETTLE).await;
-            if let Some(after) = ctx.server_sample() {
-                ctx.figure("server_rss_before_sockets_kib", before as f64);
-                ctx.figure("server_rss_with_sockets_kib", after.rss_kib as f64);
-                let grown = after.rss_kib.saturating_sub(before) as f64 * 1024.0;
-                ctx.figure("server_bytes_per_socket", grown / opened as f64);
-            }
+            server_memory_figures(ctx, before, opened).await;
         }
     }
 
@@ -169,6 +161,30 @@ pub(crate) async fn run(ctx: &Arc<Ctx>, opts: &ConnectOpts, alone: bool) -> Resu
         let _ = task.await;
     }
     Ok(())
+}
+
+/// What `opened` sockets cost the server, from its memory before they
+/// opened (`before_kib`) and now, once the connect burst has settled.
+pub(crate) async fn server_memory_figures(ctx: &Ctx, before_kib: u64, opened: u64) {
+    tokio::time::sleep(SETTLE).await;
+    if let Some(after) = ctx.server_sample() {
+        ctx.figure("server_rss_before_sockets_kib", before_kib as f64);
+        ctx.figure("server_rss_with_sockets_kib", after.rss_kib as f64);
+        let grown = after.rss_kib.saturating_sub(before_kib) as f64 * 1024.0;
+        ctx.figure("server_bytes_per_socket", grown / opened.max(1) as f64);
+    }
+}
+
+/// Registers the users behind the sockets: `--users`, or one per socket.
+pub(crate) async fn register(ctx: &Ctx, opts: &ConnectOpts) -> Result<Vec<String>> {
+    let user_count = opts.users.unwrap_or(opts.sockets).min(opts.sockets);
+    let _phase = ctx.phase("connect: register users");
+    let users = ctx
+        .env
+        .rest
+        .register_many(&ctx.handle_prefix('s'), user_count, &ctx.env.progress)
+        .await?;
+    Ok(users.into_iter().map(|user| user.token).collect())
 }
 
 struct Holder {
