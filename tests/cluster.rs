@@ -15,8 +15,9 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use common::cluster::{
-    assert_quiet, eventually, read_until_closed, request_within, shared_redis, wait_for, Cluster,
-    Node, NodeKind, Settings, ThrowawayPostgres, ThrowawayRedis,
+    assert_quiet, create_room, eventually, find_room, is_message_of, join, read_until_closed,
+    request_within, seq_of, shared_redis, text_of, wait_for, Cluster, Node, NodeKind, Settings,
+    ThrowawayPostgres, ThrowawayRedis,
 };
 use common::{Ended, WsClient};
 use serde_json::{json, Value};
@@ -27,32 +28,6 @@ const QUIET: Duration = Duration::from_millis(500);
 /// Bound for something that crosses nodes and may be eventually consistent
 /// (directory counts, re-announced membership).
 const SETTLE: Duration = Duration::from_secs(5);
-
-fn text_of(value: &Value) -> String {
-    value
-        .as_str()
-        .unwrap_or_else(|| panic!("expected a string, got {value}"))
-        .to_owned()
-}
-
-fn seq_of(value: &Value) -> u64 {
-    value["seq"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("a seq in {value}"))
-}
-
-async fn create_room(client: &mut WsClient, name: &str) -> String {
-    let created = client
-        .ok(json!({"type": "room.create", "name": name}))
-        .await;
-    text_of(&created["room"]["id"])
-}
-
-async fn join(client: &mut WsClient, room_id: &str) -> Value {
-    client
-        .ok(json!({"type": "room.join", "room_id": room_id}))
-        .await
-}
 
 async fn join_since(client: &mut WsClient, room_id: &str, since_seq: u64) -> Value {
     client
@@ -92,10 +67,6 @@ async fn relay(
     .await;
     assert_eq!(seq_of(&got), seq, "{got}");
     seq
-}
-
-fn is_message_of(frame: &Value, room_id: &str) -> bool {
-    frame["type"] == "room.message" && frame["room_id"] == room_id
 }
 
 /// The next `room.message` of `room_id`.
@@ -139,10 +110,6 @@ async fn sees_left(
         |f| f["type"] == "room.member_left" && f["room_id"] == room_id && f["user_id"] == user_id,
     )
     .await;
-}
-
-fn find_room(rooms: &[Value], room_id: &str) -> Option<Value> {
-    rooms.iter().find(|r| r["id"] == room_id).cloned()
 }
 
 /// Polls GET /api/v1/rooms on `node` until `room_id` shows `count` members.

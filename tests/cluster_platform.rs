@@ -16,7 +16,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::cluster::{
-    assert_quiet, eventually, shared_redis, wait_for, Cluster, Node, NodeKind, Settings,
+    assert_quiet, create_room, eventually, find_room, is_message_of, join, seq_of, shared_redis,
+    text_of, wait_for, Cluster, Node, NodeKind, Settings,
 };
 use common::{Ended, WsClient};
 use serde_json::{json, Value};
@@ -30,37 +31,7 @@ const CLOSE_WITHIN: Duration = Duration::from_secs(10);
 /// Far enough ahead that events are always upcoming.
 const STARTS_AT: &str = "2099-03-01T18:00:00Z";
 
-fn text_of(value: &Value) -> String {
-    value
-        .as_str()
-        .unwrap_or_else(|| panic!("expected a string, got {value}"))
-        .to_owned()
-}
-
-fn seq_of(value: &Value) -> u64 {
-    value["seq"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("a seq in {value}"))
-}
-
 // ------------------------------------------------------------- helpers
-
-async fn create_room(client: &mut WsClient, name: &str) -> String {
-    let created = client
-        .ok(json!({"type": "room.create", "name": name}))
-        .await;
-    text_of(&created["room"]["id"])
-}
-
-async fn join(client: &mut WsClient, room_id: &str) -> Value {
-    client
-        .ok(json!({"type": "room.join", "room_id": room_id}))
-        .await
-}
-
-fn is_message_of(frame: &Value, room_id: &str) -> bool {
-    frame["type"] == "room.message" && frame["room_id"] == room_id
-}
 
 /// `from` says `text` in the room; waits for every one of `to` to receive
 /// it with the acknowledged seq. Returns that seq.
@@ -143,10 +114,6 @@ async fn join_after_close(client: &mut WsClient, room_id: &str, who: &str) {
         (&json!("error"), &json!("not_found")),
         "{who}: room.join of the closed room {room_id} answered {reply}"
     );
-}
-
-fn find_room(rooms: &[Value], room_id: &str) -> Option<Value> {
-    rooms.iter().find(|r| r["id"] == room_id).cloned()
 }
 
 /// The ids of `room.list` on this socket.

@@ -293,22 +293,26 @@ impl Cluster {
     /// pushes what was parked behind them.
     pub(crate) async fn flush_parked_dms(&self, older_than: Duration) -> redis::RedisResult<()> {
         let cutoff = crate::clock::now_ms() - older_than.as_millis() as i64;
-        let due: Vec<String> = self
-            .query(
-                redis::cmd("ZRANGEBYSCORE")
-                    .arg(self.key("dmpark"))
-                    .arg("-inf")
-                    .arg(cutoff)
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(100),
-            )
-            .await?;
-        for conversation in due {
+        for conversation in self.due("dmpark", cutoff).await? {
             self.run::<i64>(&scripts::DM_FLUSH, &args![conversation])
                 .await?;
         }
         Ok(())
+    }
+
+    /// Up to a hundred members of the sorted set `<prefix>:<set>` whose
+    /// score (a time, ms) is at or before `cutoff`, oldest first.
+    pub(crate) async fn due(&self, set: &str, cutoff: i64) -> redis::RedisResult<Vec<String>> {
+        self.query(
+            redis::cmd("ZRANGEBYSCORE")
+                .arg(self.key(set))
+                .arg("-inf")
+                .arg(cutoff)
+                .arg("LIMIT")
+                .arg(0)
+                .arg(100),
+        )
+        .await
     }
 
     /// Removes this node from the cluster when it stops.

@@ -502,19 +502,7 @@ impl ClusterRooms {
     /// Closes drop-in rooms that have been empty for the grace period.
     pub(crate) async fn close_emptied(&self) -> redis::RedisResult<()> {
         let cutoff = now_ms() - self.hub.settings().empty_grace.as_millis() as i64;
-        let due: Vec<String> = self
-            .cluster
-            .query(
-                redis::cmd("ZRANGEBYSCORE")
-                    .arg(self.cluster.key("empty"))
-                    .arg("-inf")
-                    .arg(cutoff)
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(100),
-            )
-            .await?;
-        for room in due {
+        for room in self.cluster.due("empty", cutoff).await? {
             self.cluster
                 .run::<i64>(&scripts::CLOSE, &args![room, "empty", cutoff])
                 .await?;

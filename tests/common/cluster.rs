@@ -1134,3 +1134,39 @@ fn is_root() -> bool {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
 }
+
+// ---------------------------------------------------------------- Chat
+
+pub fn text_of(value: &Value) -> String {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("expected a string, got {value}"))
+        .to_owned()
+}
+
+pub fn seq_of(value: &Value) -> u64 {
+    value["seq"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("a seq in {value}"))
+}
+
+pub async fn create_room(client: &mut WsClient, name: &str) -> String {
+    let created = client
+        .ok(json!({"type": "room.create", "name": name}))
+        .await;
+    text_of(&created["room"]["id"])
+}
+
+pub async fn join(client: &mut WsClient, room_id: &str) -> Value {
+    client
+        .ok(json!({"type": "room.join", "room_id": room_id}))
+        .await
+}
+
+pub fn is_message_of(frame: &Value, room_id: &str) -> bool {
+    frame["type"] == "room.message" && frame["room_id"] == room_id
+}
+
+pub fn find_room(rooms: &[Value], room_id: &str) -> Option<Value> {
+    rooms.iter().find(|r| r["id"] == room_id).cloned()
+}
