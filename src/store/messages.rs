@@ -20,6 +20,10 @@ pub struct DmRow {
 pub struct NewDm {
     pub conversation_id: i64,
     pub sender_id: i64,
+    /// The sender as their socket knows them, for the stored message's
+    /// echo; saves reading the user back for every message.
+    pub sender_handle: String,
+    pub sender_display_name: String,
     pub text: String,
     pub client_msg_id: Option<String>,
     pub message_id: String,
@@ -75,7 +79,6 @@ impl Store {
         let by_client_id = format!(
             "{DM_SELECT} WHERE m.conversation_id = $1 AND m.sender_id = $2 AND m.client_msg_id = $3"
         );
-        let by_seq = format!("{DM_SELECT} WHERE m.conversation_id = $1 AND m.seq = $2");
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query("UPDATE conversations SET last_seq = last_seq WHERE id = 0")
@@ -83,20 +86,6 @@ impl Store {
                 .await?;
             let mut outcomes = Vec::with_capacity(batch.len());
             for dm in batch {
-                let pair: Option<Pair> = sqlx::query_as(
-                    "SELECT user_low, user_high FROM conversations WHERE id = $1",
-                )
-                .bind(dm.conversation_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(pair) = pair else {
-                    outcomes.push(DmOutcome::NoConversation);
-                    continue;
-                };
-                if !pair.includes(dm.sender_id) {
-                    outcomes.push(DmOutcome::NotParticipant);
-                    continue;
-                }
                 if let Some(client_msg_id) = &dm.client_msg_id {
                     let first: Option<DmRow> = sqlx::query_as(&by_client_id)
                         .bind(dm.conversation_id)
@@ -109,18 +98,34 @@ impl Store {
                         continue;
                     }
                 }
-                // Sending reads everything before it: the sender's own
-                // messages never count as unread to them.
-                let (seq,): (i64,) = sqlx::query_as(
+                // Taking the next seq also checks the sender is in the
+                // conversation, in one round trip. Sending reads everything
+                // before it: the sender's own messages never count as
+                // unread to them.
+                let taken: Option<(i64, i64, i64)> = sqlx::query_as(
                     "UPDATE conversations SET last_seq = last_seq + 1, \
                      low_read_seq = CASE WHEN user_low = $2 THEN last_seq + 1 ELSE low_read_seq END, \
                      high_read_seq = CASE WHEN user_high = $2 THEN last_seq + 1 ELSE high_read_seq END \
-                     WHERE id = $1 RETURNING last_seq",
+                     WHERE id = $1 AND (user_low = $2 OR user_high = $2) \
+                     RETURNING last_seq, user_low, user_high",
                 )
                 .bind(dm.conversation_id)
                 .bind(dm.sender_id)
-                .fetch_one(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
+                let Some((seq, user_low, user_high)) = taken else {
+                    let exists: Option<(i64,)> =
+                        sqlx::query_as("SELECT id FROM conversations WHERE id = $1")
+                            .bind(dm.conversation_id)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    outcomes.push(if exists.is_some() {
+                        DmOutcome::NotParticipant
+                    } else {
+                        DmOutcome::NoConversation
+                    });
+                    continue;
+                };
                 sqlx::query(
                     "INSERT INTO conversation_messages \
                      (conversation_id, seq, message_id, sender_id, text, client_msg_id, sent_at) \
@@ -135,13 +140,19 @@ impl Store {
                 .bind(dm.sent_at)
                 .execute(&mut *tx)
                 .await?;
-                let message: DmRow = sqlx::query_as(&by_seq)
-                    .bind(dm.conversation_id)
-                    .bind(seq)
-                    .fetch_one(&mut *tx)
-                    .await?;
+                let pair = Pair { user_low, user_high };
                 outcomes.push(DmOutcome::Stored {
-                    message,
+                    message: DmRow {
+                        conversation_id: dm.conversation_id,
+                        seq,
+                        message_id: dm.message_id.clone(),
+                        sender_id: dm.sender_id,
+                        sender_handle: dm.sender_handle.clone(),
+                        sender_display_name: dm.sender_display_name.clone(),
+                        text: dm.text.clone(),
+                        client_msg_id: dm.client_msg_id.clone(),
+                        sent_at: dm.sent_at,
+                    },
                     other_id: pair.other(dm.sender_id),
                 });
             }

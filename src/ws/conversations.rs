@@ -13,7 +13,7 @@ use super::dispatch::{data, Reply};
 use crate::clock::{now_ms, rfc3339};
 use crate::error::{Error, Result};
 use crate::hub::subscribers::Topic;
-use crate::hub::validate_text;
+use crate::hub::validate_message;
 use crate::store::{DmOutcome, NewDm, Pair};
 use crate::{dm, ids};
 
@@ -70,25 +70,23 @@ impl Connection {
         client_msg_id: Option<String>,
     ) -> Result<Reply> {
         let id = conversation_id(raw_id)?;
-        validate_text(&text)?;
-        if client_msg_id
+        validate_message(&text, client_msg_id.as_deref())?;
+        let sender = &self
+            .session
             .as_ref()
-            .is_some_and(|c| c.is_empty() || c.chars().count() > 64)
-        {
-            return Err(Error::bad("client_msg_id", "must be 1-64 characters"));
-        }
-        let outcome = self
-            .state
-            .dms
-            .send(NewDm {
-                conversation_id: id,
-                sender_id: self.me()?,
-                text,
-                client_msg_id,
-                message_id: ids::random("d"),
-                sent_at: now_ms(),
-            })
-            .await?;
+            .ok_or(Error::Unauthenticated("say hello first"))?
+            .user;
+        let message = NewDm {
+            conversation_id: id,
+            sender_id: self.me()?,
+            sender_handle: sender.handle.clone(),
+            sender_display_name: sender.display_name.clone(),
+            text,
+            client_msg_id,
+            message_id: ids::random("d"),
+            sent_at: now_ms(),
+        };
+        let outcome = self.state.dms.send(message).await?;
         match outcome {
             DmOutcome::Stored { message, .. } | DmOutcome::Duplicate(message) => data(&Sent {
                 message_id: message.message_id,
