@@ -165,13 +165,17 @@ pub(crate) async fn run(ctx: &Arc<Ctx>, opts: &ConnectOpts, alone: bool) -> Resu
 
 /// What `opened` sockets cost the server, from its memory before they
 /// opened (`before_kib`) and now, once the connect burst has settled.
+///
+/// Sockets go round-robin over the targets and `--server-pid` is one of
+/// them, so with a cluster it holds its share of the sockets, not all.
 pub(crate) async fn server_memory_figures(ctx: &Ctx, before_kib: u64, opened: u64) {
     tokio::time::sleep(SETTLE).await;
     if let Some(after) = ctx.server_sample() {
         ctx.figure("server_rss_before_sockets_kib", before_kib as f64);
         ctx.figure("server_rss_with_sockets_kib", after.rss_kib as f64);
         let grown = after.rss_kib.saturating_sub(before_kib) as f64 * 1024.0;
-        ctx.figure("server_bytes_per_socket", grown / opened.max(1) as f64);
+        let held = opened as f64 / ctx.env.targets.len().max(1) as f64;
+        ctx.figure("server_bytes_per_socket", grown / held.max(1.0));
     }
 }
 
