@@ -16,6 +16,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
@@ -98,11 +99,18 @@ async fn open(target: &Target, source: Option<IpAddr>) -> Result<Ws, &'static st
         SEC_WEBSOCKET_PROTOCOL,
         HeaderValue::from_static(SUBPROTOCOL),
     );
-    let (ws, _) = tokio_tungstenite::client_async(request, stream)
+    // The library's default 128 KiB read buffer per socket would make the
+    // tool's memory, not the server, the limit of a large connect run; the
+    // buffer still grows for a large frame.
+    let config = WebSocketConfig::default().read_buffer_size(CLIENT_READ_BUFFER);
+    let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
         .await
         .map_err(|_| "handshake_failed")?;
     Ok(ws)
 }
+
+/// Bytes each client socket reads at once.
+const CLIENT_READ_BUFFER: usize = 4 * 1024;
 
 fn io_reason(err: std::io::Error) -> &'static str {
     const EMFILE: i32 = 24;
