@@ -16,6 +16,8 @@
 //! - [`stats`]: counters, HDR histograms, errors by code.
 //! - [`client`]: opening sockets (source address, target), pacing, requests.
 //! - [`provision`]: registering users and matching pairs over REST.
+//! - [`jwt`]: JWTs minted with the server's secret, to sign users on
+//!   instead of registering them (`--jwt-secret-file`).
 //! - [`run`]: the context a scenario runs in, and the sampler that builds
 //!   the timeline.
 //! - [`scenario`]: `connect`, `rooms`, `pairs`, `churn` and `mixed`.
@@ -28,6 +30,7 @@ pub mod check;
 pub mod client;
 pub mod frame;
 pub mod html;
+pub mod jwt;
 pub mod progress;
 pub mod provision;
 pub mod report;

@@ -4,6 +4,12 @@
 //! so it runs with bounded concurrency: enough to keep the server's cores
 //! busy, not so much that requests queue into timeouts. Every user gets one
 //! session token; sockets of the same user share it.
+//!
+//! With a [`Minter`] (`--jwt-secret-file`) users are not registered: each
+//! gets a JWT signed with the server's own secret, and one `GET /me` with
+//! it makes the server create the user (and tells its id), so users exist
+//! before the load just as registered ones do. The JWT is then the user's
+//! token everywhere a session token would be.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -14,6 +20,7 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::jwt::Minter;
 use crate::progress::Progress;
 use crate::target::Target;
 
@@ -45,6 +52,8 @@ pub struct Rest {
     targets: Arc<[Target]>,
     next: Arc<AtomicUsize>,
     concurrency: usize,
+    /// Signs users on instead of registering them, when set.
+    minter: Option<Arc<Minter>>,
 }
 
 #[derive(Deserialize)]
@@ -56,6 +65,12 @@ struct TokenAndUser {
 #[derive(Deserialize)]
 struct UserId {
     id: String,
+}
+
+#[derive(Deserialize)]
+struct Me {
+    id: String,
+    handle: String,
 }
 
 #[derive(Deserialize)]
@@ -75,7 +90,13 @@ struct MatchView {
 }
 
 impl Rest {
-    pub fn new(targets: Vec<Target>, concurrency: usize, timeout: Duration) -> Result<Rest> {
+    /// `minter`, when given, provisions users by single sign-on.
+    pub fn new(
+        targets: Vec<Target>,
+        concurrency: usize,
+        timeout: Duration,
+        minter: Option<Minter>,
+    ) -> Result<Rest> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .pool_max_idle_per_host(concurrency)
@@ -86,7 +107,13 @@ impl Rest {
             targets: targets.into(),
             next: Arc::new(AtomicUsize::new(0)),
             concurrency: concurrency.max(1),
+            minter: minter.map(Arc::new),
         })
+    }
+
+    /// Whether users are signed on with minted JWTs rather than registered.
+    pub fn mints_tokens(&self) -> bool {
+        self.minter.is_some()
     }
 
     fn url(&self, path: &str) -> String {
@@ -160,19 +187,61 @@ impl Rest {
         })
     }
 
-    /// Registers `count` users named `<prefix><n>`, in order.
+    /// Signs a user on with a JWT for `subject` asking for `handle`: the
+    /// server creates the user at this first request. The handle it gave
+    /// may differ (a suffix when taken).
+    pub async fn sign_on(&self, minter: &Minter, subject: &str, handle: &str) -> Result<User> {
+        let token = minter.mint(subject, handle)?;
+        let (status, text) = self
+            .call(reqwest::Method::GET, "/me", Some(&token), None)
+            .await?;
+        if status == 401 {
+            bail!(
+                "the server refused a minted JWT ({text}); start it with MESHI_JWT_SECRET_FILE \
+                 holding the secret of --jwt-secret-file, and with the MESHI_JWT_ISSUER and \
+                 MESHI_JWT_AUDIENCE given as --jwt-issuer and --jwt-audience, if any"
+            );
+        }
+        if status != 200 {
+            bail!("GET /me answered {status}: {text}");
+        }
+        let me: Me =
+            serde_json::from_str(&text).with_context(|| format!("GET /me: unexpected {text}"))?;
+        Ok(User {
+            id: me.id,
+            handle: me.handle,
+            token,
+        })
+    }
+
+    /// Provisions `count` users named `<prefix><n>`, in order: registers
+    /// them, or with a minter signs them on.
     pub async fn register_many(
         &self,
         prefix: &str,
         count: usize,
         progress: &Progress,
     ) -> Result<Vec<User>> {
-        let bar = progress.bar(count as u64, "registering users");
+        let what = match self.minter {
+            Some(_) => "signing users on",
+            None => "registering users",
+        };
+        let bar = progress.bar(count as u64, what);
+        // Subjects are as unique as handles: the run id is in the prefix.
+        let subject_stem = format!("loadtest-{}", prefix.trim_end_matches('_'));
+        let subject_stem = subject_stem.as_str();
         let users = stream::iter(0..count)
             .map(|n| {
                 let bar = bar.clone();
                 async move {
-                    let user = self.register(&format!("{prefix}{n}")).await;
+                    let handle = format!("{prefix}{n}");
+                    let user = match &self.minter {
+                        Some(minter) => {
+                            self.sign_on(minter, &format!("{subject_stem}-{n}"), &handle)
+                                .await
+                        }
+                        None => self.register(&handle).await,
+                    };
                     bar.inc(1);
                     user
                 }
@@ -223,7 +292,7 @@ impl Rest {
         })
     }
 
-    /// Registers `2 * count` users and matches them two by two.
+    /// Provisions `2 * count` users and matches them two by two.
     pub async fn pairs(
         &self,
         prefix: &str,

@@ -2,12 +2,13 @@
 //!
 //! One process holds at most as many sockets as it may open files, and the
 //! hard limit on those is not the tool's to raise. With `--workers N` the
-//! parent registers the users once, then starts its own executable N times
+//! parent provisions the users once, then starts its own executable N times
 //! as hidden `worker` subprocesses, each with an equal share of the
 //! sockets and of the connect rate, and source addresses of its own. The
 //! parent and a worker speak JSON lines:
 //!
-//! - parent to worker, on stdin: the [`Spec`]; later `go`, once every
+//! - parent to worker, on stdin: the [`Spec`] (with the users' tokens,
+//!   which so never appear on a command line); later `go`, once every
 //!   worker has opened its sockets, so that they all hold over one window;
 //! - worker to parent, on stdout: [`Up::Progress`] while connecting,
 //!   [`Up::Ready`] at the gate, then [`Up::Done`] with its report and its
@@ -66,7 +67,8 @@ struct Spec {
     index: usize,
     env: EnvOptions,
     connect: ConnectOpts,
-    /// Session tokens; socket `i` of the worker uses `tokens[i % len]`.
+    /// Session tokens or minted JWTs; socket `i` of the worker uses
+    /// `tokens[i % len]`.
     tokens: Vec<String>,
 }
 
@@ -410,7 +412,7 @@ enum Heard {
     Ended,
 }
 
-/// Registers the users, starts the workers, lets them hold together and
+/// Provisions the users, starts the workers, lets them hold together and
 /// collects their summaries.
 async fn drive(
     ctx: &Arc<Ctx>,
@@ -540,6 +542,10 @@ fn spec_for(
     env.server_pid = None;
     env.quiet = true;
     env.worker_exe = None;
+    // The parent provisioned the users; a worker never needs the secret.
+    env.jwt_secret_file = None;
+    env.jwt_issuer = None;
+    env.jwt_audience = None;
     env.connect_concurrency = env.connect_concurrency.div_ceil(workers).max(1);
     // Sockets keep the users they would have in one process: socket `i`
     // of the run uses user `i % users`.

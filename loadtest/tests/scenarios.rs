@@ -23,11 +23,31 @@ impl Server {
     /// A server on a fresh SQLite file whose rate limit stays out of the
     /// way unless a test sets its own.
     async fn start_with(rate_per_sec: u32, rate_burst: u32) -> Server {
+        Server::start_configured(|config| {
+            config.rate_per_sec = rate_per_sec;
+            config.rate_burst = rate_burst;
+        })
+        .await
+    }
+
+    /// A server with single sign-on by `secret` (and `iss`/`aud` checks
+    /// when given).
+    async fn start_sso(secret: &str, issuer: Option<&str>, audience: Option<&str>) -> Server {
+        Server::start_configured(|config| {
+            config.rate_per_sec = 10_000;
+            config.rate_burst = 10_000;
+            config.jwt_secret = Some(meshi::config::Secret::new(secret));
+            config.jwt_issuer = issuer.map(str::to_owned);
+            config.jwt_audience = audience.map(str::to_owned);
+        })
+        .await
+    }
+
+    async fn start_configured(configure: impl FnOnce(&mut meshi::config::Config)) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = meshi::config::Config::defaults();
         config.database_url = format!("sqlite://{}", dir.path().join("meshi.db").display());
-        config.rate_per_sec = rate_per_sec;
-        config.rate_burst = rate_burst;
+        configure(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind an ephemeral port");
@@ -282,6 +302,126 @@ async fn connect_over_worker_processes_merges_into_one_report() {
         );
     }
     assert!(summary.contains("PASSED"), "{summary}");
+    server.stop().await;
+}
+
+/// The HS256 secret of the single sign-on tests: 32 bytes or more, as the
+/// server demands.
+const JWT_SECRET: &str = "load-test-secret-0123456789abcdef-0123456789";
+
+/// A file holding `secret` the way people write one: with a newline.
+fn secret_file(secret: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), format!("{secret}\n")).expect("write the secret");
+    file
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_with_minted_jwts_over_worker_processes() {
+    let server = Server::start_sso(JWT_SECRET, Some("test-idp"), Some("meshi-test")).await;
+    let secret = secret_file(JWT_SECRET);
+    let options = EnvOptions {
+        jwt_secret_file: Some(secret.path().to_owned()),
+        jwt_issuer: Some("test-idp".to_owned()),
+        jwt_audience: Some("meshi-test".to_owned()),
+        // The parent mints; the workers get the tokens over their stdin.
+        workers: 2,
+        worker_exe: Some(env!("CARGO_BIN_EXE_meshi-loadtest").into()),
+        ..server.env()
+    };
+    let report = run(
+        options,
+        Scenario::Connect(ConnectOpts {
+            sockets: 40,
+            users: Some(10),
+            rate: 1000.0,
+            hold: 1.0,
+        }),
+    )
+    .await;
+    assert_sane(&report);
+    let summary = report.summary();
+    assert!(summary.contains("PASSED"), "{summary}");
+    assert_eq!(counter(&report, "sockets_connected"), 40, "{summary}");
+    assert_eq!(counter(&report, "hellos"), 40, "{summary}");
+    assert!(report.errors_by_code.is_empty(), "{summary}");
+    assert!(
+        report.notes.iter().any(|n| n.contains("--jwt-secret-file")),
+        "{summary}"
+    );
+    let json = report.to_json();
+    assert!(
+        !json.contains(JWT_SECRET),
+        "the report never holds the secret"
+    );
+    assert!(!json.contains("eyJ"), "nor a token");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pairs_with_minted_jwts_match_and_talk() {
+    let server = Server::start_sso(JWT_SECRET, None, None).await;
+    let secret = secret_file(JWT_SECRET);
+    let options = EnvOptions {
+        jwt_secret_file: Some(secret.path().to_owned()),
+        ..server.env()
+    };
+    let report = run(
+        options,
+        Scenario::Pairs(PairsOpts {
+            pairs: 3,
+            duration: 1.5,
+            inflight: 2,
+            ..PairsOpts::default()
+        }),
+    )
+    .await;
+    assert_sane(&report);
+    let summary = report.summary();
+    assert!(summary.contains("PASSED"), "{summary}");
+    assert_eq!(counter(&report, "hellos"), 6, "{summary}");
+    assert!(counter(&report, "dm_round_trips") > 0, "{summary}");
+    assert_eq!(
+        counter(&report, "dm_delivered"),
+        counter(&report, "dm_acked") * 2,
+        "{summary}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_the_server_does_not_share_is_refused_with_a_hint() {
+    let server = Server::start_sso(JWT_SECRET, None, None).await;
+    let other = secret_file("another-secret-of-enough-length-0123456789");
+    let options = EnvOptions {
+        jwt_secret_file: Some(other.path().to_owned()),
+        ..server.env()
+    };
+    let env = Env::new(options).expect("valid options");
+    let err = meshi_loadtest::run(
+        env,
+        Scenario::Connect(ConnectOpts {
+            sockets: 2,
+            users: None,
+            rate: 100.0,
+            hold: 0.5,
+        }),
+    )
+    .await
+    .expect_err("the server refuses tokens of another secret");
+    let err = format!("{err:#}");
+    assert!(err.contains("MESHI_JWT_SECRET_FILE"), "{err}");
+    assert!(
+        !err.contains("another-secret") && !err.contains("eyJ"),
+        "{err}"
+    );
+
+    let short = secret_file("short");
+    let options = EnvOptions {
+        jwt_secret_file: Some(short.path().to_owned()),
+        ..server.env()
+    };
+    assert!(Env::new(options).is_err(), "a secret under 32 bytes");
     server.stop().await;
 }
 

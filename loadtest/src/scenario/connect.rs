@@ -179,7 +179,8 @@ pub(crate) async fn server_memory_figures(ctx: &Ctx, before_kib: u64, opened: u6
     }
 }
 
-/// Registers the users behind the sockets: `--users`, or one per socket.
+/// Provisions the users behind the sockets (registers them, or signs them
+/// on with minted JWTs): `--users`, or one per socket.
 pub(crate) async fn register(ctx: &Ctx, opts: &ConnectOpts) -> Result<Vec<String>> {
     let user_count = opts.users.unwrap_or(opts.sockets).min(opts.sockets);
     let _phase = ctx.phase("connect: register users");
