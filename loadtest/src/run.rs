@@ -21,7 +21,7 @@ use crate::scenario::Scenario;
 use crate::stats::{Count, Lat, Percentiles, Snapshot, Stats};
 use crate::system::{self, OwnUsage, ProcSample};
 use crate::target::{self, Target};
-use crate::worker::{self, Link};
+use crate::worker::{self, Given, Link};
 
 /// Where and how to load, shared by every scenario.
 #[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
@@ -94,7 +94,8 @@ pub struct EnvOptions {
     #[arg(global = true, long)]
     pub quiet: bool,
 
-    /// Worker processes to spread the sockets over (connect only). Each
+    /// Worker processes to spread the sockets over (connect, rooms and
+    /// pairs; rooms and pairs split into whole rooms and pairs). Each
     /// has its own open-file limit and its own source addresses, so a run
     /// can hold more sockets than one process may open files.
     #[arg(global = true, long, default_value_t = 1)]
@@ -226,7 +227,13 @@ impl Ctx {
     /// provisioned for it; `None` when this process provisions its own
     /// users.
     pub(crate) fn given_tokens(&self) -> Option<&[String]> {
-        self.link.as_ref().map(Link::tokens)
+        self.given().map(|given| given.tokens.as_slice())
+    }
+
+    /// What the parent of a worker provisioned for it; `None` when this
+    /// process provisions its own users.
+    pub(crate) fn given(&self) -> Option<&Given> {
+        self.link.as_ref().map(Link::given)
     }
 
     fn marks(&self) -> MutexGuard<'_, Marks> {

@@ -4,7 +4,7 @@
 //! hard limit on those is not the tool's to raise. With `--workers N` the
 //! parent provisions the users once, then starts its own executable N times
 //! as hidden `worker` subprocesses, each with an equal share of the
-//! sockets and of the connect rate, and source addresses of its own. The
+//! sockets and of the rate, and source addresses of its own. The
 //! parent and a worker speak JSON lines:
 //!
 //! - parent to worker, on stdin: the [`Spec`] (with the users' tokens,
@@ -18,10 +18,12 @@
 //! it went. The parent kills its workers when it drops them, so an error on
 //! its side takes them down too; ctrl-c reaches the whole process group.
 //!
-//! Only `connect` is split. The other scenarios check deliveries between
-//! their sockets (the members of a room, the two sides of a pair), and a
-//! check spanning processes would need them to share streams' final seqs
-//! mid-run; they refuse `--workers` above 1.
+//! `connect` splits its sockets. `rooms` and `pairs` check deliveries
+//! between their sockets (the members of a room, the two sides of a pair),
+//! so they split along those: each worker owns whole rooms, with all of
+//! their members and publishers, or whole pairs, and every check stays
+//! inside one process. The parent registers the users (and matches the
+//! pairs over REST) once. `churn` and `mixed` refuse `--workers` above 1.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -41,7 +43,9 @@ use tokio::sync::{mpsc, oneshot, OnceCell};
 
 use crate::report::{Phase, Report, Timeline};
 use crate::run::{self, Ctx, Env, EnvOptions};
-use crate::scenario::{connect, ConnectOpts, Scenario, MAX_DURATION_SECS};
+use crate::scenario::{
+    connect, pairs, rooms, ConnectOpts, PairsOpts, RoomsOpts, Scenario, MAX_DURATION_SECS,
+};
 use crate::stats::{self, Count, Lat, Percentiles, Stats};
 use crate::system;
 use crate::target;
@@ -58,6 +62,10 @@ const FD_SLACK: u64 = 64;
 /// Exit status of a worker whose parent went away.
 const EXIT_ORPHANED: i32 = 3;
 
+/// Figures of a worker's report that count its own sockets, so add up
+/// over the workers.
+const SUMMED_FIGURES: &[&str] = &["connect_sockets_open", "rooms_member_sockets"];
+
 /// How often a connecting worker tells its parent how far it got.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
@@ -66,10 +74,30 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 struct Spec {
     index: usize,
     env: EnvOptions,
-    connect: ConnectOpts,
+    part: Part,
+    given: Given,
+}
+
+/// A worker's share of the run's scenario.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Part {
+    Connect(ConnectOpts),
+    Rooms(RoomsOpts),
+    Pairs(PairsOpts),
+}
+
+/// What the parent provisioned for a worker.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Given {
     /// Session tokens or minted JWTs; socket `i` of the worker uses
-    /// `tokens[i % len]`.
-    tokens: Vec<String>,
+    /// `tokens[i % len]` (for pairs: `a, b` of each pair in turn).
+    pub tokens: Vec<String>,
+    /// Index among the run's of the worker's first unit (socket, room or
+    /// pair).
+    pub first: usize,
+    /// For pairs: the conversation of each of the worker's pairs.
+    pub conversations: Vec<String>,
 }
 
 /// What a worker tells its parent.
@@ -99,14 +127,14 @@ struct Summary {
 
 /// A worker's side of the conversation with its parent, held by its run.
 pub(crate) struct Link {
-    tokens: Vec<String>,
+    given: Given,
     go: Mutex<Option<oneshot::Receiver<()>>>,
     ready: OnceCell<()>,
 }
 
 impl Link {
-    pub(crate) fn tokens(&self) -> &[String] {
-        &self.tokens
+    pub(crate) fn given(&self) -> &Given {
+        &self.given
     }
 
     /// Tells the parent this worker's sockets are open, then waits for the
@@ -192,11 +220,16 @@ pub async fn serve() -> Result<bool> {
     let index = spec.index;
     let env = Env::new(spec.env).with_context(|| format!("worker {index}"))?;
     let link = Link {
-        tokens: spec.tokens,
+        given: spec.given,
         go: Mutex::new(Some(go_rx)),
         ready: OnceCell::new(),
     };
-    let (report, ctx) = run::run_in(env, Scenario::Connect(spec.connect), Some(link))
+    let scenario = match spec.part {
+        Part::Connect(opts) => Scenario::Connect(opts),
+        Part::Rooms(opts) => Scenario::Rooms(opts),
+        Part::Pairs(opts) => Scenario::Pairs(opts),
+    };
+    let (report, ctx) = run::run_in(env, scenario, Some(link))
         .await
         .with_context(|| format!("worker {index}"))?;
     let latency_buckets = Lat::ALL
@@ -248,32 +281,64 @@ fn listen_to_parent(spec: oneshot::Sender<String>, go: oneshot::Sender<()>) {
     }
 }
 
-/// One worker's part of the sockets.
+/// What a scenario splits into: units no check spans (a socket, a room
+/// with its members, a pair), each of `sockets` sockets.
+#[derive(Debug, Clone, Copy)]
+struct Units {
+    name: &'static str,
+    count: usize,
+    sockets: usize,
+}
+
+impl Units {
+    fn of(scenario: &Scenario) -> Option<Units> {
+        let (name, count, sockets) = match scenario {
+            Scenario::Connect(o) => ("sockets", o.sockets, 1),
+            Scenario::Rooms(o) => ("rooms", o.rooms, o.members),
+            Scenario::Pairs(o) => ("pairs", o.pairs, 2),
+            Scenario::Churn(_) | Scenario::Mixed(_) => return None,
+        };
+        Some(Units {
+            name,
+            count,
+            sockets,
+        })
+    }
+}
+
+/// One worker's part of the run.
 #[derive(Debug, Clone, PartialEq)]
 struct Share {
-    /// Index of its first socket among all of the run's.
+    /// Index of its first unit among all of the run's.
     first: usize,
+    units: usize,
     sockets: usize,
     sources: Vec<IpAddr>,
 }
 
-/// Splits `sockets` over `workers` and gives each its source addresses:
+/// Splits the units over `workers` and gives each its source addresses:
 /// every worker its own, so that no two compete for one address's
 /// ephemeral ports.
 fn plan(
     options: &EnvOptions,
     targets_v4_loopback: bool,
-    sockets: usize,
+    units: Units,
     hard_nofile: u64,
     ports_per_source: usize,
 ) -> Result<Vec<Share>> {
     let workers = options.workers;
-    if sockets < workers {
-        bail!("connect: {sockets} sockets cannot be shared by {workers} workers");
+    let total = units.count;
+    if total < workers {
+        bail!(
+            "{total} {} cannot be shared by {workers} workers; use --workers {total} or fewer",
+            units.name
+        );
     }
-    let counts: Vec<usize> = (0..workers)
-        .map(|w| sockets / workers + usize::from(w < sockets % workers))
+    let shared: Vec<usize> = (0..workers)
+        .map(|w| total / workers + usize::from(w < total % workers))
         .collect();
+    let counts: Vec<usize> = shared.iter().map(|&n| n * units.sockets).collect();
+    let sockets = total * units.sockets;
     let largest = counts[0] as u64;
     if largest + FD_SLACK > hard_nofile {
         let fits = hard_nofile.saturating_sub(FD_SLACK).max(1) as usize;
@@ -325,7 +390,7 @@ fn plan(
     };
     let mut first = 0;
     let mut shares = Vec::with_capacity(workers);
-    for (w, (count, sources)) in counts.into_iter().zip(sources).enumerate() {
+    for (w, ((count, sources), share)) in counts.into_iter().zip(sources).zip(shared).enumerate() {
         if !sources.is_empty() && count.div_ceil(sources.len()) > ports {
             bail!(
                 "worker {w} would open {} sockets from each of its {} source addresses, more \
@@ -336,10 +401,11 @@ fn plan(
         }
         shares.push(Share {
             first,
+            units: share,
             sockets: count,
             sources,
         });
-        first += count;
+        first += share;
     }
     Ok(shares)
 }
@@ -348,20 +414,24 @@ fn plan(
 /// their reports into one.
 pub(crate) async fn run_parent(env: Env, scenario: Scenario) -> Result<Report> {
     let workers = env.options.workers;
-    let Scenario::Connect(opts) = &scenario else {
+    let Some(units) = Units::of(&scenario) else {
         bail!(
-            "--workers {workers}: only the connect scenario runs over worker processes; {} checks \
-             deliveries between its sockets, so one process must hold them all (use --workers 1)",
+            "--workers {workers}: only connect, rooms and pairs run over worker processes; {} \
+             checks deliveries across all of its sockets, so one process must hold them all \
+             (use --workers 1)",
             scenario.name()
         );
     };
     scenario.validate()?;
+    if let Scenario::Rooms(opts) = &scenario {
+        opts.check_rate(env.options.socket_rate)?;
+    }
     let nofile = system::raise_nofile_limit();
     let v4_loopback = env.targets.iter().all(|t| t.loopback && t.addr.is_ipv4());
     let shares = plan(
         &env.options,
         v4_loopback,
-        opts.sockets,
+        units,
         system::nofile_hard_limit().unwrap_or(u64::MAX),
         system::ephemeral_ports(),
     )?;
@@ -376,7 +446,7 @@ pub(crate) async fn run_parent(env: Env, scenario: Scenario) -> Result<Report> {
     let (stop, stopped) = oneshot::channel();
     let sampler = tokio::spawn(run::sample(ctx.clone(), stopped));
 
-    let outcome = drive(&ctx, opts, &shares, &exe).await;
+    let outcome = drive(&ctx, &scenario, &shares, &exe).await;
 
     let _ = stop.send(());
     let timeline = sampler.await.unwrap_or_default();
@@ -392,7 +462,7 @@ pub(crate) async fn run_parent(env: Env, scenario: Scenario) -> Result<Report> {
         server_before.zip(server_after),
         timeline,
     );
-    merge(&mut report, &ctx, &shares, summaries);
+    merge(&mut report, &ctx, units, &shares, summaries);
     report.warnings.clear();
     report.failures.clear();
     report.judge(&scenario.expected_counts());
@@ -412,36 +482,82 @@ enum Heard {
     Ended,
 }
 
-/// Provisions the users, starts the workers, lets them hold together and
+/// The users the parent provisioned for the whole run.
+enum Provisioned {
+    /// Socket `i` of the run uses `tokens[i % len]`.
+    Tokens(Vec<String>),
+    Pairs(Vec<pairs::Matched>),
+}
+
+/// Registers (or signs on) the run's users once, and matches the pairs.
+async fn provision(ctx: &Ctx, scenario: &Scenario) -> Result<Provisioned> {
+    Ok(match scenario {
+        Scenario::Connect(opts) => Provisioned::Tokens(connect::register(ctx, opts).await?),
+        Scenario::Rooms(opts) => Provisioned::Tokens(rooms::register(ctx, opts, 'r').await?),
+        Scenario::Pairs(opts) => Provisioned::Pairs(pairs::match_pairs(ctx, opts).await?),
+        Scenario::Churn(_) | Scenario::Mixed(_) => {
+            bail!("{} does not run over worker processes", scenario.name())
+        }
+    })
+}
+
+/// Provisions the users, starts the workers, lets them load together and
 /// collects their summaries.
 async fn drive(
     ctx: &Arc<Ctx>,
-    opts: &ConnectOpts,
+    scenario: &Scenario,
     shares: &[Share],
     exe: &Path,
 ) -> Result<Vec<Summary>> {
-    let tokens = connect::register(ctx, opts).await?;
+    let provisioned = provision(ctx, scenario).await?;
+    if let Scenario::Rooms(opts) = scenario {
+        // The whole run's targets; the workers' shares add up to them.
+        ctx.figure("rooms_target_msgs_per_sec", opts.rate);
+        ctx.figure(
+            "rooms_target_deliveries_per_sec",
+            opts.rate * opts.members as f64,
+        );
+    }
     let rss_before = ctx.server_sample().map(|s| s.rss_kib);
     let (heard_tx, mut heard) = mpsc::unbounded_channel();
     let mut workers = Vec::with_capacity(shares.len());
     for (index, share) in shares.iter().enumerate() {
-        let spec = spec_for(ctx, opts, shares.len(), index, share, &tokens);
+        let spec = spec_for(ctx, scenario, shares.len(), index, share, &provisioned)?;
         workers.push(start(exe, index, &spec, heard_tx.clone()).await?);
     }
     drop(heard_tx);
 
     let n = workers.len();
+    let sockets: usize = shares.iter().map(|s| s.sockets).sum();
+    let name = scenario.name();
+    let (opening, loading, load_secs, open_secs) = match scenario {
+        Scenario::Connect(opts) => (
+            "connect: open".to_owned(),
+            "connect: hold".to_owned(),
+            opts.hold,
+            opts.sockets as f64 / opts.rate,
+        ),
+        Scenario::Rooms(RoomsOpts { duration, .. })
+        | Scenario::Pairs(PairsOpts { duration, .. }) => (
+            format!("{name}: connect"),
+            format!("{name}: load"),
+            *duration,
+            // Sockets open as fast as they answer; a rooms worker also
+            // opens and joins its rooms.
+            sockets as f64 / 50.0,
+        ),
+        Scenario::Churn(_) | Scenario::Mixed(_) => bail!("{name} does not run over workers"),
+    };
     // Generous, since every wait inside a worker is bounded already; this
     // only catches a worker that hangs without dying.
-    let limit = Duration::from_secs_f64(
-        opts.sockets as f64 / opts.rate + opts.hold + 6.0 * ctx.timeout().as_secs_f64() + 60.0,
-    );
+    let limit =
+        Duration::from_secs_f64(open_secs + load_secs + 6.0 * ctx.timeout().as_secs_f64() + 60.0);
     let deadline = Instant::now() + limit;
     let mut answered = vec![0u64; n];
     let mut ready = vec![None::<i64>; n];
     let mut summaries: Vec<Option<Summary>> = (0..n).map(|_| None).collect();
     let mut reported = 0;
-    let bar = ctx.env.progress.bar(opts.sockets as u64, "connect: open");
+    let bar = ctx.env.progress.bar(sockets as u64, &opening);
     let mut hold: Option<(indicatif::ProgressBar, Instant)> = None;
     while reported < n {
         let next = tokio::time::timeout(PROGRESS_EVERY, heard.recv()).await;
@@ -467,7 +583,7 @@ async fn drive(
                 ready[index] = Some(open);
                 if ready.iter().all(Option::is_some) && hold.is_none() {
                     bar.finish_and_clear();
-                    if let Some(before) = rss_before {
+                    if let (Some(before), Scenario::Connect(_)) = (rss_before, scenario) {
                         let opened = ready.iter().flatten().sum::<i64>().max(0) as u64;
                         connect::server_memory_figures(ctx, before, opened).await;
                     }
@@ -481,11 +597,8 @@ async fn drive(
                                 .with_context(|| format!("telling worker {index} to go"))?;
                         }
                     }
-                    let length = Duration::from_secs_f64(opts.hold);
-                    hold = Some((
-                        ctx.env.progress.timer(length, "connect: hold"),
-                        Instant::now(),
-                    ));
+                    let length = Duration::from_secs_f64(load_secs);
+                    hold = Some((ctx.env.progress.timer(length, &loading), Instant::now()));
                 }
             }
             Heard::Up(Up::Done(summary)) => {
@@ -526,14 +639,24 @@ async fn drive(
     Ok(summaries.into_iter().flatten().collect())
 }
 
+/// The tokens of `count` sockets from socket `first` of the run on, where
+/// socket `i` of the run uses `tokens[i % len]`: as many as the worker's
+/// socket `i` needs to use `given[i % given.len()]` and get the same user.
+fn tokens_from(tokens: &[String], first: usize, count: usize) -> Vec<String> {
+    let count = tokens.len().min(count);
+    (0..count)
+        .map(|i| tokens[(first + i) % tokens.len()].clone())
+        .collect()
+}
+
 fn spec_for(
     ctx: &Ctx,
-    opts: &ConnectOpts,
+    scenario: &Scenario,
     workers: usize,
     index: usize,
     share: &Share,
-    tokens: &[String],
-) -> Spec {
+    provisioned: &Provisioned,
+) -> Result<Spec> {
     let mut env = ctx.env.options.clone();
     env.workers = 1;
     env.sources = 0;
@@ -547,23 +670,54 @@ fn spec_for(
     env.jwt_issuer = None;
     env.jwt_audience = None;
     env.connect_concurrency = env.connect_concurrency.div_ceil(workers).max(1);
-    // Sockets keep the users they would have in one process: socket `i`
-    // of the run uses user `i % users`.
-    let count = tokens.len().min(share.sockets);
-    let tokens = (0..count)
-        .map(|i| tokens[(share.first + i) % tokens.len()].clone())
-        .collect();
-    Spec {
-        index,
-        env,
-        connect: ConnectOpts {
+    let mut given = Given {
+        first: share.first,
+        ..Given::default()
+    };
+    match provisioned {
+        // Sockets keep the users they would have in one process.
+        Provisioned::Tokens(tokens) => {
+            let first_socket = match scenario {
+                Scenario::Rooms(opts) => share.first * opts.members,
+                _ => share.first,
+            };
+            given.tokens = tokens_from(tokens, first_socket, share.sockets);
+        }
+        Provisioned::Pairs(pairs) => {
+            for pair in &pairs[share.first..share.first + share.units] {
+                given.tokens.extend(pair.tokens.iter().cloned());
+                given.conversations.push(pair.conversation.clone());
+            }
+        }
+    }
+    let part_of = |total: usize| share.units as f64 / total as f64;
+    let part = match scenario {
+        Scenario::Rooms(opts) => Part::Rooms(RoomsOpts {
+            rooms: share.units,
+            users: None,
+            rate: opts.rate * part_of(opts.rooms),
+            ..opts.clone()
+        }),
+        Scenario::Pairs(opts) => Part::Pairs(PairsOpts {
+            pairs: share.units,
+            ..opts.clone()
+        }),
+        Scenario::Connect(opts) => Part::Connect(ConnectOpts {
             sockets: share.sockets,
             users: None,
-            rate: opts.rate * share.sockets as f64 / opts.sockets as f64,
+            rate: opts.rate * part_of(opts.sockets),
             hold: opts.hold,
-        },
-        tokens,
-    }
+        }),
+        Scenario::Churn(_) | Scenario::Mixed(_) => {
+            bail!("{} does not run over workers", scenario.name())
+        }
+    };
+    Ok(Spec {
+        index,
+        env,
+        part,
+        given,
+    })
 }
 
 async fn start(
@@ -618,13 +772,15 @@ async fn listen(index: usize, stdout: ChildStdout, heard: mpsc::UnboundedSender<
 
 /// Adds the workers' results to the parent's report (which holds the
 /// registration, the server's readings and the parent's own cost).
-fn merge(report: &mut Report, ctx: &Ctx, shares: &[Share], summaries: Vec<Summary>) {
+fn merge(report: &mut Report, ctx: &Ctx, units: Units, shares: &[Share], summaries: Vec<Summary>) {
     let epoch = unix_secs_at(ctx.stats.epoch());
     let mut latencies: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
     let mut phases: BTreeMap<String, (f64, f64)> = BTreeMap::new();
     let mut load: Option<(f64, f64)> = None;
     let mut points = points_of(&report.timeline, 0.0);
-    let mut opened = 0.0;
+    // Figures that count the workers' sockets add up; the others are the
+    // parent's, for the whole run.
+    let mut summed: BTreeMap<String, f64> = BTreeMap::new();
     let usage = &mut report.tool_usage;
     let (mut user, mut system, mut rss) = (
         usage.cpu_user_secs,
@@ -660,11 +816,11 @@ fn merge(report: &mut Report, ctx: &Ctx, shares: &[Share], summaries: Vec<Summar
             let end = start + part.load_secs;
             load = Some(load.map_or((start, end), |(s, e)| (s.min(start), e.max(end))));
         }
-        opened += part
-            .figures
-            .get("connect_sockets_open")
-            .copied()
-            .unwrap_or(0.0);
+        for (name, value) in part.figures {
+            if SUMMED_FIGURES.contains(&name.as_str()) {
+                *summed.entry(name).or_default() += value;
+            }
+        }
         report.correctness.add(&part.correctness);
         add_all(&mut report.errors_by_code, part.errors_by_code);
         add_all(&mut report.closes_by_code, part.closes_by_code);
@@ -697,14 +853,13 @@ fn merge(report: &mut Report, ctx: &Ctx, shares: &[Share], summaries: Vec<Summar
         .collect();
     phases.sort_by(|a, b| a.start_secs.total_cmp(&b.start_secs));
     report.phases.extend(phases);
-    report
-        .figures
-        .insert("connect_sockets_open".to_owned(), opened);
-    if let Some(open) = report
+    let opened = summed.get("connect_sockets_open").copied();
+    report.figures.extend(summed);
+    let open = report
         .phases
         .iter()
-        .find(|p| p.name == "connect: open sockets")
-    {
+        .find(|p| p.name == "connect: open sockets");
+    if let (Some(opened), Some(open)) = (opened, open) {
         report
             .figures
             .insert("connect_per_sec".to_owned(), opened / open.secs.max(1e-9));
@@ -716,10 +871,20 @@ fn merge(report: &mut Report, ctx: &Ctx, shares: &[Share], summaries: Vec<Summar
     report.timeline = timeline_of(report.timeline.interval_secs, points);
     let smallest = shares.iter().map(|s| s.sockets).min().unwrap_or(0);
     let largest = shares.iter().map(|s| s.sockets).max().unwrap_or(0);
+    let whole = if units.sockets > 1 {
+        let fewest = shares.iter().map(|s| s.units).min().unwrap_or(0);
+        let most = shares.iter().map(|s| s.units).max().unwrap_or(0);
+        format!(
+            " ({fewest}-{most} whole {}, so every delivery check stays inside one worker)",
+            units.name
+        )
+    } else {
+        String::new()
+    };
     report.notes.push(format!(
-        "{} worker processes held {smallest}-{largest} sockets each; the tool's CPU and peak \
-         memory are summed over them and the parent, and the timeline's per-second latency \
-         percentiles are the highest of any worker's",
+        "{} worker processes held {smallest}-{largest} sockets each{whole}; the tool's CPU and \
+         peak memory are summed over them and the parent, and the timeline's per-second \
+         latency percentiles are the highest of any worker's",
         shares.len()
     ));
 }
@@ -796,13 +961,54 @@ mod tests {
         }
     }
 
+    fn sockets(count: usize) -> Units {
+        Units {
+            name: "sockets",
+            count,
+            sockets: 1,
+        }
+    }
+
+    #[test]
+    fn rooms_are_shared_whole_with_their_members() {
+        let rooms = Units {
+            name: "rooms",
+            count: 5,
+            sockets: 20,
+        };
+        let shares = plan(&options(2), true, rooms, 20_000, 28_232).unwrap();
+        assert_eq!(
+            shares
+                .iter()
+                .map(|s| (s.first, s.units, s.sockets))
+                .collect::<Vec<_>>(),
+            vec![(0, 3, 60), (3, 2, 40)]
+        );
+        let err = plan(&options(6), true, rooms, 20_000, 28_232).unwrap_err();
+        assert!(
+            err.to_string().contains("5 rooms cannot be shared"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn workers_keep_the_users_sockets_would_have_in_one_process() {
+        let tokens: Vec<String> = (0..5).map(|i| i.to_string()).collect();
+        let given = tokens_from(&tokens, 7, 8);
+        assert_eq!(given, ["2", "3", "4", "0", "1"]);
+        for i in 0..8 {
+            assert_eq!(given[i % given.len()], tokens[(7 + i) % tokens.len()]);
+        }
+        assert_eq!(tokens_from(&tokens, 1, 2), ["1", "2"]);
+    }
+
     fn v4(n: u8) -> IpAddr {
         IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))
     }
 
     #[test]
     fn shares_are_equal_and_each_worker_has_its_own_sources() {
-        let shares = plan(&options(6), true, 100_000, 20_000, 28_232).unwrap();
+        let shares = plan(&options(6), true, sockets(100_000), 20_000, 28_232).unwrap();
         assert_eq!(shares.len(), 6);
         assert_eq!(shares.iter().map(|s| s.sockets).sum::<usize>(), 100_000);
         assert_eq!(shares[0].sockets, 16_667);
@@ -815,7 +1021,7 @@ mod tests {
 
     #[test]
     fn a_share_over_one_address_s_ports_gets_more_addresses() {
-        let shares = plan(&options(2), true, 60_000, 100_000, 28_232).unwrap();
+        let shares = plan(&options(2), true, sockets(60_000), 100_000, 28_232).unwrap();
         assert_eq!(shares[0].sources, vec![v4(1), v4(2)]);
         assert_eq!(shares[1].sources, vec![v4(3), v4(4)]);
     }
@@ -824,19 +1030,19 @@ mod tests {
     fn given_sources_are_dealt_out_and_must_suffice() {
         let mut opts = options(2);
         opts.sources = 4;
-        let shares = plan(&opts, true, 1000, 20_000, 28_232).unwrap();
+        let shares = plan(&opts, true, sockets(1000), 20_000, 28_232).unwrap();
         assert_eq!(shares[0].sources, vec![v4(1), v4(3)]);
         assert_eq!(shares[1].sources, vec![v4(2), v4(4)]);
         opts.sources = 1;
-        let err = plan(&opts, true, 1000, 20_000, 28_232).unwrap_err();
+        let err = plan(&opts, true, sockets(1000), 20_000, 28_232).unwrap_err();
         assert!(err.to_string().contains("source addresses"), "{err}");
     }
 
     #[test]
     fn a_share_over_the_file_limit_is_refused_with_a_way_out() {
-        let err = plan(&options(2), true, 100_000, 20_000, 28_232).unwrap_err();
+        let err = plan(&options(2), true, sockets(100_000), 20_000, 28_232).unwrap_err();
         assert!(err.to_string().contains("--workers 6"), "{err}");
-        assert!(plan(&options(3), true, 2, 20_000, 28_232).is_err());
+        assert!(plan(&options(3), true, sockets(2), 20_000, 28_232).is_err());
     }
 
     #[test]

@@ -426,19 +426,146 @@ async fn a_secret_the_server_does_not_share_is_refused_with_a_hint() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenarios_that_check_across_sockets_refuse_workers() {
+async fn rooms_over_worker_processes_keep_each_room_in_one() {
+    let server = Server::start().await;
+    let options = EnvOptions {
+        workers: 2,
+        worker_exe: Some(env!("CARGO_BIN_EXE_meshi-loadtest").into()),
+        ..server.env()
+    };
+    let report = run(
+        options,
+        Scenario::Rooms(RoomsOpts {
+            rooms: 3,
+            members: 4,
+            publishers: 2,
+            rate: 90.0,
+            duration: 1.5,
+            ..RoomsOpts::default()
+        }),
+    )
+    .await;
+    assert_sane(&report);
+    let summary = report.summary();
+    assert!(summary.contains("PASSED"), "{summary}");
+    let checks = &report.correctness;
+    assert_eq!(
+        (checks.lost, checks.duplicated, checks.out_of_order),
+        (0, 0, 0),
+        "{summary}"
+    );
+    assert_eq!(counter(&report, "sockets_connected"), 12, "{summary}");
+    let acked = counter(&report, "room_acked");
+    assert!(acked > 50, "{summary}");
+    assert_eq!(counter(&report, "room_sent"), acked, "{summary}");
+    assert_eq!(counter(&report, "room_delivered"), acked * 4, "{summary}");
+    assert_eq!(checks.streams, 12, "{summary}");
+    assert_eq!(checks.messages, acked * 4, "{summary}");
+    assert_eq!(report.latency_ms["room_ack"].count, acked, "{summary}");
+    assert_eq!(
+        report.latency_ms["room_delivery"].count,
+        acked * 4,
+        "{summary}"
+    );
+    assert_eq!(report.figures["rooms_member_sockets"], 12.0, "{summary}");
+    assert_eq!(
+        report.figures["rooms_target_msgs_per_sec"], 90.0,
+        "{summary}"
+    );
+    for phase in [
+        "rooms: register users",
+        "rooms: open and join",
+        "rooms: load",
+    ] {
+        assert!(
+            report.phases.iter().any(|p| p.name == phase),
+            "{phase}: {summary}"
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pairs_over_worker_processes_keep_each_pair_in_one() {
+    let server = Server::start().await;
+    let options = EnvOptions {
+        workers: 2,
+        worker_exe: Some(env!("CARGO_BIN_EXE_meshi-loadtest").into()),
+        ..server.env()
+    };
+    let report = run(
+        options,
+        Scenario::Pairs(PairsOpts {
+            pairs: 3,
+            duration: 1.5,
+            inflight: 2,
+            ..PairsOpts::default()
+        }),
+    )
+    .await;
+    assert_sane(&report);
+    let summary = report.summary();
+    assert!(summary.contains("PASSED"), "{summary}");
+    let checks = &report.correctness;
+    assert_eq!(
+        (checks.lost, checks.duplicated, checks.out_of_order),
+        (0, 0, 0),
+        "{summary}"
+    );
+    assert_eq!(counter(&report, "sockets_connected"), 6, "{summary}");
+    let acked = counter(&report, "dm_acked");
+    let trips = counter(&report, "dm_round_trips");
+    assert!(trips > 0, "{summary}");
+    assert_eq!(counter(&report, "dm_sent"), acked, "{summary}");
+    assert_eq!(counter(&report, "dm_delivered"), acked * 2, "{summary}");
+    assert_eq!(checks.streams, 6, "{summary}");
+    assert_eq!(checks.messages, acked * 2, "{summary}");
+    assert_eq!(report.latency_ms["dm_round_trip"].count, trips, "{summary}");
+    assert!(
+        report
+            .phases
+            .iter()
+            .any(|p| p.name == "pairs: register and match"),
+        "{summary}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scenarios_that_check_across_all_sockets_refuse_workers() {
     let options = EnvOptions {
         urls: vec!["http://127.0.0.1:1".to_owned()],
         workers: 2,
         quiet: true,
         ..EnvOptions::default()
     };
+    for scenario in [
+        Scenario::Churn(ChurnOpts::default()),
+        Scenario::Mixed(MixedOpts::default()),
+    ] {
+        let env = Env::new(options.clone()).expect("valid options");
+        let name = scenario.name();
+        let err = meshi_loadtest::run(env, scenario)
+            .await
+            .expect_err("churn and mixed cannot be split over workers");
+        assert!(
+            err.to_string()
+                .contains("only connect, rooms and pairs run over worker processes"),
+            "{name}: {err}"
+        );
+    }
+    // Fewer rooms than workers cannot be split into whole rooms.
     let env = Env::new(options).expect("valid options");
-    let err = meshi_loadtest::run(env, Scenario::Rooms(RoomsOpts::default()))
+    let rooms = RoomsOpts {
+        rooms: 1,
+        rate: 10.0,
+        ..RoomsOpts::default()
+    };
+    let err = meshi_loadtest::run(env, Scenario::Rooms(rooms))
         .await
-        .expect_err("rooms cannot be split over workers");
+        .expect_err("one room cannot be split over two workers");
     assert!(
-        err.to_string().contains("only the connect scenario"),
+        err.to_string().contains("1 rooms cannot be shared"),
         "{err}"
     );
 }

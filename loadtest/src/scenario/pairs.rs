@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use futures_util::StreamExt;
 use meshi_protocol::Request;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::rooms::Shared;
@@ -22,7 +22,7 @@ use crate::frame::{Incoming, SeqData, Stamp};
 use crate::run::Ctx;
 use crate::stats::{Count, Lat};
 
-#[derive(Debug, Clone, clap::Args, Serialize)]
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
 pub struct PairsOpts {
     /// Matched pairs, two sockets each.
     #[arg(long, default_value_t = 20)]
@@ -254,24 +254,59 @@ impl Talker {
     }
 }
 
+/// Registers (or signs on) two users per pair and matches them over REST;
+/// returns each pair as its two tokens and its conversation.
+pub(crate) async fn match_pairs(ctx: &Ctx, opts: &PairsOpts) -> Result<Vec<Matched>> {
+    let _phase = ctx.phase("pairs: register and match");
+    let pairs = ctx
+        .env
+        .rest
+        .pairs(&ctx.handle_prefix('p'), opts.pairs, &ctx.env.progress)
+        .await?;
+    Ok(pairs
+        .into_iter()
+        .map(|pair| Matched {
+            tokens: [pair.a.token, pair.b.token],
+            conversation: pair.conversation_id,
+        })
+        .collect())
+}
+
+/// A matched pair: the tokens of its two sides and their conversation.
+pub(crate) struct Matched {
+    pub tokens: [String; 2],
+    pub conversation: String,
+}
+
+/// Runs the scenario; as a worker of a larger run, over the pairs its
+/// parent matched for it.
 pub(crate) async fn run(ctx: &Arc<Ctx>, opts: &PairsOpts) -> Result<()> {
     opts.validate()?;
-    let pairs = {
-        let _phase = ctx.phase("pairs: register and match");
-        ctx.env
-            .rest
-            .pairs(&ctx.handle_prefix('p'), opts.pairs, &ctx.env.progress)
-            .await?
+    let pairs = match ctx.given() {
+        Some(given) => {
+            if given.conversations.len() != opts.pairs || given.tokens.len() != opts.pairs * 2 {
+                bail!(
+                    "pairs: the worker was given {} pairs, not {}",
+                    given.conversations.len(),
+                    opts.pairs
+                );
+            }
+            given
+                .conversations
+                .iter()
+                .zip(given.tokens.chunks(2))
+                .map(|(conversation, tokens)| Matched {
+                    tokens: [tokens[0].clone(), tokens[1].clone()],
+                    conversation: conversation.clone(),
+                })
+                .collect()
+        }
+        None => match_pairs(ctx, opts).await?,
     };
     let conns = {
         let _phase = ctx.phase("pairs: connect");
         connect_all(ctx, "pairs: connect", opts.pairs * 2, |i| {
-            let pair = &pairs[i / 2];
-            if i % 2 == 0 {
-                pair.a.token.as_str()
-            } else {
-                pair.b.token.as_str()
-            }
+            pairs[i / 2].tokens[i % 2].as_str()
         })
         .await
     };
@@ -290,7 +325,7 @@ pub(crate) async fn run(ctx: &Arc<Ctx>, opts: &PairsOpts) -> Result<()> {
         };
         let talker = Talker {
             conn,
-            conversation: Arc::from(pairs[index / 2].conversation_id.as_str()),
+            conversation: Arc::from(pairs[index / 2].conversation.as_str()),
             check: StreamCheck::new(0),
             starts: index % 2 == 0,
             inflight: opts.inflight,

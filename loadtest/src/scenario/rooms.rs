@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use futures_util::stream;
 use futures_util::StreamExt;
 use meshi_protocol::Request;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
@@ -25,7 +25,7 @@ use crate::stats::{Count, Lat, Stats};
 /// The largest room the server allows.
 const MAX_CAPACITY: usize = 500;
 
-#[derive(Debug, Clone, clap::Args, Serialize)]
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
 pub struct RoomsOpts {
     /// Rooms to open.
     #[arg(long, default_value_t = 10)]
@@ -92,6 +92,20 @@ impl RoomsOpts {
 
     fn per_publisher(&self) -> f64 {
         self.rate / (self.rooms * self.publishers) as f64
+    }
+
+    /// Refuses a rate the server's per-socket limit would refuse.
+    pub(crate) fn check_rate(&self, socket_rate: f64) -> Result<()> {
+        if self.per_publisher() > socket_rate {
+            bail!(
+                "rooms: each publisher would send {:.1} messages/s, above --socket-rate {}; add \
+                 --publishers or --rooms, or raise the server's MESHI_RATE_PER_SEC and \
+                 --socket-rate",
+                self.per_publisher(),
+                socket_rate
+            );
+        }
+        Ok(())
     }
 }
 
@@ -394,30 +408,36 @@ pub(crate) async fn join_room(conn: &mut Conn, room: &str, within: Duration) -> 
     }
 }
 
+/// Provisions the users behind the sockets (registers them, or signs them
+/// on with minted JWTs): `--users`, or one per socket.
+pub(crate) async fn register(ctx: &Ctx, opts: &RoomsOpts, tag: char) -> Result<Vec<String>> {
+    let user_count = opts.users.unwrap_or(opts.rooms * opts.members);
+    let _phase = ctx.phase("rooms: register users");
+    let users = ctx
+        .env
+        .rest
+        .register_many(&ctx.handle_prefix(tag), user_count, &ctx.env.progress)
+        .await?;
+    Ok(users.into_iter().map(|user| user.token).collect())
+}
+
+/// Runs the scenario; as a worker of a larger run, over the users its
+/// parent gave it, and its rooms are numbered from the first it was given.
 pub(crate) async fn run(ctx: &Arc<Ctx>, opts: &RoomsOpts, tag: char) -> Result<()> {
     opts.validate()?;
-    if opts.per_publisher() > ctx.socket_rate() {
-        bail!(
-            "rooms: each publisher would send {:.1} messages/s, above --socket-rate {}; add \
-             --publishers or --rooms, or raise the server's MESHI_RATE_PER_SEC and --socket-rate",
-            opts.per_publisher(),
-            ctx.socket_rate()
-        );
-    }
+    opts.check_rate(ctx.socket_rate())?;
     let members = opts.members;
     let sockets = opts.rooms * members;
-    let user_count = opts.users.unwrap_or(sockets);
-    let users = {
-        let _phase = ctx.phase("rooms: register users");
-        ctx.env
-            .rest
-            .register_many(&ctx.handle_prefix(tag), user_count, &ctx.env.progress)
-            .await?
+    let (tokens, first_room): (Vec<String>, usize) = match ctx.given() {
+        Some(given) if !given.tokens.is_empty() => (given.tokens.clone(), given.first),
+        Some(_) => bail!("rooms: the worker was given no users"),
+        None => (register(ctx, opts, tag).await?, 0),
     };
+    let user_count = tokens.len();
     let mut conns = {
         let _phase = ctx.phase("rooms: connect");
         connect_all(ctx, "rooms: connect", sockets, |i| {
-            users[i % user_count].token.as_str()
+            tokens[i % user_count].as_str()
         })
         .await
     };
@@ -433,7 +453,15 @@ pub(crate) async fn run(ctx: &Arc<Ctx>, opts: &RoomsOpts, tag: char) -> Result<(
         let phase = ctx.phase("rooms: open and join");
         for r in 0..opts.rooms {
             let room = match conns[r * members].as_mut() {
-                Some(host) => open_room(host, format!("load {r}"), members, ctx.timeout()).await,
+                Some(host) => {
+                    open_room(
+                        host,
+                        format!("load {}", first_room + r),
+                        members,
+                        ctx.timeout(),
+                    )
+                    .await
+                }
                 None => None,
             };
             if room.is_none() {
