@@ -149,6 +149,21 @@ fn assert_sane(report: &Report) {
     );
 }
 
+/// The report is sane, passed, and found nothing lost, duplicated or out
+/// of order; returns its summary for further messages.
+fn assert_passed_clean(report: &Report) -> String {
+    assert_sane(report);
+    let summary = report.summary();
+    assert!(summary.contains("PASSED"), "{summary}");
+    let checks = &report.correctness;
+    assert_eq!(
+        (checks.lost, checks.duplicated, checks.out_of_order),
+        (0, 0, 0),
+        "{summary}"
+    );
+    summary
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_deliver_every_message_to_every_member_once() {
     let server = Server::start().await;
@@ -445,15 +460,8 @@ async fn rooms_over_worker_processes_keep_each_room_in_one() {
         }),
     )
     .await;
-    assert_sane(&report);
-    let summary = report.summary();
-    assert!(summary.contains("PASSED"), "{summary}");
+    let summary = assert_passed_clean(&report);
     let checks = &report.correctness;
-    assert_eq!(
-        (checks.lost, checks.duplicated, checks.out_of_order),
-        (0, 0, 0),
-        "{summary}"
-    );
     assert_eq!(counter(&report, "sockets_connected"), 12, "{summary}");
     let acked = counter(&report, "room_acked");
     assert!(acked > 50, "{summary}");
@@ -503,15 +511,8 @@ async fn pairs_over_worker_processes_keep_each_pair_in_one() {
         }),
     )
     .await;
-    assert_sane(&report);
-    let summary = report.summary();
-    assert!(summary.contains("PASSED"), "{summary}");
+    let summary = assert_passed_clean(&report);
     let checks = &report.correctness;
-    assert_eq!(
-        (checks.lost, checks.duplicated, checks.out_of_order),
-        (0, 0, 0),
-        "{summary}"
-    );
     assert_eq!(counter(&report, "sockets_connected"), 6, "{summary}");
     let acked = counter(&report, "dm_acked");
     let trips = counter(&report, "dm_round_trips");
