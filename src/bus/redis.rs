@@ -53,7 +53,7 @@
 //! re-serializes a frame it forwards.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -123,7 +123,6 @@ struct Heard {
     /// Bumped whenever `channels` changes, so waiters can look again.
     changed: watch::Sender<u64>,
     room_seqs: DashMap<Arc<str>, (u64, u64)>,
-    connections: AtomicU64,
     on_room_closed: OnceLock<RoomClosed>,
 }
 
@@ -190,7 +189,6 @@ impl RedisBus {
             channels: Mutex::default(),
             changed: watch::channel(0).0,
             room_seqs: DashMap::new(),
-            connections: AtomicU64::new(1),
             on_room_closed: OnceLock::new(),
         });
 
@@ -276,12 +274,6 @@ impl RedisBus {
             .room_seqs
             .get(room)
             .map_or((0, 0), |heard| *heard)
-    }
-
-    /// How many connections the listener has made; it grows by one on
-    /// every reconnect.
-    pub fn connections(&self) -> u64 {
-        self.heard.connections.load(Ordering::Relaxed)
     }
 
     /// Stops listening, sends what is already queued, and waits for both
@@ -465,7 +457,6 @@ impl Listener {
             match connection {
                 Ok(connection) => {
                     backoff = BACKOFF_MIN;
-                    self.heard.connections.fetch_add(1, Ordering::Relaxed);
                     match self.session(connection, &shutdown).await {
                         Ended::Shutdown => return,
                         Ended::Lost(error) => {

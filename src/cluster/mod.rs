@@ -74,7 +74,6 @@ pub use node::Upkeep;
 pub use presence::ClusterPresence;
 pub use rooms::ClusterRooms;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -111,8 +110,6 @@ struct Inner {
     prefix: String,
     node: String,
     bus: Arc<RedisBus>,
-    /// Whether the last command to Redis went through, for `/readyz`.
-    reachable: AtomicBool,
 }
 
 impl Cluster {
@@ -137,7 +134,6 @@ impl Cluster {
                 prefix: prefix.to_owned(),
                 node: node.to_owned(),
                 bus,
-                reachable: AtomicBool::new(true),
             }),
         })
     }
@@ -152,12 +148,6 @@ impl Cluster {
 
     pub fn bus(&self) -> &Arc<RedisBus> {
         &self.inner.bus
-    }
-
-    /// Whether Redis answers: both bus connections are up and the last
-    /// command went through.
-    pub fn is_reachable(&self) -> bool {
-        self.inner.bus.is_connected() && self.inner.reachable.load(Ordering::Relaxed)
     }
 
     /// Whether Redis answers now, on both the command connection and the
@@ -221,19 +211,9 @@ impl Cluster {
     }
 
     fn observe<T>(&self, result: &redis::RedisResult<T>) {
-        let up = match result {
-            Ok(_) => true,
-            Err(error) => {
-                !(error.is_io_error()
-                    || error.is_timeout()
-                    || error.is_connection_dropped()
-                    || error.is_connection_refusal())
-            }
-        };
-        if !up {
+        if result.is_err() {
             metrics::counter!("meshi_redis_errors_total").increment(1);
         }
-        self.inner.reachable.store(up, Ordering::Relaxed);
     }
 
     pub(crate) fn key(&self, suffix: &str) -> String {

@@ -135,11 +135,6 @@ impl Hub {
             reason,
         });
     }
-
-    /// Whether this user has a socket open on this node.
-    pub fn is_connected_here(&self, user: UserId) -> bool {
-        self.inner.subscribers.count(&Topic::User(user)) > 0
-    }
 }
 
 /// Serializes a frame once; the result is shared by every recipient.

@@ -124,13 +124,6 @@ impl Hub {
             .is_ok_and(|room| room.lock().members.contains_key(&user))
     }
 
-    /// The room as it is now, if it is open on this node.
-    pub fn room_view(&self, room_id: &str) -> Option<RoomView> {
-        let room = self.room(room_id).ok()?;
-        let state = room.lock();
-        (!state.closed).then(|| room.view(&state))
-    }
-
     /// Opens the standing room of an event or a community unless it is
     /// open already. Such rooms stay open when empty: they belong to their
     /// event or community, not to whoever is inside.
@@ -192,14 +185,6 @@ impl Hub {
         self.announce(&room, RoomsChanged::open(view.clone()));
         metrics::gauge!("meshi_rooms_open").increment(1.0);
         Ok(view)
-    }
-
-    /// Open drop-in rooms, newest first.
-    pub fn list_rooms(&self) -> Vec<RoomView> {
-        self.rooms_page(None, usize::MAX)
-            .into_iter()
-            .map(|(_, view)| view)
-            .collect()
     }
 
     /// Open drop-in rooms, newest first, after the `(created_at, id)` key
