@@ -178,6 +178,7 @@ pub(crate) async fn run(ctx: &Arc<Ctx>, opts: &ChurnOpts) -> Result<()> {
             totals.add(&checks);
         }
     }
+    shared.stop_publishing();
     if !settle(&shared.in_flight, ctx.timeout()).await {
         ctx.note("churn: anchor sends were still unanswered when the drain began");
     }

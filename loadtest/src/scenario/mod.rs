@@ -204,7 +204,7 @@ pub(crate) async fn until(deadline: Option<tokio::time::Instant>) {
 /// Waits until `in_flight` reaches zero or `within` has passed.
 pub(crate) async fn settle(in_flight: &std::sync::atomic::AtomicI64, within: Duration) -> bool {
     let deadline = tokio::time::Instant::now() + within;
-    while in_flight.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+    while in_flight.load(std::sync::atomic::Ordering::SeqCst) > 0 {
         if tokio::time::Instant::now() >= deadline {
             return false;
         }

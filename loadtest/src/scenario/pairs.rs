@@ -153,7 +153,11 @@ impl Talker {
     }
 
     async fn say(&mut self, say: Say, shared: &Shared) -> Result<(), Ended> {
+        shared.reserve_send();
         self.conn.pacer.ready().await;
+        if !shared.still_publishing() {
+            return Ok(());
+        }
         let now = shared.stats.now_us();
         self.sent += 1;
         let stamp = Stamp {
@@ -172,7 +176,6 @@ impl Talker {
             client_msg_id: None,
         };
         self.outstanding.push_back((reference, now, say));
-        shared.in_flight.fetch_add(1, Ordering::Relaxed);
         shared.stats.add(Count::DmSent, 1);
         self.conn
             .send_now(Some(reference), &request)
@@ -358,6 +361,7 @@ pub(crate) async fn run(ctx: &Arc<Ctx>, opts: &PairsOpts) -> Result<()> {
         let _ = stage.send(Stage::Quiet);
     }
     let _phase = ctx.phase("pairs: drain");
+    shared.stop_publishing();
     if !settle(&shared.in_flight, ctx.timeout()).await {
         ctx.note(format!(
             "pairs: {} sends were still unanswered when the drain began",

@@ -3,7 +3,7 @@
 //! and times it from the stamp in its text.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -115,8 +115,12 @@ pub(crate) struct Shared {
     /// The highest seq acknowledged per room: what every member should
     /// have received once the drain is over.
     finals: Mutex<HashMap<Arc<str>, u64>>,
-    /// Sends not yet answered, over all publishers.
+    /// Sends not yet answered, over all publishers, and sends about to be
+    /// made (counted before a socket waits on its pacer).
     pub in_flight: AtomicI64,
+    /// Cleared when the load ends: a send still waiting on its pacer then
+    /// gives up, so nothing is sent after the drain has read the finals.
+    publishing: AtomicBool,
     message_bytes: usize,
     drain: Duration,
 }
@@ -127,6 +131,7 @@ impl Shared {
             stats,
             finals: Mutex::default(),
             in_flight: AtomicI64::new(0),
+            publishing: AtomicBool::new(true),
             message_bytes,
             drain,
         })
@@ -134,6 +139,29 @@ impl Shared {
 
     pub fn drain(&self) -> Duration {
         self.drain
+    }
+
+    /// Counts a send about to be made. Call before waiting on the pacer,
+    /// then [`Shared::still_publishing`] after it.
+    pub fn reserve_send(&self) {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Whether a reserved send may go out; if not, its reservation is
+    /// given back. Paired with [`Shared::stop_publishing`] through
+    /// `in_flight`, so the drain either waits for the send or sees it
+    /// withdrawn.
+    pub fn still_publishing(&self) -> bool {
+        if self.publishing.load(Ordering::SeqCst) {
+            return true;
+        }
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        false
+    }
+
+    /// Ends the load: sends not yet past their pacer are withdrawn.
+    pub fn stop_publishing(&self) {
+        self.publishing.store(false, Ordering::SeqCst);
     }
 
     pub fn message_bytes(&self) -> usize {
@@ -245,7 +273,11 @@ impl Member {
     }
 
     async fn publish(&mut self, shared: &Shared) -> Result<(), Ended> {
+        shared.reserve_send();
         self.conn.pacer.ready().await;
+        if !shared.still_publishing() {
+            return Ok(());
+        }
         let now = shared.stats.now_us();
         self.sent += 1;
         let stamp = Stamp {
@@ -261,7 +293,6 @@ impl Member {
             client_msg_id: None,
         };
         self.outstanding.push_back((reference, now));
-        shared.in_flight.fetch_add(1, Ordering::Relaxed);
         shared.stats.add(Count::RoomSent, 1);
         self.conn
             .send_now(Some(reference), &request)
@@ -549,6 +580,7 @@ async fn load(ctx: &Ctx, opts: &RoomsOpts, shared: &Shared, stage: &watch::Sende
         ctx.end_load();
         let _ = stage.send(Stage::Quiet);
     }
+    shared.stop_publishing();
     if !settle(&shared.in_flight, ctx.timeout()).await {
         ctx.note(format!(
             "rooms: {} sends were still unanswered when the drain began",
