@@ -11,48 +11,7 @@ use meshi::store::{
     EventAccess, EventChanges, EventError, Left, NewEvent, RsvpStatus, Store, UserRow,
 };
 
-async fn sqlite_store() -> (Store, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}", dir.path().join("events.db").display());
-    let store = Store::connect(&url).await.expect("connect to SQLite");
-    store.migrate().await.expect("migrate SQLite");
-    (store, dir)
-}
-
-async fn postgres_store() -> Store {
-    let url = common::postgres::fresh_database().await;
-    let store = Store::connect(&url).await.expect("connect to Postgres");
-    store.migrate().await.expect("migrate Postgres");
-    store
-}
-
-macro_rules! contract {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let (store, _dir) = super::sqlite_store().await;
-                    assert_eq!(store.backend(), "sqlite");
-                    super::$name(&store).await;
-                }
-            )+
-        }
-
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let store = super::postgres_store().await;
-                    assert_eq!(store.backend(), "postgres");
-                    super::$name(&store).await;
-                }
-            )+
-        }
-    };
-}
-
-contract!(
+store_contract!(
     room_access_follows_host_seat_and_cancellation,
     rooms_open_to_a_user_are_hosted_or_going_and_scheduled,
     edits_keep_the_cross_field_rules,

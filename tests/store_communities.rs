@@ -10,51 +10,7 @@ use meshi::store::{
     UserRow,
 };
 
-/// A migrated store on a fresh SQLite file; the directory keeps it alive.
-async fn sqlite_store() -> (Store, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite://{}", dir.path().join("communities.db").display());
-    let store = Store::connect(&url).await.expect("connect to SQLite");
-    store.migrate().await.expect("migrate SQLite");
-    (store, dir)
-}
-
-/// A migrated store on a fresh Postgres database.
-async fn postgres_store() -> Store {
-    let url = common::postgres::fresh_database().await;
-    let store = Store::connect(&url).await.expect("connect to Postgres");
-    store.migrate().await.expect("migrate Postgres");
-    store
-}
-
-/// Generates `sqlite::<name>` and `postgres::<name>` for each contract fn.
-macro_rules! contract {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let (store, _dir) = super::sqlite_store().await;
-                    assert_eq!(store.backend(), "sqlite");
-                    super::$name(&store).await;
-                }
-            )+
-        }
-
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    let store = super::postgres_store().await;
-                    assert_eq!(store.backend(), "postgres");
-                    super::$name(&store).await;
-                }
-            )+
-        }
-    };
-}
-
-contract!(
+store_contract!(
     create_returns_the_row_with_the_owner_as_member,
     names_clash_whatever_their_case,
     a_refused_create_leaves_nothing_behind,

@@ -18,6 +18,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub mod cluster;
 pub mod postgres;
+pub mod store;
 
 /// How long a test waits for any one frame before it fails.
 pub const RECV_TIMEOUT: Duration = Duration::from_secs(5);
