@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 use crate::clock::{now_ms, rfc3339};
 use crate::cluster::ClusterPresence;
 use crate::error::Result;
+use crate::hub::outbox::Frame;
 use crate::hub::subscribers::Topic;
 use crate::hub::{encode, Hub};
 use crate::store::Store;
@@ -97,22 +98,14 @@ impl Presence {
         if let Err(err) = self.inner.store.set_last_seen(user, now).await {
             tracing::warn!(error = %err, user, "could not store last_seen_at");
         }
-        let partners = match self.inner.store.partner_ids(user).await {
-            Ok(partners) => partners,
-            Err(err) => {
-                tracing::warn!(error = %err, user, "could not load partners for presence");
-                return;
+        if let Some((partners, frame)) =
+            news_for_partners(&self.inner, user, PresenceStatus::Offline, Some(now)).await
+        {
+            for partner in partners {
+                self.inner
+                    .hub
+                    .publish_frame(Topic::User(partner), frame.clone());
             }
-        };
-        let frame = encode(&ServerFrame::Presence(PresenceFrame {
-            user_id: user.to_string(),
-            status: PresenceStatus::Offline,
-            last_seen_at: Some(rfc3339(now)),
-        }));
-        for partner in partners {
-            self.inner
-                .hub
-                .publish_frame(Topic::User(partner), frame.clone());
         }
     }
 
@@ -202,21 +195,11 @@ impl Presence {
                     }
                 }
             }
-            let partners = match inner.store.partner_ids(user).await {
-                Ok(partners) => partners,
-                Err(err) => {
-                    tracing::warn!(error = %err, user, "could not load partners for presence");
-                    return;
-                }
-            };
-            if partners.is_empty() {
+            let Some((partners, frame)) =
+                news_for_partners(&inner, user, status, last_seen_at).await
+            else {
                 return;
-            }
-            let frame = encode(&ServerFrame::Presence(PresenceFrame {
-                user_id: user.to_string(),
-                status,
-                last_seen_at: last_seen_at.map(rfc3339),
-            }));
+            };
             let publish = || {
                 for &partner in &partners {
                     inner.hub.publish_frame(Topic::User(partner), frame.clone());
@@ -244,4 +227,30 @@ impl Presence {
             drop(entry);
         });
     }
+}
+
+/// The partners to tell of `user`'s new status and the frame telling them;
+/// `None` when there is nobody to tell or the partners cannot be loaded.
+async fn news_for_partners(
+    inner: &Inner,
+    user: i64,
+    status: PresenceStatus,
+    last_seen_at: Option<i64>,
+) -> Option<(Vec<i64>, Frame)> {
+    let partners = match inner.store.partner_ids(user).await {
+        Ok(partners) => partners,
+        Err(err) => {
+            tracing::warn!(error = %err, user, "could not load partners for presence");
+            return None;
+        }
+    };
+    if partners.is_empty() {
+        return None;
+    }
+    let frame = encode(&ServerFrame::Presence(PresenceFrame {
+        user_id: user.to_string(),
+        status,
+        last_seen_at: last_seen_at.map(rfc3339),
+    }));
+    Some((partners, frame))
 }

@@ -178,17 +178,6 @@ impl Cluster {
         result
     }
 
-    /// Runs a script invocation the caller built in full.
-    pub(crate) async fn invoke<T: redis::FromRedisValue>(
-        &self,
-        invocation: &redis::ScriptInvocation<'_>,
-    ) -> redis::RedisResult<T> {
-        let mut conn = self.inner.conn.clone();
-        let result = invocation.invoke_async(&mut conn).await;
-        self.observe(&result);
-        result
-    }
-
     /// Runs a plain command.
     pub(crate) async fn query<T: redis::FromRedisValue>(
         &self,

@@ -565,22 +565,20 @@ impl ClusterRooms {
             .iter()
             .map(|(user, (_, summary))| (*user, summary.clone()))
             .collect();
-        let mut invocation = scripts::RESTORE.prepare_invoke();
-        invocation
-            .arg(self.cluster.prefix())
-            .arg(self.cluster.node())
-            .arg(room_id)
-            .arg(kind_name(held.kind))
-            .arg(&held.view_head)
-            .arg(&held.view_tail)
-            .arg(held.capacity)
-            .arg(held.created_ms)
-            .arg(seq)
-            .arg(position);
+        let mut args = args![
+            room_id,
+            kind_name(held.kind),
+            held.view_head,
+            held.view_tail,
+            held.capacity,
+            held.created_ms,
+            seq,
+            position,
+        ];
         for (user, summary) in &users {
-            invocation.arg(*user).arg(summary);
+            args.extend(args![*user, summary]);
         }
-        self.cluster.invoke::<i64>(&invocation).await?;
+        self.cluster.run::<i64>(&scripts::RESTORE, &args).await?;
         held.seen(seq, position);
         tracing::info!(
             room = room_id,
