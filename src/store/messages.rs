@@ -1,6 +1,6 @@
 //! Messages of matched pairs, with a gap-free `seq` per conversation.
 
-use super::{on_pool, Store, StoreError};
+use super::{dm_postgres, on_pool, Pool, Store, StoreError};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DmRow {
@@ -64,18 +64,22 @@ impl Pair {
     }
 }
 
-const DM_SELECT: &str = "SELECT m.conversation_id, m.seq, m.message_id, m.sender_id, \
+pub(super) const DM_SELECT: &str = "SELECT m.conversation_id, m.seq, m.message_id, m.sender_id, \
     u.handle AS sender_handle, u.display_name AS sender_display_name, m.text, m.client_msg_id, \
     m.sent_at FROM conversation_messages m JOIN users u ON u.id = m.sender_id";
 
 impl Store {
     /// Stores a batch of messages in one transaction (group commit), in
-    /// order. Each message takes the next `seq` of its conversation by
+    /// order. Postgres takes the batch in one statement (see
+    /// `dm_postgres`); here each message takes the next `seq` of its conversation by
     /// incrementing `conversations.last_seq` in the same transaction, so
     /// seqs have no gaps even with several writers: the row update
     /// serializes them. The transaction opens with a write so SQLite takes
     /// its write lock up front rather than failing to upgrade a read lock.
     pub async fn append_dms(&self, batch: &[NewDm]) -> Result<Vec<DmOutcome>, StoreError> {
+        if let Pool::Postgres(pool) = &self.pool {
+            return dm_postgres::append_dms(pool, batch).await;
+        }
         let by_client_id = format!(
             "{DM_SELECT} WHERE m.conversation_id = $1 AND m.sender_id = $2 AND m.client_msg_id = $3"
         );

@@ -10,6 +10,7 @@ mod accounts;
 mod audit;
 mod cards;
 mod communities;
+mod dm_postgres;
 mod events;
 mod matches;
 mod messages;
