@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, Barrier};
 
@@ -94,10 +94,11 @@ pub struct EnvOptions {
     #[arg(global = true, long)]
     pub quiet: bool,
 
-    /// Worker processes to spread the sockets over (connect, rooms and
-    /// pairs; rooms and pairs split into whole rooms and pairs). Each
-    /// has its own open-file limit and its own source addresses, so a run
-    /// can hold more sockets than one process may open files.
+    /// Worker processes to spread the sockets over. Rooms, pairs and
+    /// churn rooms go whole, with everything their checks need, to one
+    /// worker each; rates are totals over all workers. Each worker has its
+    /// own open-file limit and its own source addresses, so a run can hold
+    /// more sockets than one process may open files.
     #[arg(global = true, long, default_value_t = 1)]
     pub workers: usize,
 
@@ -223,17 +224,16 @@ impl Ctx {
         }
     }
 
-    /// Tokens (session tokens or minted JWTs) the parent of a worker
-    /// provisioned for it; `None` when this process provisions its own
-    /// users.
-    pub(crate) fn given_tokens(&self) -> Option<&[String]> {
-        self.given().map(|given| given.tokens.as_slice())
-    }
-
-    /// What the parent of a worker provisioned for it; `None` when this
+    /// What the parent of a worker provisioned for its share of `part`
+    /// (a scenario's name: one share per part of a mix); `None` when this
     /// process provisions its own users.
-    pub(crate) fn given(&self) -> Option<&Given> {
-        self.link.as_ref().map(Link::given)
+    pub(crate) fn given(&self, part: &str) -> Result<Option<&Given>> {
+        let Some(link) = &self.link else {
+            return Ok(None);
+        };
+        link.given(part)
+            .map(Some)
+            .with_context(|| format!("{part}: the worker was given no users"))
     }
 
     fn marks(&self) -> MutexGuard<'_, Marks> {

@@ -18,12 +18,17 @@
 //! it went. The parent kills its workers when it drops them, so an error on
 //! its side takes them down too; ctrl-c reaches the whole process group.
 //!
-//! `connect` splits its sockets. `rooms` and `pairs` check deliveries
-//! between their sockets (the members of a room, the two sides of a pair),
-//! so they split along those: each worker owns whole rooms, with all of
-//! their members and publishers, or whole pairs, and every check stays
-//! inside one process. The parent registers the users (and matches the
-//! pairs over REST) once. `churn` and `mixed` refuse `--workers` above 1.
+//! `connect` splits its sockets. The other scenarios check deliveries
+//! between their sockets (the members of a room, the two sides of a pair,
+//! a churn room's anchor and the churners passing through it), so they
+//! split along those: each worker owns whole rooms with all of their
+//! members and publishers, whole pairs, or whole churn rooms with their
+//! anchors and a share of the churners, who join only the rooms of their
+//! own worker. Every check so stays inside one process. `mixed` deals out
+//! each of its parts that way, and a part with fewer units than there are
+//! workers goes to the first workers only. Rates and the bound on churn
+//! cycles are totals, shared in proportion. The parent registers the users
+//! (and matches the pairs over REST) once, for every part.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -35,6 +40,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
+use futures_util::future::try_join_all;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -44,7 +50,8 @@ use tokio::sync::{mpsc, oneshot, OnceCell};
 use crate::report::{Phase, Report, Timeline};
 use crate::run::{self, Ctx, Env, EnvOptions};
 use crate::scenario::{
-    connect, pairs, rooms, ConnectOpts, PairsOpts, RoomsOpts, Scenario, MAX_DURATION_SECS,
+    churn, connect, pairs, rooms, ChurnOpts, ConnectOpts, MixedOpts, PairsOpts, RoomsOpts,
+    Scenario, MAX_DURATION_SECS,
 };
 use crate::stats::{self, Count, Lat, Percentiles, Stats};
 use crate::system;
@@ -74,27 +81,21 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 struct Spec {
     index: usize,
     env: EnvOptions,
-    part: Part,
-    given: Given,
+    /// The worker's share of the run's scenario.
+    part: Scenario,
+    /// By the name of each scenario the share runs (several for a mix).
+    given: BTreeMap<String, Given>,
 }
 
-/// A worker's share of the run's scenario.
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum Part {
-    Connect(ConnectOpts),
-    Rooms(RoomsOpts),
-    Pairs(PairsOpts),
-}
-
-/// What the parent provisioned for a worker.
+/// What the parent provisioned for a worker's share of one scenario.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Given {
     /// Session tokens or minted JWTs; socket `i` of the worker uses
-    /// `tokens[i % len]` (for pairs: `a, b` of each pair in turn).
+    /// `tokens[i % len]` (for pairs: `a, b` of each pair in turn; for
+    /// churn: the anchors of its rooms, then its churners).
     pub tokens: Vec<String>,
-    /// Index among the run's of the worker's first unit (socket, room or
-    /// pair).
+    /// Index among the run's of the worker's first unit (socket, room,
+    /// pair or churn room).
     pub first: usize,
     /// For pairs: the conversation of each of the worker's pairs.
     pub conversations: Vec<String>,
@@ -127,14 +128,15 @@ struct Summary {
 
 /// A worker's side of the conversation with its parent, held by its run.
 pub(crate) struct Link {
-    given: Given,
+    given: BTreeMap<String, Given>,
     go: Mutex<Option<oneshot::Receiver<()>>>,
     ready: OnceCell<()>,
 }
 
 impl Link {
-    pub(crate) fn given(&self) -> &Given {
-        &self.given
+    /// What the parent provisioned for this worker's share of `part`.
+    pub(crate) fn given(&self, part: &str) -> Option<&Given> {
+        self.given.get(part)
     }
 
     /// Tells the parent this worker's sockets are open, then waits for the
@@ -224,12 +226,7 @@ pub async fn serve() -> Result<bool> {
         go: Mutex::new(Some(go_rx)),
         ready: OnceCell::new(),
     };
-    let scenario = match spec.part {
-        Part::Connect(opts) => Scenario::Connect(opts),
-        Part::Rooms(opts) => Scenario::Rooms(opts),
-        Part::Pairs(opts) => Scenario::Pairs(opts),
-    };
-    let (report, ctx) = run::run_in(env, scenario, Some(link))
+    let (report, ctx) = run::run_in(env, spec.part, Some(link))
         .await
         .with_context(|| format!("worker {index}"))?;
     let latency_buckets = Lat::ALL
@@ -281,8 +278,9 @@ fn listen_to_parent(spec: oneshot::Sender<String>, go: oneshot::Sender<()>) {
     }
 }
 
-/// What a scenario splits into: units no check spans (a socket, a room
-/// with its members, a pair), each of `sockets` sockets.
+/// Units of a scenario that no check spans (a socket, a room with its
+/// members, a pair, a churn room with its anchor, a churner), each of
+/// `sockets` sockets.
 #[derive(Debug, Clone, Copy)]
 struct Units {
     name: &'static str,
@@ -291,60 +289,129 @@ struct Units {
 }
 
 impl Units {
-    fn of(scenario: &Scenario) -> Option<Units> {
-        let (name, count, sockets) = match scenario {
-            Scenario::Connect(o) => ("sockets", o.sockets, 1),
-            Scenario::Rooms(o) => ("rooms", o.rooms, o.members),
-            Scenario::Pairs(o) => ("pairs", o.pairs, 2),
-            Scenario::Churn(_) | Scenario::Mixed(_) => return None,
-        };
-        Some(Units {
+    fn new(name: &'static str, count: usize, sockets: usize) -> Units {
+        Units {
             name,
             count,
             sockets,
-        })
+        }
     }
+}
+
+/// The scenarios a run is made of: the mix's parts, or the one scenario.
+fn parts_of(scenario: &Scenario) -> Vec<Scenario> {
+    match scenario {
+        Scenario::Mixed(opts) => opts.parts(),
+        _ => vec![scenario.clone()],
+    }
+}
+
+/// The kinds of units one part divides into. They are dealt out together,
+/// so a worker holds some of each kind or none: churners join only rooms
+/// whose anchors are in their own process, and each churning worker needs
+/// some of the run's cycles.
+fn units_of(part: &Scenario) -> Vec<Units> {
+    match part {
+        Scenario::Connect(o) => vec![Units::new("sockets", o.sockets, 1)],
+        Scenario::Rooms(o) => vec![Units::new("rooms", o.rooms, o.members)],
+        Scenario::Pairs(o) => vec![Units::new("pairs", o.pairs, 2)],
+        Scenario::Churn(o) => vec![
+            Units::new("churn rooms", o.rooms, 1),
+            Units::new("churners", o.churners, 1),
+            Units::new(
+                "churn cycles (--max-cycles)",
+                usize::try_from(o.max_cycles).unwrap_or(usize::MAX),
+                0,
+            ),
+        ],
+        // A mix is split part by part (see `parts_of`).
+        Scenario::Mixed(_) => Vec::new(),
+    }
+}
+
+/// Units `first..first + count` of one kind.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Slice {
+    first: usize,
+    count: usize,
 }
 
 /// One worker's part of the run.
 #[derive(Debug, Clone, PartialEq)]
 struct Share {
-    /// Index of its first unit among all of the run's.
-    first: usize,
-    units: usize,
+    /// By part of the run, then by kind of its units: which are this
+    /// worker's; empty for a part it has no share of.
+    slices: Vec<Vec<Slice>>,
     sockets: usize,
     sources: Vec<IpAddr>,
 }
 
-/// Splits the units over `workers` and gives each its source addresses:
-/// every worker its own, so that no two compete for one address's
-/// ephemeral ports.
+/// `total` over `over` workers as evenly as whole units go: the remainder
+/// one more each to the first workers.
+fn deal(total: usize, over: usize) -> Vec<usize> {
+    (0..over)
+        .map(|w| total / over + usize::from(w < total % over))
+        .collect()
+}
+
+/// Deals each part's units out over the workers and gives each worker its
+/// source addresses: every worker its own, so that no two compete for one
+/// address's ephemeral ports.
+///
+/// Each part goes to every worker, unless `partial` (the parts of a mix),
+/// when a part with fewer units than workers goes to the first ones.
 fn plan(
     options: &EnvOptions,
     targets_v4_loopback: bool,
-    units: Units,
+    parts: &[Vec<Units>],
+    partial: bool,
     hard_nofile: u64,
     ports_per_source: usize,
 ) -> Result<Vec<Share>> {
     let workers = options.workers;
-    let total = units.count;
-    if total < workers {
+    let mut slices = vec![vec![Vec::new(); parts.len()]; workers];
+    let mut counts = vec![0usize; workers];
+    let mut reached = 0;
+    for (p, kinds) in parts.iter().enumerate() {
+        let Some(fewest) = kinds.iter().min_by_key(|u| u.count) else {
+            continue;
+        };
+        let over = if partial {
+            workers.min(fewest.count)
+        } else if fewest.count < workers {
+            bail!(
+                "{} {} cannot be shared by {workers} workers; use --workers {} or fewer",
+                fewest.count,
+                fewest.name,
+                fewest.count
+            );
+        } else {
+            workers
+        };
+        reached = reached.max(over);
+        for kind in kinds {
+            let mut first = 0;
+            for (w, count) in deal(kind.count, over).into_iter().enumerate() {
+                slices[w][p].push(Slice { first, count });
+                counts[w] += count * kind.sockets;
+                first += count;
+            }
+        }
+    }
+    if reached < workers {
         bail!(
-            "{total} {} cannot be shared by {workers} workers; use --workers {total} or fewer",
-            units.name
+            "no part of the run has enough whole units for {workers} workers to have a share \
+             each; use --workers {} or fewer",
+            reached.max(1)
         );
     }
-    let shared: Vec<usize> = (0..workers)
-        .map(|w| total / workers + usize::from(w < total % workers))
-        .collect();
-    let counts: Vec<usize> = shared.iter().map(|&n| n * units.sockets).collect();
-    let sockets = total * units.sockets;
-    let largest = counts[0] as u64;
+    let sockets: usize = counts.iter().sum();
+    let largest = counts.iter().copied().max().unwrap_or(0) as u64;
     if largest + FD_SLACK > hard_nofile {
         let fits = hard_nofile.saturating_sub(FD_SLACK).max(1) as usize;
         bail!(
-            "each of {workers} workers would hold {largest} sockets, but a process may open only \
-             {hard_nofile} files here; use --workers {} or more",
+            "each of {workers} workers would hold up to {largest} sockets, but a process may \
+             open only {hard_nofile} files here; use --workers {} or more",
             sockets.div_ceil(fits)
         );
     }
@@ -388,9 +455,8 @@ fn plan(
         // the kernel then picks ports per destination.
         vec![Vec::new(); workers]
     };
-    let mut first = 0;
     let mut shares = Vec::with_capacity(workers);
-    for (w, ((count, sources), share)) in counts.into_iter().zip(sources).zip(shared).enumerate() {
+    for (w, ((count, sources), slices)) in counts.into_iter().zip(sources).zip(slices).enumerate() {
         if !sources.is_empty() && count.div_ceil(sources.len()) > ports {
             bail!(
                 "worker {w} would open {} sockets from each of its {} source addresses, more \
@@ -400,41 +466,124 @@ fn plan(
             );
         }
         shares.push(Share {
-            first,
-            units: share,
+            slices,
             sockets: count,
             sources,
         });
-        first += share;
     }
     Ok(shares)
+}
+
+/// A worker's share of `part`, from its slices of the part's units: the
+/// same options over fewer units, and rates and the cycle bound in
+/// proportion, so that the workers' shares add up to the part.
+fn share_of_part(part: &Scenario, slices: &[Slice]) -> Result<Scenario> {
+    let part_of = |slice: &Slice, total: usize| slice.count as f64 / total.max(1) as f64;
+    Ok(match (part, slices) {
+        (Scenario::Connect(o), [sockets]) => Scenario::Connect(ConnectOpts {
+            sockets: sockets.count,
+            users: None,
+            rate: o.rate * part_of(sockets, o.sockets),
+            hold: o.hold,
+        }),
+        (Scenario::Rooms(o), [rooms]) => Scenario::Rooms(RoomsOpts {
+            rooms: rooms.count,
+            users: None,
+            rate: o.rate * part_of(rooms, o.rooms),
+            ..o.clone()
+        }),
+        (Scenario::Pairs(o), [pairs]) => Scenario::Pairs(PairsOpts {
+            pairs: pairs.count,
+            ..o.clone()
+        }),
+        (Scenario::Churn(o), [rooms, churners, cycles]) => Scenario::Churn(ChurnOpts {
+            rooms: rooms.count,
+            churners: churners.count,
+            max_cycles: cycles.count as u64,
+            ..o.clone()
+        }),
+        _ => bail!("{} cannot be shared that way", part.name()),
+    })
+}
+
+/// The worker's share of the run: of its one scenario, or of each part of
+/// its mix that the worker has some of.
+fn share_of(scenario: &Scenario, parts: &[Scenario], share: &Share) -> Result<Scenario> {
+    let mut mine = Vec::new();
+    for (part, slices) in parts.iter().zip(&share.slices) {
+        if !slices.is_empty() {
+            mine.push(share_of_part(part, slices)?);
+        }
+    }
+    let Scenario::Mixed(opts) = scenario else {
+        return mine.pop().context("a worker without a share");
+    };
+    // A mix does not run the parts it leaves at zero; their rates and
+    // bounds are zero too, so the workers' options add up to the run's.
+    let mut mixed = MixedOpts {
+        idle: 0,
+        idle_rate: 0.0,
+        rooms: 0,
+        rate: 0.0,
+        pairs: 0,
+        churners: 0,
+        churn_rooms: 0,
+        max_cycles: 0,
+        ..opts.clone()
+    };
+    for part in mine {
+        match part {
+            Scenario::Connect(o) => {
+                mixed.idle = o.sockets;
+                mixed.idle_rate = o.rate;
+            }
+            Scenario::Rooms(o) => {
+                mixed.rooms = o.rooms;
+                mixed.rate = o.rate;
+            }
+            Scenario::Pairs(o) => mixed.pairs = o.pairs,
+            Scenario::Churn(o) => {
+                mixed.churners = o.churners;
+                mixed.churn_rooms = o.rooms;
+                mixed.max_cycles = o.max_cycles;
+            }
+            Scenario::Mixed(_) => bail!("a mix does not nest"),
+        }
+    }
+    Ok(Scenario::Mixed(mixed))
 }
 
 /// Runs `scenario` over `env.options.workers` worker processes and merges
 /// their reports into one.
 pub(crate) async fn run_parent(env: Env, scenario: Scenario) -> Result<Report> {
-    let workers = env.options.workers;
-    let Some(units) = Units::of(&scenario) else {
-        bail!(
-            "--workers {workers}: only connect, rooms and pairs run over worker processes; {} \
-             checks deliveries across all of its sockets, so one process must hold them all \
-             (use --workers 1)",
-            scenario.name()
-        );
-    };
     scenario.validate()?;
-    if let Scenario::Rooms(opts) = &scenario {
-        opts.check_rate(env.options.socket_rate)?;
-    }
+    scenario.check_rate(env.options.socket_rate)?;
+    let parts = parts_of(&scenario);
+    let units: Vec<Vec<Units>> = parts.iter().map(units_of).collect();
     let nofile = system::raise_nofile_limit();
     let v4_loopback = env.targets.iter().all(|t| t.loopback && t.addr.is_ipv4());
     let shares = plan(
         &env.options,
         v4_loopback,
-        units,
+        &units,
+        matches!(scenario, Scenario::Mixed(_)),
         system::nofile_hard_limit().unwrap_or(u64::MAX),
         system::ephemeral_ports(),
     )?;
+    // Refused here, before any user is registered, rather than by a
+    // worker later: a share can break a rule the whole keeps (more
+    // churners than its rooms hold).
+    let assigned = shares
+        .iter()
+        .enumerate()
+        .map(|(w, share)| {
+            let part = share_of(&scenario, &parts, share)?;
+            part.validate()
+                .and_then(|()| part.check_rate(env.options.socket_rate))
+                .with_context(|| format!("the share of worker {w}"))?;
+            Ok(part)
+        })
+        .collect::<Result<Vec<_>>>()?;
     let exe = match &env.options.worker_exe {
         Some(exe) => exe.clone(),
         None => std::env::current_exe().context("finding this executable to start workers")?,
@@ -446,7 +595,14 @@ pub(crate) async fn run_parent(env: Env, scenario: Scenario) -> Result<Report> {
     let (stop, stopped) = oneshot::channel();
     let sampler = tokio::spawn(run::sample(ctx.clone(), stopped));
 
-    let outcome = drive(&ctx, &scenario, &shares, &exe).await;
+    let plan = Plan {
+        scenario: &scenario,
+        parts: &parts,
+        units: &units,
+        shares: &shares,
+        assigned: &assigned,
+    };
+    let outcome = drive(&ctx, &plan, &exe).await;
 
     let _ = stop.send(());
     let timeline = sampler.await.unwrap_or_default();
@@ -462,13 +618,24 @@ pub(crate) async fn run_parent(env: Env, scenario: Scenario) -> Result<Report> {
         server_before.zip(server_after),
         timeline,
     );
-    merge(&mut report, &ctx, units, &shares, summaries);
+    merge(&mut report, &ctx, &units, &shares, summaries);
     report.warnings.clear();
     report.failures.clear();
     report.judge(&scenario.expected_counts());
     Ok(report)
 }
 
+/// A run dealt out over its workers.
+struct Plan<'a> {
+    scenario: &'a Scenario,
+    /// What the run is made of (see [`parts_of`]).
+    parts: &'a [Scenario],
+    /// By part, the kinds of units it was dealt out in.
+    units: &'a [Vec<Units>],
+    shares: &'a [Share],
+    /// By worker, its share of the scenario.
+    assigned: &'a [Scenario],
+}
 struct Worker {
     child: Child,
     /// Kept open while the worker runs: closing it tells the worker its
@@ -482,72 +649,86 @@ enum Heard {
     Ended,
 }
 
-/// The users the parent provisioned for the whole run.
+/// The users the parent provisioned for one part of the run.
 enum Provisioned {
-    /// Socket `i` of the run uses `tokens[i % len]`.
+    /// Socket `i` of the part uses `tokens[i % len]`; for churn, the
+    /// rooms' anchors come first, then the churners.
     Tokens(Vec<String>),
     Pairs(Vec<pairs::Matched>),
 }
 
-/// Registers (or signs on) the run's users once, and matches the pairs.
-async fn provision(ctx: &Ctx, scenario: &Scenario) -> Result<Provisioned> {
-    Ok(match scenario {
+/// Registers (or signs on) a part's users once, and matches the pairs.
+async fn provision(ctx: &Ctx, part: &Scenario) -> Result<Provisioned> {
+    Ok(match part {
         Scenario::Connect(opts) => Provisioned::Tokens(connect::register(ctx, opts).await?),
         Scenario::Rooms(opts) => Provisioned::Tokens(rooms::register(ctx, opts, 'r').await?),
         Scenario::Pairs(opts) => Provisioned::Pairs(pairs::match_pairs(ctx, opts).await?),
-        Scenario::Churn(_) | Scenario::Mixed(_) => {
-            bail!("{} does not run over worker processes", scenario.name())
-        }
+        Scenario::Churn(opts) => Provisioned::Tokens(churn::register(ctx, opts).await?),
+        Scenario::Mixed(_) => bail!("a mix does not nest"),
     })
 }
 
 /// Provisions the users, starts the workers, lets them load together and
 /// collects their summaries.
-async fn drive(
-    ctx: &Arc<Ctx>,
-    scenario: &Scenario,
-    shares: &[Share],
-    exe: &Path,
-) -> Result<Vec<Summary>> {
-    let provisioned = provision(ctx, scenario).await?;
-    if let Scenario::Rooms(opts) = scenario {
-        // The whole run's targets; the workers' shares add up to them.
-        ctx.figure("rooms_target_msgs_per_sec", opts.rate);
-        ctx.figure(
-            "rooms_target_deliveries_per_sec",
-            opts.rate * opts.members as f64,
-        );
+async fn drive(ctx: &Arc<Ctx>, plan: &Plan<'_>, exe: &Path) -> Result<Vec<Summary>> {
+    let Plan {
+        scenario,
+        parts,
+        units,
+        shares,
+        ..
+    } = *plan;
+    // Side by side, as a mix provisions its parts in one process.
+    let provisioned = try_join_all(parts.iter().map(|part| provision(ctx, part))).await?;
+    for part in parts {
+        if let Scenario::Rooms(opts) = part {
+            // The whole run's targets; the workers' shares add up to them.
+            ctx.figure("rooms_target_msgs_per_sec", opts.rate);
+            ctx.figure(
+                "rooms_target_deliveries_per_sec",
+                opts.rate * opts.members as f64,
+            );
+        }
     }
     let rss_before = ctx.server_sample().map(|s| s.rss_kib);
     let (heard_tx, mut heard) = mpsc::unbounded_channel();
     let mut workers = Vec::with_capacity(shares.len());
     for (index, share) in shares.iter().enumerate() {
-        let spec = spec_for(ctx, scenario, shares.len(), index, share, &provisioned)?;
+        let spec = spec_for(ctx, plan, index, share, &provisioned)?;
         workers.push(start(exe, index, &spec, heard_tx.clone()).await?);
     }
     drop(heard_tx);
 
     let n = workers.len();
-    let sockets: usize = shares.iter().map(|s| s.sockets).sum();
     let name = scenario.name();
-    let (opening, loading, load_secs, open_secs) = match scenario {
-        Scenario::Connect(opts) => (
-            "connect: open".to_owned(),
-            "connect: hold".to_owned(),
-            opts.hold,
-            opts.sockets as f64 / opts.rate,
-        ),
-        Scenario::Rooms(RoomsOpts { duration, .. })
-        | Scenario::Pairs(PairsOpts { duration, .. }) => (
-            format!("{name}: connect"),
-            format!("{name}: load"),
-            *duration,
-            // Sockets open as fast as they answer; a rooms worker also
-            // opens and joins its rooms.
-            sockets as f64 / 50.0,
-        ),
-        Scenario::Churn(_) | Scenario::Mixed(_) => bail!("{name} does not run over workers"),
+    let (opening, loading) = match scenario {
+        Scenario::Connect(_) => ("connect: open".to_owned(), "connect: hold".to_owned()),
+        _ => (format!("{name}: connect"), format!("{name}: load")),
     };
+    let load_secs = scenario.load_secs();
+    // Connect opens at its rate; the others open as fast as sockets answer
+    // (a rooms worker also opens and joins its rooms).
+    let open_secs: f64 = parts
+        .iter()
+        .zip(units)
+        .map(|(part, kinds)| {
+            let sockets = kinds.iter().map(|k| k.count * k.sockets).sum::<usize>() as f64;
+            match part {
+                Scenario::Connect(opts) => sockets / opts.rate,
+                _ => sockets / 50.0,
+            }
+        })
+        .sum();
+    // The bar counts the sockets opened before the load; churners connect
+    // only once it starts, over and over.
+    let churners: usize = parts
+        .iter()
+        .map(|part| match part {
+            Scenario::Churn(opts) => opts.churners,
+            _ => 0,
+        })
+        .sum();
+    let opened_first = shares.iter().map(|s| s.sockets).sum::<usize>() - churners;
     // Generous, since every wait inside a worker is bounded already; this
     // only catches a worker that hangs without dying.
     let limit =
@@ -557,7 +738,7 @@ async fn drive(
     let mut ready = vec![None::<i64>; n];
     let mut summaries: Vec<Option<Summary>> = (0..n).map(|_| None).collect();
     let mut reported = 0;
-    let bar = ctx.env.progress.bar(sockets as u64, &opening);
+    let bar = ctx.env.progress.bar(opened_first as u64, &opening);
     let mut hold: Option<(indicatif::ProgressBar, Instant)> = None;
     while reported < n {
         let next = tokio::time::timeout(PROGRESS_EVERY, heard.recv()).await;
@@ -577,7 +758,11 @@ async fn drive(
         match what {
             Heard::Up(Up::Progress { answered: count }) => {
                 answered[index] = count;
-                bar.set_position(answered.iter().sum());
+                // Churners keep connecting through the load, when the bar
+                // is gone.
+                if hold.is_none() {
+                    bar.set_position(answered.iter().sum());
+                }
             }
             Heard::Up(Up::Ready { open }) => {
                 ready[index] = Some(open);
@@ -649,13 +834,49 @@ fn tokens_from(tokens: &[String], first: usize, count: usize) -> Vec<String> {
         .collect()
 }
 
+/// What the parent provisioned for a worker's slices of one part.
+fn given_for(part: &Scenario, slices: &[Slice], provisioned: &Provisioned) -> Result<Given> {
+    let mut given = Given {
+        first: slices.first().map_or(0, |s| s.first),
+        ..Given::default()
+    };
+    match (part, slices, provisioned) {
+        // Sockets keep the users they would have in one process.
+        (Scenario::Connect(_), [sockets], Provisioned::Tokens(tokens)) => {
+            given.tokens = tokens_from(tokens, sockets.first, sockets.count);
+        }
+        (Scenario::Rooms(opts), [rooms], Provisioned::Tokens(tokens)) => {
+            given.tokens = tokens_from(
+                tokens,
+                rooms.first * opts.members,
+                rooms.count * opts.members,
+            );
+        }
+        (Scenario::Churn(opts), [rooms, churners, _], Provisioned::Tokens(tokens)) => {
+            let churner = opts.rooms + churners.first;
+            given.tokens = tokens[rooms.first..rooms.first + rooms.count]
+                .iter()
+                .chain(&tokens[churner..churner + churners.count])
+                .cloned()
+                .collect();
+        }
+        (Scenario::Pairs(_), [pairs], Provisioned::Pairs(matched)) => {
+            for pair in &matched[pairs.first..pairs.first + pairs.count] {
+                given.tokens.extend(pair.tokens.iter().cloned());
+                given.conversations.push(pair.conversation.clone());
+            }
+        }
+        _ => bail!("{}: provisioned for something else", part.name()),
+    }
+    Ok(given)
+}
+
 fn spec_for(
     ctx: &Ctx,
-    scenario: &Scenario,
-    workers: usize,
+    plan: &Plan<'_>,
     index: usize,
     share: &Share,
-    provisioned: &Provisioned,
+    provisioned: &[Provisioned],
 ) -> Result<Spec> {
     let mut env = ctx.env.options.clone();
     env.workers = 1;
@@ -669,53 +890,20 @@ fn spec_for(
     env.jwt_secret_file = None;
     env.jwt_issuer = None;
     env.jwt_audience = None;
-    env.connect_concurrency = env.connect_concurrency.div_ceil(workers).max(1);
-    let mut given = Given {
-        first: share.first,
-        ..Given::default()
-    };
-    match provisioned {
-        // Sockets keep the users they would have in one process.
-        Provisioned::Tokens(tokens) => {
-            let first_socket = match scenario {
-                Scenario::Rooms(opts) => share.first * opts.members,
-                _ => share.first,
-            };
-            given.tokens = tokens_from(tokens, first_socket, share.sockets);
-        }
-        Provisioned::Pairs(pairs) => {
-            for pair in &pairs[share.first..share.first + share.units] {
-                given.tokens.extend(pair.tokens.iter().cloned());
-                given.conversations.push(pair.conversation.clone());
-            }
+    env.connect_concurrency = env.connect_concurrency.div_ceil(plan.shares.len()).max(1);
+    let mut given = BTreeMap::new();
+    for ((part, slices), provisioned) in plan.parts.iter().zip(&share.slices).zip(provisioned) {
+        if !slices.is_empty() {
+            given.insert(
+                part.name().to_owned(),
+                given_for(part, slices, provisioned)?,
+            );
         }
     }
-    let part_of = |total: usize| share.units as f64 / total as f64;
-    let part = match scenario {
-        Scenario::Rooms(opts) => Part::Rooms(RoomsOpts {
-            rooms: share.units,
-            users: None,
-            rate: opts.rate * part_of(opts.rooms),
-            ..opts.clone()
-        }),
-        Scenario::Pairs(opts) => Part::Pairs(PairsOpts {
-            pairs: share.units,
-            ..opts.clone()
-        }),
-        Scenario::Connect(opts) => Part::Connect(ConnectOpts {
-            sockets: share.sockets,
-            users: None,
-            rate: opts.rate * part_of(opts.sockets),
-            hold: opts.hold,
-        }),
-        Scenario::Churn(_) | Scenario::Mixed(_) => {
-            bail!("{} does not run over workers", scenario.name())
-        }
-    };
     Ok(Spec {
         index,
         env,
-        part,
+        part: plan.assigned[index].clone(),
         given,
     })
 }
@@ -772,7 +960,13 @@ async fn listen(index: usize, stdout: ChildStdout, heard: mpsc::UnboundedSender<
 
 /// Adds the workers' results to the parent's report (which holds the
 /// registration, the server's readings and the parent's own cost).
-fn merge(report: &mut Report, ctx: &Ctx, units: Units, shares: &[Share], summaries: Vec<Summary>) {
+fn merge(
+    report: &mut Report,
+    ctx: &Ctx,
+    units: &[Vec<Units>],
+    shares: &[Share],
+    summaries: Vec<Summary>,
+) {
     let epoch = unix_secs_at(ctx.stats.epoch());
     let mut latencies: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
     let mut phases: BTreeMap<String, (f64, f64)> = BTreeMap::new();
@@ -871,15 +1065,15 @@ fn merge(report: &mut Report, ctx: &Ctx, units: Units, shares: &[Share], summari
     report.timeline = timeline_of(report.timeline.interval_secs, points);
     let smallest = shares.iter().map(|s| s.sockets).min().unwrap_or(0);
     let largest = shares.iter().map(|s| s.sockets).max().unwrap_or(0);
-    let whole = if units.sockets > 1 {
-        let fewest = shares.iter().map(|s| s.units).min().unwrap_or(0);
-        let most = shares.iter().map(|s| s.units).max().unwrap_or(0);
-        format!(
-            " ({fewest}-{most} whole {}, so every delivery check stays inside one worker)",
-            units.name
-        )
-    } else {
+    let only_sockets = matches!(units, [kinds] if matches!(kinds[..], [Units { sockets: 1, .. }]));
+    let whole = if only_sockets {
         String::new()
+    } else {
+        format!(
+            " ({}; each room and pair whole in one worker, so every delivery check stays \
+             inside one process)",
+            dealt(units, shares)
+        )
     };
     report.notes.push(format!(
         "{} worker processes held {smallest}-{largest} sockets each{whole}; the tool's CPU and \
@@ -887,6 +1081,37 @@ fn merge(report: &mut Report, ctx: &Ctx, units: Units, shares: &[Share], summari
          latency percentiles are the highest of any worker's",
         shares.len()
     ));
+}
+
+/// How many units of each kind the workers got, as `fewest-most name`,
+/// and how many workers a part reached when not all.
+fn dealt(units: &[Vec<Units>], shares: &[Share]) -> String {
+    let mut parts = Vec::new();
+    for (p, kinds) in units.iter().enumerate() {
+        let holders: Vec<&[Slice]> = shares
+            .iter()
+            .map(|share| share.slices[p].as_slice())
+            .filter(|slices| !slices.is_empty())
+            .collect();
+        let mut said: Vec<String> = kinds
+            .iter()
+            .enumerate()
+            // A bound on cycles is not something a worker holds.
+            .filter(|(_, kind)| kind.sockets > 0)
+            .map(|(k, kind)| {
+                let fewest = holders.iter().map(|s| s[k].count).min().unwrap_or(0);
+                let most = holders.iter().map(|s| s[k].count).max().unwrap_or(0);
+                format!("{fewest}-{most} {}", kind.name)
+            })
+            .collect();
+        if holders.len() < shares.len() {
+            if let Some(last) = said.last_mut() {
+                last.push_str(&format!(" on {} of the workers", holders.len()));
+            }
+        }
+        parts.push(said.join(" and "));
+    }
+    parts.join(", ")
 }
 
 fn add_all(into: &mut BTreeMap<String, u64>, from: BTreeMap<String, u64>) {
@@ -961,34 +1186,184 @@ mod tests {
         }
     }
 
-    fn sockets(count: usize) -> Units {
-        Units {
-            name: "sockets",
-            count,
-            sockets: 1,
-        }
+    fn sockets(count: usize) -> Vec<Vec<Units>> {
+        vec![vec![Units::new("sockets", count, 1)]]
+    }
+
+    /// Plans `scenario` over `workers` on a machine with room to spare.
+    fn plan_of(scenario: &Scenario, workers: usize) -> Result<(Vec<Scenario>, Vec<Share>)> {
+        let parts = parts_of(scenario);
+        let units: Vec<Vec<Units>> = parts.iter().map(units_of).collect();
+        let partial = matches!(scenario, Scenario::Mixed(_));
+        let shares = plan(&options(workers), true, &units, partial, 20_000, 28_232)?;
+        Ok((parts, shares))
+    }
+
+    fn slices(share: &Share, part: usize) -> Vec<(usize, usize)> {
+        share.slices[part]
+            .iter()
+            .map(|s| (s.first, s.count))
+            .collect()
     }
 
     #[test]
     fn rooms_are_shared_whole_with_their_members() {
-        let rooms = Units {
-            name: "rooms",
-            count: 5,
-            sockets: 20,
-        };
-        let shares = plan(&options(2), true, rooms, 20_000, 28_232).unwrap();
+        let rooms = vec![vec![Units::new("rooms", 5, 20)]];
+        let shares = plan(&options(2), true, &rooms, false, 20_000, 28_232).unwrap();
         assert_eq!(
             shares
                 .iter()
-                .map(|s| (s.first, s.units, s.sockets))
+                .map(|s| (slices(s, 0), s.sockets))
                 .collect::<Vec<_>>(),
-            vec![(0, 3, 60), (3, 2, 40)]
+            vec![(vec![(0, 3)], 60), (vec![(3, 2)], 40)]
         );
-        let err = plan(&options(6), true, rooms, 20_000, 28_232).unwrap_err();
+        let err = plan(&options(6), true, &rooms, false, 20_000, 28_232).unwrap_err();
         assert!(
             err.to_string().contains("5 rooms cannot be shared"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn churners_go_with_rooms_of_their_own_worker_and_the_cycles_add_up() {
+        let churn = Scenario::Churn(ChurnOpts {
+            churners: 7,
+            rooms: 3,
+            max_cycles: 101,
+            anchor_rate: 4.0,
+            ..ChurnOpts::default()
+        });
+        let (parts, shares) = plan_of(&churn, 2).unwrap();
+        assert_eq!(slices(&shares[0], 0), [(0, 2), (0, 4), (0, 51)]);
+        assert_eq!(slices(&shares[1], 0), [(2, 1), (4, 3), (51, 50)]);
+        // An anchor and the churners: one socket each.
+        assert_eq!(shares[0].sockets, 2 + 4);
+        assert_eq!(shares[1].sockets, 1 + 3);
+        let mine: Vec<ChurnOpts> = shares
+            .iter()
+            .map(|share| match share_of(&churn, &parts, share).unwrap() {
+                Scenario::Churn(opts) => opts,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(mine.iter().map(|o| o.max_cycles).sum::<u64>(), 101);
+        assert!(mine.iter().all(|o| o.anchor_rate == 4.0));
+
+        // Anchors first, then churners, each keeping its user of one
+        // process: users 0-2 anchor the rooms, users 3-9 churn.
+        let tokens: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+        let given = given_for(
+            &parts[0],
+            &shares[1].slices[0],
+            &Provisioned::Tokens(tokens),
+        )
+        .unwrap();
+        assert_eq!(given.tokens, ["2", "7", "8", "9"]);
+        assert_eq!(given.first, 2, "its rooms are named from the third on");
+
+        for (churners, rooms, cycles, refused) in [
+            (1, 3, 100, "1 churners cannot be shared"),
+            (7, 1, 100, "1 churn rooms cannot be shared"),
+            (7, 3, 1, "1 churn cycles (--max-cycles) cannot be shared"),
+        ] {
+            let churn = Scenario::Churn(ChurnOpts {
+                churners,
+                rooms,
+                max_cycles: cycles,
+                ..ChurnOpts::default()
+            });
+            let err = plan_of(&churn, 2).unwrap_err();
+            assert!(err.to_string().contains(refused), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_mix_deals_out_each_part_and_its_rates_add_up() {
+        let scenario = Scenario::Mixed(MixedOpts {
+            idle: 11,
+            idle_rate: 900.0,
+            rooms: 4,
+            members: 5,
+            publishers: 2,
+            rate: 100.0,
+            pairs: 5,
+            churners: 6,
+            churn_rooms: 2,
+            max_cycles: 1_000,
+            ..MixedOpts::default()
+        });
+        let (parts, shares) = plan_of(&scenario, 3).unwrap();
+        assert_eq!(parts.len(), 4);
+        let table: Vec<Vec<Vec<(usize, usize)>>> = shares
+            .iter()
+            .map(|share| (0..parts.len()).map(|p| slices(share, p)).collect())
+            .collect();
+        assert_eq!(
+            table,
+            [
+                vec![
+                    vec![(0, 4)],
+                    vec![(0, 2)],
+                    vec![(0, 2)],
+                    vec![(0, 1), (0, 3), (0, 500)]
+                ],
+                vec![
+                    vec![(4, 4)],
+                    vec![(2, 1)],
+                    vec![(2, 2)],
+                    vec![(1, 1), (3, 3), (500, 500)]
+                ],
+                // Two churn rooms go to the first two workers, whole, and
+                // their churners with them.
+                vec![vec![(8, 3)], vec![(3, 1)], vec![(4, 1)], vec![]],
+            ]
+        );
+        assert_eq!(shares[2].sockets, 3 + 5 + 2);
+
+        let mine: Vec<MixedOpts> = shares
+            .iter()
+            .map(|share| match share_of(&scenario, &parts, share).unwrap() {
+                Scenario::Mixed(opts) => opts,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let sum = |f: fn(&MixedOpts) -> f64| mine.iter().map(f).sum::<f64>();
+        assert_eq!(sum(|o| o.idle as f64), 11.0);
+        assert!((sum(|o| o.idle_rate) - 900.0).abs() < 1e-9);
+        assert!((sum(|o| o.rate) - 100.0).abs() < 1e-9);
+        assert_eq!(sum(|o| o.pairs as f64), 5.0);
+        assert_eq!(sum(|o| o.churners as f64), 6.0);
+        assert_eq!(mine.iter().map(|o| o.max_cycles).sum::<u64>(), 1_000);
+        assert_eq!(mine[2].churners, 0, "no churn without a room");
+        assert_eq!(mine[2].parts().len(), 3);
+        for share in &mine {
+            Scenario::Mixed(share.clone()).validate().unwrap();
+            assert_eq!((share.members, share.publishers), (5, 2));
+        }
+
+        let thin = Scenario::Mixed(MixedOpts {
+            idle: 2,
+            rooms: 1,
+            pairs: 2,
+            churners: 0,
+            ..MixedOpts::default()
+        });
+        let err = plan_of(&thin, 3).unwrap_err();
+        assert!(err.to_string().contains("--workers 2 or fewer"), "{err}");
+    }
+
+    #[test]
+    fn a_share_that_breaks_a_rule_the_whole_keeps_is_refused() {
+        // 1,500 churners fit 3 rooms of 500, not 750 in one room.
+        let churn = Scenario::Churn(ChurnOpts {
+            churners: 1_500,
+            rooms: 3,
+            ..ChurnOpts::default()
+        });
+        churn.validate().unwrap();
+        let (parts, shares) = plan_of(&churn, 2).unwrap();
+        let second = share_of(&churn, &parts, &shares[1]).unwrap();
+        assert!(second.validate().is_err());
     }
 
     #[test]
@@ -1008,12 +1383,12 @@ mod tests {
 
     #[test]
     fn shares_are_equal_and_each_worker_has_its_own_sources() {
-        let shares = plan(&options(6), true, sockets(100_000), 20_000, 28_232).unwrap();
+        let shares = plan(&options(6), true, &sockets(100_000), false, 20_000, 28_232).unwrap();
         assert_eq!(shares.len(), 6);
         assert_eq!(shares.iter().map(|s| s.sockets).sum::<usize>(), 100_000);
         assert_eq!(shares[0].sockets, 16_667);
         assert_eq!(shares[5].sockets, 16_666);
-        assert_eq!(shares[1].first, 16_667);
+        assert_eq!(shares[1].slices[0][0].first, 16_667);
         for (w, share) in shares.iter().enumerate() {
             assert_eq!(share.sources, vec![v4(w as u8 + 1)]);
         }
@@ -1021,7 +1396,7 @@ mod tests {
 
     #[test]
     fn a_share_over_one_address_s_ports_gets_more_addresses() {
-        let shares = plan(&options(2), true, sockets(60_000), 100_000, 28_232).unwrap();
+        let shares = plan(&options(2), true, &sockets(60_000), false, 100_000, 28_232).unwrap();
         assert_eq!(shares[0].sources, vec![v4(1), v4(2)]);
         assert_eq!(shares[1].sources, vec![v4(3), v4(4)]);
     }
@@ -1030,19 +1405,19 @@ mod tests {
     fn given_sources_are_dealt_out_and_must_suffice() {
         let mut opts = options(2);
         opts.sources = 4;
-        let shares = plan(&opts, true, sockets(1000), 20_000, 28_232).unwrap();
+        let shares = plan(&opts, true, &sockets(1000), false, 20_000, 28_232).unwrap();
         assert_eq!(shares[0].sources, vec![v4(1), v4(3)]);
         assert_eq!(shares[1].sources, vec![v4(2), v4(4)]);
         opts.sources = 1;
-        let err = plan(&opts, true, sockets(1000), 20_000, 28_232).unwrap_err();
+        let err = plan(&opts, true, &sockets(1000), false, 20_000, 28_232).unwrap_err();
         assert!(err.to_string().contains("source addresses"), "{err}");
     }
 
     #[test]
     fn a_share_over_the_file_limit_is_refused_with_a_way_out() {
-        let err = plan(&options(2), true, sockets(100_000), 20_000, 28_232).unwrap_err();
+        let err = plan(&options(2), true, &sockets(100_000), false, 20_000, 28_232).unwrap_err();
         assert!(err.to_string().contains("--workers 6"), "{err}");
-        assert!(plan(&options(3), true, sockets(2), 20_000, 28_232).is_err());
+        assert!(plan(&options(3), true, &sockets(2), false, 20_000, 28_232).is_err());
     }
 
     #[test]

@@ -533,42 +533,188 @@ async fn pairs_over_worker_processes_keep_each_pair_in_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scenarios_that_check_across_all_sockets_refuse_workers() {
+async fn churn_over_worker_processes_keeps_churners_with_their_rooms() {
+    let server = Server::start().await;
+    let options = EnvOptions {
+        workers: 2,
+        worker_exe: Some(env!("CARGO_BIN_EXE_meshi-loadtest").into()),
+        ..server.env()
+    };
+    let report = run(
+        options,
+        Scenario::Churn(ChurnOpts {
+            churners: 6,
+            rooms: 3,
+            duration: 1.5,
+            dwell_ms: 100,
+            anchor_rate: 20.0,
+            max_cycles: 1_000,
+        }),
+    )
+    .await;
+    let summary = assert_passed_clean(&report);
+    let cycles = counter(&report, "churn_cycles");
+    assert!(cycles >= 6, "{summary}");
+    assert_eq!(counter(&report, "room_joins"), cycles, "{summary}");
+    assert_eq!(counter(&report, "room_leaves"), cycles, "{summary}");
+    // Every cycle connects once, and so does each room's anchor.
+    assert_eq!(
+        counter(&report, "sockets_connected"),
+        cycles + 3,
+        "{summary}"
+    );
+    assert!(counter(&report, "room_delivered") > 0, "{summary}");
+    // One checked stream per cycle's stay, and one per anchor.
+    assert_eq!(report.correctness.streams, cycles + 3, "{summary}");
+    assert_eq!(report.latency_ms["churn_cycle"].count, cycles, "{summary}");
+    assert_eq!(report.latency_ms["room_join"].count, cycles, "{summary}");
+    assert_eq!(
+        report.latency_ms["room_ack"].count,
+        counter(&report, "room_acked"),
+        "{summary}"
+    );
+    for phase in [
+        "churn: register users",
+        "churn: open rooms",
+        "churn: load",
+        "churn: drain",
+    ] {
+        assert!(
+            report.phases.iter().any(|p| p.name == phase),
+            "{phase}: {summary}"
+        );
+    }
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("1-2 churn rooms and 3-3 churners")),
+        "{summary}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_over_worker_processes_deals_out_every_part() {
+    let server = Server::start().await;
+    let options = EnvOptions {
+        workers: 2,
+        worker_exe: Some(env!("CARGO_BIN_EXE_meshi-loadtest").into()),
+        ..server.env()
+    };
+    let report = run(
+        options,
+        Scenario::Mixed(MixedOpts {
+            duration: 1.5,
+            idle: 11,
+            idle_rate: 500.0,
+            rooms: 3,
+            members: 3,
+            publishers: 1,
+            rate: 30.0,
+            pairs: 2,
+            churners: 4,
+            churn_rooms: 1,
+            max_cycles: 1_000,
+        }),
+    )
+    .await;
+    let summary = assert_passed_clean(&report);
+    for name in ["room_delivered", "dm_round_trips", "churn_cycles", "hellos"] {
+        assert!(counter(&report, name) > 0, "{name}: {summary}");
+    }
+    assert_eq!(report.figures["connect_sockets_open"], 11.0, "{summary}");
+    assert_eq!(report.figures["rooms_member_sockets"], 9.0, "{summary}");
+    assert_eq!(
+        report.figures["rooms_target_msgs_per_sec"], 30.0,
+        "{summary}"
+    );
+    // The idle sockets, the rooms' members, the pairs and the anchor, and
+    // each churn cycle.
+    let cycles = counter(&report, "churn_cycles");
+    assert_eq!(
+        counter(&report, "hellos"),
+        11 + 9 + 4 + 1 + cycles,
+        "{summary}"
+    );
+    assert_eq!(
+        counter(&report, "dm_delivered"),
+        counter(&report, "dm_acked") * 2,
+        "{summary}"
+    );
+    assert_eq!(
+        report.latency_ms["dm_round_trip"].count,
+        counter(&report, "dm_round_trips"),
+        "{summary}"
+    );
+    assert_eq!(report.latency_ms["churn_cycle"].count, cycles, "{summary}");
+    for phase in [
+        "connect: register users",
+        "rooms: register users",
+        "pairs: register and match",
+        "churn: register users",
+        "rooms: load",
+        "pairs: load",
+        "churn: load",
+    ] {
+        assert!(
+            report.phases.iter().any(|p| p.name == phase),
+            "{phase}: {summary}"
+        );
+    }
+    // One churn room cannot be shared: it goes whole, with every churner,
+    // to the first worker.
+    assert!(
+        report.notes.iter().any(|n| n.contains("5-6 sockets")
+            && n.contains("1-2 rooms")
+            && n.contains("1-1 churn rooms and 4-4 churners on 1 of the workers")),
+        "{summary}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loads_the_workers_cannot_share_whole_are_refused() {
     let options = EnvOptions {
         urls: vec!["http://127.0.0.1:1".to_owned()],
         workers: 2,
         quiet: true,
         ..EnvOptions::default()
     };
-    for scenario in [
-        Scenario::Churn(ChurnOpts::default()),
-        Scenario::Mixed(MixedOpts::default()),
+    let one_of_each = MixedOpts {
+        idle: 1,
+        rooms: 1,
+        rate: 10.0,
+        pairs: 1,
+        churners: 1,
+        ..MixedOpts::default()
+    };
+    for (scenario, refused) in [
+        (
+            Scenario::Rooms(RoomsOpts {
+                rooms: 1,
+                rate: 10.0,
+                ..RoomsOpts::default()
+            }),
+            "1 rooms cannot be shared by 2 workers",
+        ),
+        (
+            Scenario::Churn(ChurnOpts {
+                rooms: 1,
+                ..ChurnOpts::default()
+            }),
+            "1 churn rooms cannot be shared by 2 workers",
+        ),
+        (Scenario::Mixed(one_of_each), "use --workers 1 or fewer"),
     ] {
         let env = Env::new(options.clone()).expect("valid options");
         let name = scenario.name();
+        // Refused before anything is sent: nothing listens on port 1.
         let err = meshi_loadtest::run(env, scenario)
             .await
-            .expect_err("churn and mixed cannot be split over workers");
-        assert!(
-            err.to_string()
-                .contains("only connect, rooms and pairs run over worker processes"),
-            "{name}: {err}"
-        );
+            .expect_err("a load that cannot be shared whole");
+        assert!(err.to_string().contains(refused), "{name}: {err}");
     }
-    // Fewer rooms than workers cannot be split into whole rooms.
-    let env = Env::new(options).expect("valid options");
-    let rooms = RoomsOpts {
-        rooms: 1,
-        rate: 10.0,
-        ..RoomsOpts::default()
-    };
-    let err = meshi_loadtest::run(env, Scenario::Rooms(rooms))
-        .await
-        .expect_err("one room cannot be split over two workers");
-    assert!(
-        err.to_string().contains("1 rooms cannot be shared"),
-        "{err}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -585,6 +731,7 @@ async fn mixed_runs_every_part_over_one_window() {
             rate: 20.0,
             pairs: 2,
             churners: 2,
+            ..MixedOpts::default()
         }),
     )
     .await;

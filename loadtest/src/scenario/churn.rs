@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use futures_util::StreamExt;
 use meshi_protocol::Request;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::rooms::{join_room, observe, open_room, Member, Shared};
@@ -24,7 +24,7 @@ use crate::stats::{Count, Lat, Stats};
 /// Capacity of the churned rooms: every churner may be in one at once.
 const ROOM_CAPACITY: usize = 500;
 
-#[derive(Debug, Clone, clap::Args, Serialize)]
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
 pub struct ChurnOpts {
     /// Sockets churning at once.
     #[arg(long, default_value_t = 20)]
@@ -81,23 +81,50 @@ impl ChurnOpts {
         }
         Ok(())
     }
+
+    /// Refuses an anchor rate the server's per-socket limit would refuse.
+    pub(crate) fn check_rate(&self, socket_rate: f64) -> Result<()> {
+        if self.anchor_rate > socket_rate {
+            bail!("churn: --anchor-rate is above --socket-rate");
+        }
+        Ok(())
+    }
 }
 
+/// Provisions the users behind the sockets: the rooms' anchors first,
+/// then the churners.
+pub(crate) async fn register(ctx: &Ctx, opts: &ChurnOpts) -> Result<Vec<String>> {
+    let _phase = ctx.phase("churn: register users");
+    let users = ctx
+        .env
+        .rest
+        .register_many(
+            &ctx.handle_prefix('c'),
+            opts.rooms + opts.churners,
+            &ctx.env.progress,
+        )
+        .await?;
+    Ok(users.into_iter().map(|user| user.token).collect())
+}
+
+/// Runs the scenario; as a worker of a larger run, over the users its
+/// parent gave it (its rooms' anchors, then its churners), and its rooms
+/// are numbered from the first it was given.
 pub(crate) async fn run(ctx: &Arc<Ctx>, opts: &ChurnOpts) -> Result<()> {
     opts.validate()?;
-    if opts.anchor_rate > ctx.socket_rate() {
-        bail!("churn: --anchor-rate is above --socket-rate");
-    }
-    let users = {
-        let _phase = ctx.phase("churn: register users");
-        ctx.env
-            .rest
-            .register_many(
-                &ctx.handle_prefix('c'),
-                opts.rooms + opts.churners,
-                &ctx.env.progress,
-            )
-            .await?
+    opts.check_rate(ctx.socket_rate())?;
+    let (users, first_room) = match ctx.given("churn")? {
+        Some(given) => {
+            if given.tokens.len() != opts.rooms + opts.churners {
+                bail!(
+                    "churn: the worker was given {} users, not {}",
+                    given.tokens.len(),
+                    opts.rooms + opts.churners
+                );
+            }
+            (given.tokens.clone(), given.first)
+        }
+        None => (register(ctx, opts).await?, 0),
     };
     let shared = Shared::new(ctx.stats.clone(), 64, ctx.timeout());
     let (stage, watch) = watch::channel(Stage::Ready);
@@ -105,17 +132,14 @@ pub(crate) async fn run(ctx: &Arc<Ctx>, opts: &ChurnOpts) -> Result<()> {
     let mut rooms = Vec::with_capacity(opts.rooms);
     {
         let _phase = ctx.phase("churn: open rooms");
-        let conns = connect_all(ctx, "churn: anchors", opts.rooms, |i| {
-            users[i].token.as_str()
-        })
-        .await;
+        let conns = connect_all(ctx, "churn: anchors", opts.rooms, |i| users[i].as_str()).await;
         let period =
             (opts.anchor_rate > 0.0).then(|| Duration::from_secs_f64(1.0 / opts.anchor_rate));
         for (r, conn) in conns.into_iter().enumerate() {
             let Some(mut conn) = conn else {
                 continue;
             };
-            let name = format!("churn {r}");
+            let name = format!("churn {}", first_room + r);
             let Some(room) = open_room(&mut conn, name, ROOM_CAPACITY, ctx.timeout()).await else {
                 continue;
             };
@@ -138,7 +162,7 @@ pub(crate) async fn run(ctx: &Arc<Ctx>, opts: &ChurnOpts) -> Result<()> {
             let churner = Churner {
                 ctx: ctx.clone(),
                 index: opts.rooms + n,
-                token: users[opts.rooms + n].token.clone(),
+                token: users[opts.rooms + n].clone(),
                 rooms: rooms.clone(),
                 dwell,
                 cycles: cycles.clone(),

@@ -70,8 +70,8 @@ impl ConnectOpts {
 /// so its memory growth is the sockets' doing.
 pub(crate) async fn run(ctx: &Arc<Ctx>, opts: &ConnectOpts, alone: bool) -> Result<()> {
     opts.validate()?;
-    let tokens: Vec<String> = match ctx.given_tokens() {
-        Some(tokens) if !tokens.is_empty() => tokens.to_vec(),
+    let tokens: Vec<String> = match ctx.given("connect")? {
+        Some(given) if !given.tokens.is_empty() => given.tokens.clone(),
         Some(_) => bail!("connect: the worker was given no users"),
         None => register(ctx, opts).await?,
     };

@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use futures_util::future::try_join_all;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{check_duration, ChurnOpts, ConnectOpts, PairsOpts, RoomsOpts, Scenario};
 use crate::run::Ctx;
 
-#[derive(Debug, Clone, clap::Args, Serialize)]
+#[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
 pub struct MixedOpts {
     /// Seconds of load.
     #[arg(long, default_value_t = 10.0)]
@@ -20,6 +20,10 @@ pub struct MixedOpts {
     /// Idle sockets held open throughout (0 for none).
     #[arg(long, default_value_t = 200)]
     pub idle: usize,
+
+    /// New idle sockets per second, over all of them.
+    #[arg(long, default_value_t = 1000.0)]
+    pub idle_rate: f64,
 
     /// Rooms publishing (0 for none).
     #[arg(long, default_value_t = 5)]
@@ -44,6 +48,14 @@ pub struct MixedOpts {
     /// Sockets churning (0 for none).
     #[arg(long, default_value_t = 10)]
     pub churners: usize,
+
+    /// Rooms the churners join, each held open by an anchor socket.
+    #[arg(long, default_value_t = 2)]
+    pub churn_rooms: usize,
+
+    /// Most connect-join-leave cycles of the churners over the whole run.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_cycles: u64,
 }
 
 impl Default for MixedOpts {
@@ -74,7 +86,7 @@ impl MixedOpts {
             parts.push(Scenario::Connect(ConnectOpts {
                 sockets: self.idle,
                 users: Some(self.idle.min(100)),
-                rate: 1000.0,
+                rate: self.idle_rate,
                 hold: self.duration,
             }));
         }
@@ -98,8 +110,9 @@ impl MixedOpts {
         if self.churners > 0 {
             parts.push(Scenario::Churn(ChurnOpts {
                 churners: self.churners,
-                rooms: 2,
+                rooms: self.churn_rooms,
                 duration: self.duration,
+                max_cycles: self.max_cycles,
                 ..ChurnOpts::default()
             }));
         }

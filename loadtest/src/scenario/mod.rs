@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use futures_util::stream::{self, StreamExt};
+use serde::{Deserialize, Serialize};
 
 use crate::client::Conn;
 use crate::run::Ctx;
@@ -31,7 +32,8 @@ pub const MAX_DURATION_SECS: f64 = 3600.0;
 /// The most sockets a run accepts.
 pub const MAX_SOCKETS: usize = 1_000_000;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Scenario {
     Connect(ConnectOpts),
     Rooms(RoomsOpts),
@@ -69,6 +71,31 @@ impl Scenario {
             Scenario::Pairs(o) => o.validate(),
             Scenario::Churn(o) => o.validate(),
             Scenario::Mixed(o) => o.validate(),
+        }
+    }
+
+    /// Refuses a scenario that would send faster than `--socket-rate`
+    /// allows any one socket.
+    pub(crate) fn check_rate(&self, socket_rate: f64) -> Result<()> {
+        match self {
+            Scenario::Rooms(o) => o.check_rate(socket_rate),
+            Scenario::Churn(o) => o.check_rate(socket_rate),
+            Scenario::Mixed(o) => o
+                .parts()
+                .iter()
+                .try_for_each(|part| part.check_rate(socket_rate)),
+            Scenario::Connect(_) | Scenario::Pairs(_) => Ok(()),
+        }
+    }
+
+    /// Seconds the load (or, for connect, the hold) lasts.
+    pub(crate) fn load_secs(&self) -> f64 {
+        match self {
+            Scenario::Connect(o) => o.hold,
+            Scenario::Rooms(o) => o.duration,
+            Scenario::Pairs(o) => o.duration,
+            Scenario::Churn(o) => o.duration,
+            Scenario::Mixed(o) => o.duration,
         }
     }
 

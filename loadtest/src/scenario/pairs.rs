@@ -285,7 +285,7 @@ pub(crate) struct Matched {
 /// parent matched for it.
 pub(crate) async fn run(ctx: &Arc<Ctx>, opts: &PairsOpts) -> Result<()> {
     opts.validate()?;
-    let pairs = match ctx.given() {
+    let pairs = match ctx.given("pairs")? {
         Some(given) => {
             if given.conversations.len() != opts.pairs || given.tokens.len() != opts.pairs * 2 {
                 bail!(

@@ -459,7 +459,7 @@ pub(crate) async fn run(ctx: &Arc<Ctx>, opts: &RoomsOpts, tag: char) -> Result<(
     opts.check_rate(ctx.socket_rate())?;
     let members = opts.members;
     let sockets = opts.rooms * members;
-    let (tokens, first_room): (Vec<String>, usize) = match ctx.given() {
+    let (tokens, first_room): (Vec<String>, usize) = match ctx.given("rooms")? {
         Some(given) if !given.tokens.is_empty() => (given.tokens.clone(), given.first),
         Some(_) => bail!("rooms: the worker was given no users"),
         None => (register(ctx, opts, tag).await?, 0),
