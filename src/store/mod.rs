@@ -58,6 +58,16 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_) => StoreError::Unavailable(err),
+            // Postgres shutting down or restarting ends its sessions with
+            // an error of class 57 (operator intervention) before the
+            // socket closes; class 08 is a connection exception.
+            sqlx::Error::Database(db)
+                if db
+                    .code()
+                    .is_some_and(|code| code.starts_with("57P") || code.starts_with("08")) =>
+            {
+                StoreError::Unavailable(err)
+            }
             _ => StoreError::Database(err),
         }
     }
@@ -120,6 +130,10 @@ impl Store {
                 PgPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(5))
+                    // A ping before every checkout is a round trip per
+                    // query; a dead connection fails its query instead,
+                    // is dropped by the pool, and `/readyz` pings anyway.
+                    .test_before_acquire(false)
                     .connect(url)
                     .await?,
             )
