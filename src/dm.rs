@@ -34,8 +34,15 @@ const QUEUE_PER_WRITER: usize = 4096;
 /// Pushes waiting per relay in a cluster.
 const RELAY_QUEUE: usize = 8192;
 
+/// Queues the sender's `ok` for a stored (or earlier) message. The writer
+/// calls it right after queueing the sender's own copy of the message, so
+/// on one node the copy and the `ok` usually leave in one socket write
+/// instead of two.
+pub type Acknowledge = Box<dyn FnOnce(&DmRow) + Send>;
+
 struct Pending {
     message: NewDm,
+    acknowledge: Acknowledge,
     reply: oneshot::Sender<Result<DmOutcome>>,
 }
 
@@ -69,12 +76,18 @@ impl DirectMessages {
         DirectMessages { writers }
     }
 
-    /// Stores the message and pushes it; resolves once it is durable.
-    pub async fn send(&self, message: NewDm) -> Result<DmOutcome> {
+    /// Stores the message, pushes it and has it acknowledged; resolves
+    /// once it is durable. `acknowledge` runs only when the outcome is
+    /// `Stored` or `Duplicate`.
+    pub async fn send(&self, message: NewDm, acknowledge: Acknowledge) -> Result<DmOutcome> {
         let writer = &self.writers[message.conversation_id as usize % self.writers.len()];
         let (reply, outcome) = oneshot::channel();
         writer
-            .send(Pending { message, reply })
+            .send(Pending {
+                message,
+                acknowledge,
+                reply,
+            })
             .await
             .map_err(|_| Error::Unavailable("message writer"))?;
         outcome
@@ -105,17 +118,22 @@ async fn write_loop(store: Store, push: Push, mut queue: mpsc::Receiver<Pending>
         match stored {
             Ok(outcomes) => {
                 for (pending, outcome) in batch.drain(..).zip(outcomes) {
-                    if let DmOutcome::Stored { message, other_id } = &outcome {
-                        match &push {
-                            Push::Local(hub) => deliver(hub, message, *other_id),
+                    match &outcome {
+                        DmOutcome::Stored { message, other_id } => match &push {
+                            Push::Local(hub) => {
+                                deliver(hub, message, *other_id, pending.acknowledge)
+                            }
                             Push::Relay(relay) => {
                                 let stored = Stored {
                                     message: message.clone(),
                                     other_id: *other_id,
                                 };
                                 let _ = relay.send(stored).await;
+                                (pending.acknowledge)(message);
                             }
-                        }
+                        },
+                        DmOutcome::Duplicate(first) => (pending.acknowledge)(first),
+                        DmOutcome::NotParticipant | DmOutcome::NoConversation => {}
                     }
                     let _ = pending.reply.send(Ok(outcome));
                 }
@@ -161,10 +179,12 @@ async fn relay_loop(cluster: Cluster, hub: Hub, mut relayed: mpsc::Receiver<Stor
     }
 }
 
-/// Pushes a stored message to both participants, serialized once.
-fn deliver(hub: &Hub, message: &DmRow, other_id: i64) {
+/// Pushes a stored message to both participants, serialized once, with
+/// the sender's `ok` queued right behind the sender's copy.
+fn deliver(hub: &Hub, message: &DmRow, other_id: i64, acknowledge: Acknowledge) {
     let frame = encode(&ServerFrame::DmMessage(view(message)));
     hub.publish_frame(Topic::User(message.sender_id), frame.clone());
+    acknowledge(message);
     if other_id != message.sender_id {
         hub.publish_frame(Topic::User(other_id), frame);
     }

@@ -5,10 +5,11 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use meshi_protocol::{
-    DmHistoryOk, Empty, Presence as PresenceView, PresenceList, PresenceStatus, Sent, ServerFrame,
+    DmHistoryOk, Empty, Presence as PresenceView, PresenceList, PresenceStatus, Ref, Sent,
+    ServerFrame,
 };
 
-use super::conn::Connection;
+use super::conn::{ok_frame, Connection};
 use super::dispatch::{data, Reply};
 use crate::clock::{now_ms, rfc3339};
 use crate::error::{Error, Result};
@@ -68,6 +69,7 @@ impl Connection {
         raw_id: &str,
         text: String,
         client_msg_id: Option<String>,
+        reference: Option<&Ref>,
     ) -> Result<Reply> {
         let id = conversation_id(raw_id)?;
         validate_message(&text, client_msg_id.as_deref())?;
@@ -86,12 +88,19 @@ impl Connection {
             message_id: ids::random("d"),
             sent_at: now_ms(),
         };
-        let outcome = self.state.dms.send(message).await?;
-        match outcome {
-            DmOutcome::Stored { message, .. } | DmOutcome::Duplicate(message) => data(&Sent {
-                message_id: message.message_id,
-                seq: message.seq as u64,
-            }),
+        let outbox = self.outbox.clone();
+        let reference = reference.cloned();
+        let acknowledge: dm::Acknowledge = Box::new(move |stored| {
+            let sent = Sent {
+                message_id: stored.message_id.clone(),
+                seq: stored.seq as u64,
+            };
+            if let (Some(reference), Ok(json)) = (reference, serde_json::to_string(&sent)) {
+                outbox.push(ok_frame(&reference, &json));
+            }
+        });
+        match self.state.dms.send(message, acknowledge).await? {
+            DmOutcome::Stored { .. } | DmOutcome::Duplicate(_) => Ok(Reply::Queued),
             DmOutcome::NotParticipant => Err(Error::Forbidden("you are not in this conversation")),
             DmOutcome::NoConversation => Err(Error::NotFound("conversation")),
         }

@@ -182,7 +182,10 @@ impl Connection {
                 conversation_id,
                 text,
                 client_msg_id,
-            } => self.dm_send(&conversation_id, text, client_msg_id).await,
+            } => {
+                self.dm_send(&conversation_id, text, client_msg_id, reference)
+                    .await
+            }
             Request::DmHistory {
                 conversation_id,
                 after_seq,
