@@ -4,6 +4,7 @@ use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -176,6 +177,14 @@ pub async fn serve(
     };
 
     let draining = state.shutdown.clone();
+    // Pushes are small and latency is the point: without TCP_NODELAY a
+    // frame written while the previous one is unacknowledged waits for the
+    // peer's delayed ACK, up to 40 ms on Linux.
+    let listener = listener.tap_io(|socket| {
+        if let Err(error) = socket.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    });
     let server = tokio::spawn(
         axum::serve(listener, router)
             .with_graceful_shutdown(async move { draining.cancelled().await })
