@@ -10,7 +10,7 @@ mod local;
 mod redis;
 
 pub use local::LocalBus;
-pub use redis::{BusError, RedisBus};
+pub use redis::{open_client as open_redis_client, BusError, RedisBus};
 
 use crate::hub::subscribers::Delivery;
 

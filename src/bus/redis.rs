@@ -69,6 +69,17 @@ use super::Bus;
 use crate::hub::outbox::Frame;
 use crate::hub::subscribers::{Delivery, Subscribers, Topic};
 
+/// A client whose connections send at once. Script calls and publishes are
+/// small writes; with Nagle's algorithm one written while the previous is
+/// unacknowledged waits for Redis's delayed ACK, up to 40 ms.
+pub fn open_client(url: &str) -> redis::RedisResult<redis::Client> {
+    use redis::IntoConnectionInfo;
+    let info = url
+        .into_connection_info()?
+        .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+    redis::Client::open(info)
+}
+
 /// Deliveries waiting for the publisher; past this, they are dropped.
 const QUEUE: usize = 16_384;
 /// Deliveries sent to Redis in one pipeline.
@@ -155,7 +166,7 @@ impl RedisBus {
         if node_id.is_empty() || node_id.len() > 255 {
             return Err(BusError::NodeId);
         }
-        let client = redis::Client::open(url).map_err(BusError::Url)?;
+        let client = open_client(url).map_err(BusError::Url)?;
         let config = ConnectionManagerConfig::new()
             .set_min_delay(BACKOFF_MIN)
             .set_max_delay(BACKOFF_MAX)

@@ -119,7 +119,7 @@ impl Cluster {
         node: &str,
         bus: Arc<RedisBus>,
     ) -> Result<Cluster, ClusterError> {
-        let client = redis::Client::open(url).map_err(ClusterError::Url)?;
+        let client = crate::bus::open_redis_client(url).map_err(ClusterError::Url)?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
