@@ -329,21 +329,24 @@ return 0
 /// Pushes a stored direct message to both participants' channels in `seq`
 /// order. Two nodes may store a conversation's messages 5 and 6 and reach
 /// Redis as 6, 5; an early arrival is parked until the gap fills, or until
-/// upkeep gives up on it ([`DM_FLUSH`]). ARGV 3..: conversation, seq,
-/// frame, sender, other participant, now (ms).
+/// upkeep gives up on it ([`DM_FLUSH`]). A conversation Redis knows
+/// nothing of counts as having pushed nothing, so its 2 waits for its 1;
+/// after the key expired (a day of silence) or Redis restarted empty, the
+/// first message waits for that give-up instead. ARGV 3..: conversation,
+/// seq, frame, sender, other participant, now (ms).
 pub static DM_PUSH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{DM_PRELUDE}{}",
         r#"
 local seq = tonumber(ARGV[4])
 redis.call('HSET', key, 'users', ARGV[6] .. ' ' .. ARGV[7])
-local last = tonumber(redis.call('HGET', key, 'last'))
-if last and seq > last + 1 then
+local last = tonumber(redis.call('HGET', key, 'last')) or 0
+if seq > last + 1 then
   redis.call('HSET', key, 'p' .. seq, ARGV[5])
   redis.call('ZADD', PARKED, 'NX', ARGV[8], conv)
 else
   push(ARGV[5])
-  if not last or seq > last then
+  if seq > last then
     last = seq
     while true do
       local next = redis.call('HGET', key, 'p' .. (last + 1))
