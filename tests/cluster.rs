@@ -823,6 +823,57 @@ async fn direct_messages_cross_nodes_gap_free() {
 
 // ------------------------------------------------------------- 6. presence
 
+/// A push reaches a user's socket on another node only once Redis has
+/// confirmed that node's subscription to the user's channel. `hello`
+/// answers after that, so a message sent right after the recipient's `ok`
+/// is not missed (under load it was, and a pair's exchange stalled). Many
+/// users say hello at once so that subscriptions queue up on the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_answers_once_the_users_channel_is_heard() {
+    const USERS: usize = 40;
+    let redis_url = shared_redis().await;
+    let cluster = Cluster::start(
+        NodeKind::InProcess,
+        2,
+        redis_url.clone(),
+        Settings::default(),
+    )
+    .await;
+    let n2 = cluster.node(2);
+    let redis = redis::Client::open(redis_url.as_str())
+        .expect("Redis URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to Redis");
+    let mut users = Vec::new();
+    for i in 0..USERS {
+        users.push(n2.register(&format!("early{i}")).await);
+    }
+    let hellos = users.into_iter().map(|(token, id)| {
+        let mut redis = redis.clone();
+        let channel = format!("{}:user:{id}", cluster.prefix);
+        async move {
+            let client = n2.client(&token).await;
+            let (_, listeners): (String, u64) = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(&channel)
+                .query_async(&mut redis)
+                .await
+                .expect("PUBSUB NUMSUB");
+            (client, listeners)
+        }
+    });
+    let heard: Vec<u64> = futures_util::future::join_all(hellos)
+        .await
+        .into_iter()
+        .map(|(_client, listeners)| listeners)
+        .collect();
+    assert!(
+        heard.iter().all(|&listeners| listeners == 1),
+        "listeners of each user's channel right after their hello: {heard:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_is_per_user_across_nodes() {
     let redis = shared_redis().await;

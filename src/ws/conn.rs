@@ -32,6 +32,8 @@ const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// How long a killed socket's close frame may wait behind a backlog the
 /// client has not read yet.
 const KILLED_CLOSE_WAIT: Duration = Duration::from_secs(10);
+/// How long `hello` waits for Redis to confirm the user's channels.
+const HELLO_LISTEN_WITHIN: Duration = Duration::from_secs(3);
 /// Most frames written before one flush.
 const WRITE_BATCH: usize = 64;
 
@@ -288,6 +290,30 @@ impl Connection {
             user,
             subscriber,
         })
+    }
+
+    /// In a cluster, pushes for this user reach this node only once Redis
+    /// has confirmed the subscriptions `open_session` asked for. `hello` is
+    /// answered after that, so a message sent to the user on another node
+    /// right after the `ok` is not missed. While Redis is away the socket
+    /// still gets this node's pushes, so the wait is bounded.
+    pub(super) async fn hear_own_topics(&self) {
+        let (Some(cluster), Some(session)) = (&self.state.cluster, &self.session) else {
+            return;
+        };
+        let mut topics = vec![Topic::User(session.identity.user.id)];
+        topics.extend(session.identity.session_id().map(Topic::Session));
+        for topic in &topics {
+            if cluster
+                .bus()
+                .listening(topic, HELLO_LISTEN_WITHIN)
+                .await
+                .is_err()
+            {
+                tracing::warn!("hello answered before Redis confirmed the user's channels");
+                return;
+            }
+        }
     }
 
     /// Swaps in a new token of the same user (`auth.refresh`).

@@ -214,6 +214,7 @@ impl Connection {
         let session_id = identity.session_label();
         let Session { user, .. } = self.open_session(identity);
         let user = user.clone();
+        self.hear_own_topics().await;
         data(&HelloOk {
             user,
             session_id,
