@@ -273,6 +273,39 @@ async fn a_node_listens_only_while_it_has_local_sockets() {
     expect_numsub(&url, &channel, 0).await;
 }
 
+/// A storm of sockets arriving and leaving reaches the listener faster
+/// than one round trip each; it takes what is waiting in one SUBSCRIBE and
+/// one UNSUBSCRIBE, and ends up listening to exactly the topics that still
+/// have local sockets, each of which hears what is published to it.
+#[tokio::test]
+async fn a_storm_of_arrivals_and_departures_ends_in_the_right_channels() {
+    const USERS: i64 = 300;
+    let url = shared_redis().await;
+    let prefix = random_prefix();
+    let a = node(&url, &prefix, "a").await;
+    let b = node(&url, &prefix, "b").await;
+    let mut kept = Vec::new();
+    for user in 1..=USERS {
+        let sock = b.attach(&Topic::User(user), user as u64, user);
+        if user % 3 == 0 {
+            // Gone again before the listener has caught up.
+            b.subscribers.unsubscribe(&Topic::User(user), user as u64);
+        } else {
+            kept.push((user, sock));
+        }
+    }
+    for user in 1..=USERS {
+        let channel = format!("{prefix}:user:{user}");
+        expect_numsub(&url, &channel, i64::from(user % 3 != 0)).await;
+    }
+    for (user, _) in &kept {
+        a.send(&Topic::User(*user), &format!(r#"{{"to":{user}}}"#), None);
+    }
+    for (user, sock) in &mut kept {
+        assert_eq!(sock.next().await, format!(r#"{{"to":{user}}}"#));
+    }
+}
+
 #[tokio::test]
 async fn buses_recover_when_redis_restarts() {
     let port = free_port();

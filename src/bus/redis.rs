@@ -59,7 +59,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dashmap::DashMap;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -80,6 +80,10 @@ pub fn open_client(url: &str) -> redis::RedisResult<redis::Client> {
     redis::Client::open(info)
 }
 
+/// Most messages handled at once before the listener looks at anything else.
+const RECEIVE_BATCH: usize = 1024;
+/// Most topics one SUBSCRIBE or UNSUBSCRIBE carries.
+const RECONCILE_BATCH: usize = 1024;
 /// Deliveries waiting for the publisher; past this, they are dropped.
 const QUEUE: usize = 16_384;
 /// Deliveries sent to Redis in one pipeline.
@@ -498,8 +502,8 @@ impl Listener {
         // A fresh connection listens to nothing: catch up with every topic
         // that has local sockets now. Reports queued meanwhile are covered.
         while self.interest.try_recv().is_ok() {}
-        for topic in self.subscribers.topics() {
-            if let Err(error) = self.reconcile(&mut sink, topic).await {
+        for topics in self.subscribers.topics().chunks(RECONCILE_BATCH) {
+            if let Err(error) = self.reconcile(&mut sink, topics).await {
                 return Ended::Lost(error.to_string());
             }
         }
@@ -514,11 +518,33 @@ impl Listener {
         loop {
             tokio::select! {
                 message = stream.next() => match message {
-                    Some(message) => self.receive(&message),
+                    Some(message) => {
+                        self.receive(&message);
+                        // Everything else already here goes too: one
+                        // message per turn of this loop, which also waits
+                        // on subscription round trips, falls behind in a
+                        // connect storm.
+                        for _ in 0..RECEIVE_BATCH {
+                            match stream.next().now_or_never() {
+                                Some(Some(message)) => self.receive(&message),
+                                Some(None) => return Ended::Lost("connection closed".into()),
+                                None => break,
+                            }
+                        }
+                    }
                     None => return Ended::Lost("connection closed".into()),
                 },
                 Some(topic) = self.interest.recv() => {
-                    if let Err(error) = self.reconcile(&mut sink, topic).await {
+                    // In a connect storm reports come faster than one round
+                    // trip each; take all that are waiting in one go.
+                    let mut topics = vec![topic];
+                    while topics.len() < RECONCILE_BATCH {
+                        match self.interest.try_recv() {
+                            Ok(topic) => topics.push(topic),
+                            Err(_) => break,
+                        }
+                    }
+                    if let Err(error) = self.reconcile(&mut sink, &topics).await {
                         return Ended::Lost(error.to_string());
                     }
                 }
@@ -534,27 +560,55 @@ impl Listener {
         }
     }
 
-    /// Brings one topic's subscription in line with whether it has local
-    /// sockets now; the report that prompted this may already be stale.
-    async fn reconcile(&mut self, sink: &mut PubSubSink, topic: Topic) -> redis::RedisResult<()> {
-        let channel = self.channels.name(&topic);
-        let wanted = self.subscribers.count(&topic) > 0;
-        let have = self.subscribed.contains_key(&channel);
-        if wanted && !have {
-            sink.subscribe(&channel).await?;
-            self.heard.set_channels(|set| {
-                set.insert(channel.clone());
-            });
-            self.subscribed.insert(channel, topic);
-        } else if !wanted && have {
-            self.heard.set_channels(|set| {
-                set.remove(&channel);
-            });
-            if let Topic::Room(room) = &topic {
-                self.heard.room_seqs.remove(room);
+    /// Brings these topics' subscriptions in line with whether they have
+    /// local sockets now (the reports that prompted this may be stale), in
+    /// at most one UNSUBSCRIBE and one SUBSCRIBE.
+    async fn reconcile(
+        &mut self,
+        sink: &mut PubSubSink,
+        topics: &[Topic],
+    ) -> redis::RedisResult<()> {
+        let mut seen = HashSet::new();
+        let (mut to_subscribe, mut to_unsubscribe) = (Vec::new(), Vec::new());
+        for topic in topics {
+            let channel = self.channels.name(topic);
+            if !seen.insert(channel.clone()) {
+                continue;
             }
-            sink.unsubscribe(&channel).await?;
-            self.subscribed.remove(&channel);
+            let wanted = self.subscribers.count(topic) > 0;
+            let have = self.subscribed.contains_key(&channel);
+            if wanted && !have {
+                to_subscribe.push((channel, topic.clone()));
+            } else if !wanted && have {
+                to_unsubscribe.push((channel, topic.clone()));
+            }
+        }
+        if !to_unsubscribe.is_empty() {
+            self.heard.set_channels(|set| {
+                for (channel, _) in &to_unsubscribe {
+                    set.remove(channel);
+                }
+            });
+            for (_, topic) in &to_unsubscribe {
+                if let Topic::Room(room) = topic {
+                    self.heard.room_seqs.remove(room);
+                }
+            }
+            let channels: Vec<&str> = to_unsubscribe.iter().map(|(c, _)| c.as_str()).collect();
+            sink.unsubscribe(&channels).await?;
+            for (channel, _) in &to_unsubscribe {
+                self.subscribed.remove(channel);
+            }
+        }
+        if !to_subscribe.is_empty() {
+            let channels: Vec<&str> = to_subscribe.iter().map(|(c, _)| c.as_str()).collect();
+            sink.subscribe(&channels).await?;
+            self.heard.set_channels(|set| {
+                for (channel, _) in &to_subscribe {
+                    set.insert(channel.clone());
+                }
+            });
+            self.subscribed.extend(to_subscribe);
         }
         gauge_channels(self.subscribed.len());
         Ok(())
