@@ -17,6 +17,8 @@
 //! one relay task, keeping its own order, so that storing never waits on
 //! Redis.
 
+use std::time::Duration;
+
 use meshi_protocol::{DmMessage, ServerFrame, UserSummary};
 use tokio::sync::{mpsc, oneshot};
 
@@ -33,6 +35,9 @@ const MAX_BATCH: usize = 256;
 const QUEUE_PER_WRITER: usize = 4096;
 /// Pushes waiting per relay in a cluster.
 const RELAY_QUEUE: usize = 8192;
+/// How long a relay waits on Redis for one push before it delivers the
+/// message on this node only.
+const PUSH_WITHIN: Duration = Duration::from_secs(2);
 
 /// Queues the sender's `ok` for a stored (or earlier) message. The writer
 /// calls it right after queueing the sender's own copy of the message, so
@@ -160,15 +165,24 @@ async fn write_loop(store: Store, push: Push, mut queue: mpsc::Receiver<Pending>
 async fn relay_loop(cluster: Cluster, hub: Hub, mut relayed: mpsc::Receiver<Stored>) {
     while let Some(Stored { message, other_id }) = relayed.recv().await {
         let frame = encode(&ServerFrame::DmMessage(view(&message)));
-        let pushed = cluster
-            .push_dm(
+        // While the bus knows Redis is away, a push would wait out the
+        // client's reconnect attempts, message after message; go local at
+        // once instead.
+        let pushed = if cluster.bus().is_connected() {
+            let push = cluster.push_dm(
                 message.conversation_id,
                 message.seq,
                 frame.as_str(),
                 message.sender_id,
                 other_id,
-            )
-            .await;
+            );
+            match tokio::time::timeout(PUSH_WITHIN, push).await {
+                Ok(pushed) => pushed.map_err(|error| error.to_string()),
+                Err(_) => Err("no answer from Redis".to_owned()),
+            }
+        } else {
+            Err("the bus is disconnected".to_owned())
+        };
         if let Err(error) = pushed {
             tracing::debug!(%error, "Redis is away; pushing a message on this node only");
             hub.deliver_here(Topic::User(message.sender_id), frame.clone());

@@ -1216,6 +1216,52 @@ async fn a_draining_nodes_clients_move_without_losing_messages() {
         .await;
 }
 
+/// While Redis is away, a message between two sockets on one node still
+/// reaches both: the relay falls back to this node's sockets when its
+/// ordered push through Redis fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dms_on_one_node_still_arrive_while_redis_is_down() {
+    let mut redis = ThrowawayRedis::start().await;
+    let cluster = Cluster::start(NodeKind::InProcess, 2, redis.url(), Settings::default()).await;
+    let n1 = cluster.node(1);
+    let p = pair(n1, n1, "alice", "bobby").await;
+    let mut alice = n1.client(&p.a_token).await;
+    let mut bob = n1.client(&p.b_token).await;
+    dm_send(&mut alice, &p.conversation, "before").await;
+    next_dm(&mut bob, &p.conversation, "bob").await;
+    next_dm(&mut alice, &p.conversation, "alice's own copy").await;
+
+    redis.stop();
+    eventually(
+        Duration::from_secs(10),
+        "/readyz on node 1 reporting redis unreachable",
+        || async {
+            let (status, body) = n1.readyz().await;
+            if status == 503 && body["redis"] == "unreachable" {
+                Ok(())
+            } else {
+                Err(format!("{status} {body}"))
+            }
+        },
+    )
+    .await;
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        sent.push(dm_send(&mut alice, &p.conversation, &format!("while down {i}")).await);
+    }
+    for (who, client) in [("bob", &mut bob), ("alice", &mut alice)] {
+        let mut got = Vec::new();
+        for _ in 0..sent.len() {
+            got.push(seq_of(&next_dm(client, &p.conversation, who).await));
+        }
+        assert_eq!(
+            got, sent,
+            "{who} sees every message sent while Redis is down, in order"
+        );
+    }
+    redis.start_again().await;
+}
+
 // ------------------------------------------------------------- 10. Postgres down
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
