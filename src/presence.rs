@@ -169,7 +169,13 @@ impl Presence {
     fn announce(&self, user: i64, status: PresenceStatus, last_seen_at: Option<i64>) {
         let inner = self.inner.clone();
         self.inner.tasks.spawn(async move {
-            if let Some(cluster) = &inner.cluster {
+            // While Redis is away nobody else can be told, and asking
+            // would wait out the client's reconnects: this node's partners
+            // hear it at once, and upkeep puts Redis in line once it is
+            // back.
+            let cluster = inner.cluster.as_ref().filter(|c| c.is_connected());
+            let mut redis_says_news = false;
+            if let Some(cluster) = cluster {
                 let changed = match status {
                     PresenceStatus::Online => cluster.arrived(user).await,
                     PresenceStatus::Offline => cluster.departed(user).await,
@@ -186,12 +192,12 @@ impl Presence {
                     tracing::warn!(%error, user, "could not report presence to Redis");
                 }
                 match changed {
-                    Ok(true) => {}
+                    Ok(true) => redis_says_news = true,
                     // Another node holds the user still, or held them first.
                     Ok(false) => return,
+                    // Redis went away meanwhile: as above.
                     Err(error) => {
                         tracing::warn!(%error, user, "could not report presence to Redis");
-                        return;
                     }
                 }
             }
@@ -209,15 +215,15 @@ impl Presence {
             // still holds and is news to the partners, under the user's
             // shard lock, so an old transition never lands after a newer
             // one and partners never hear the same status twice running.
-            // In a cluster, Redis has already said this is news.
+            // In a cluster, Redis has usually said already that this is
+            // news; while it is away, this node's own record decides.
             let entry = inner.users.entry(user);
-            let clustered = inner.cluster.is_some();
             let news = match (&entry, status) {
                 (Entry::Occupied(_), PresenceStatus::Online) => {
-                    inner.heard_online.insert(user) || clustered
+                    inner.heard_online.insert(user) || redis_says_news
                 }
                 (Entry::Vacant(_), PresenceStatus::Offline) => {
-                    inner.heard_online.remove(&user).is_some() || clustered
+                    inner.heard_online.remove(&user).is_some() || redis_says_news
                 }
                 _ => false,
             };

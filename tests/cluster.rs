@@ -1217,10 +1217,10 @@ async fn a_draining_nodes_clients_move_without_losing_messages() {
 }
 
 /// While Redis is away, a message between two sockets on one node still
-/// reaches both: the relay falls back to this node's sockets when its
-/// ordered push through Redis fails.
+/// reaches both (the relay falls back to this node's sockets), and so does
+/// a partner going offline and coming back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dms_on_one_node_still_arrive_while_redis_is_down() {
+async fn dms_and_presence_on_one_node_still_arrive_while_redis_is_down() {
     let mut redis = ThrowawayRedis::start().await;
     let cluster = Cluster::start(NodeKind::InProcess, 2, redis.url(), Settings::default()).await;
     let n1 = cluster.node(1);
@@ -1259,6 +1259,20 @@ async fn dms_on_one_node_still_arrive_while_redis_is_down() {
             "{who} sees every message sent while Redis is down, in order"
         );
     }
+
+    bob.close().await;
+    wait_for(&mut alice, SETTLE, "alice waits for bob offline", |f| {
+        is_presence(f, &p.b_id, Some("offline"))
+    })
+    .await;
+    let _bob_again = n1.client(&p.b_token).await;
+    wait_for(
+        &mut alice,
+        SETTLE,
+        "alice waits for bob online again",
+        |f| is_presence(f, &p.b_id, Some("online")),
+    )
+    .await;
     redis.start_again().await;
 }
 

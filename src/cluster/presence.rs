@@ -17,6 +17,12 @@ impl ClusterPresence {
         ClusterPresence { cluster }
     }
 
+    /// Whether this node's links to Redis are up; while they are not,
+    /// presence reaches only this node's sockets.
+    pub fn is_connected(&self) -> bool {
+        self.cluster.bus().is_connected()
+    }
+
     /// This node now holds the user; true if no node did before.
     pub async fn arrived(&self, user: UserId) -> redis::RedisResult<bool> {
         let first: i64 = self.cluster.run(&scripts::ONLINE, &args![user]).await?;
