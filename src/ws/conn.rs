@@ -296,11 +296,15 @@ impl Connection {
     /// has confirmed the subscriptions `open_session` asked for. `hello` is
     /// answered after that, so a message sent to the user on another node
     /// right after the `ok` is not missed. While Redis is away the socket
-    /// still gets this node's pushes, so the wait is bounded.
+    /// still gets this node's pushes, so there is no wait then, and the
+    /// wait is bounded otherwise.
     pub(super) async fn hear_own_topics(&self) {
         let (Some(cluster), Some(session)) = (&self.state.cluster, &self.session) else {
             return;
         };
+        if !cluster.bus().is_connected() {
+            return;
+        }
         let mut topics = vec![Topic::User(session.identity.user.id)];
         topics.extend(session.identity.session_id().map(Topic::Session));
         for topic in &topics {
