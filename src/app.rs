@@ -23,9 +23,22 @@ use crate::presence::Presence;
 use crate::rooms::Rooms;
 use crate::store::{Store, StoreError};
 
-/// Everything a handler or a socket needs; cheap to clone.
+/// Everything a handler or a socket needs, behind one pointer: axum clones
+/// the state for every request and every socket, and cloning each service
+/// (a dozen reference counts and a vector of channels) showed in profiles
+/// of connect storms.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+pub struct Services {
     pub config: Arc<Config>,
     pub store: Store,
     pub accounts: Accounts,
@@ -99,7 +112,7 @@ impl AppState {
             }
             None => Rooms::Local(hub.clone()),
         };
-        AppState {
+        AppState(Arc::new(Services {
             accounts: Accounts::new(store.clone(), config.clone(), jwt),
             notifier: Notifier::new(store.clone(), hub.clone()),
             dms: DirectMessages::start(store.clone(), hub.clone(), cluster.clone()),
@@ -119,7 +132,7 @@ impl AppState {
             metrics: crate::metrics::handle(),
             shutdown,
             tasks,
-        }
+        }))
     }
 }
 
