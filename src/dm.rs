@@ -47,6 +47,11 @@ pub type Acknowledge = Box<dyn FnOnce(&DmRow) + Send>;
 
 struct Pending {
     message: NewDm,
+    sender: Waiting,
+}
+
+/// The socket that sent a pending message, waiting to hear of it.
+struct Waiting {
     acknowledge: Acknowledge,
     reply: oneshot::Sender<Result<DmOutcome>>,
 }
@@ -90,8 +95,7 @@ impl DirectMessages {
         writer
             .send(Pending {
                 message,
-                acknowledge,
-                reply,
+                sender: Waiting { acknowledge, reply },
             })
             .await
             .map_err(|_| Error::Unavailable("message writer"))?;
@@ -115,18 +119,19 @@ struct Stored {
 async fn write_loop(store: Store, push: Push, mut queue: mpsc::Receiver<Pending>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let messages: Vec<NewDm> = batch.iter().map(|p| p.message.clone()).collect();
+        let (messages, senders): (Vec<NewDm>, Vec<Waiting>) =
+            batch.drain(..).map(|p| (p.message, p.sender)).unzip();
         let started = std::time::Instant::now();
         let stored = store.append_dms(&messages).await;
         metrics::histogram!("meshi_dm_commit_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("meshi_dm_batch_size").record(messages.len() as f64);
         match stored {
             Ok(outcomes) => {
-                for (pending, outcome) in batch.drain(..).zip(outcomes) {
+                for (sender, outcome) in senders.into_iter().zip(outcomes) {
                     match &outcome {
                         DmOutcome::Stored { message, other_id } => match &push {
                             Push::Local(hub) => {
-                                deliver(hub, message, *other_id, pending.acknowledge)
+                                deliver(hub, message, *other_id, sender.acknowledge)
                             }
                             Push::Relay(relay) => {
                                 let stored = Stored {
@@ -134,26 +139,26 @@ async fn write_loop(store: Store, push: Push, mut queue: mpsc::Receiver<Pending>
                                     other_id: *other_id,
                                 };
                                 let _ = relay.send(stored).await;
-                                (pending.acknowledge)(message);
+                                (sender.acknowledge)(message);
                             }
                         },
-                        DmOutcome::Duplicate(first) => (pending.acknowledge)(first),
+                        DmOutcome::Duplicate(first) => (sender.acknowledge)(first),
                         DmOutcome::NotParticipant | DmOutcome::NoConversation => {}
                     }
-                    let _ = pending.reply.send(Ok(outcome));
+                    let _ = sender.reply.send(Ok(outcome));
                 }
             }
             Err(err) => {
                 metrics::counter!("meshi_db_errors_total").increment(1);
                 let unavailable = matches!(err, StoreError::Unavailable(_));
                 tracing::warn!(error = %err, "storing messages failed");
-                for pending in batch.drain(..) {
+                for sender in senders {
                     let error = if unavailable {
                         Error::Unavailable("database")
                     } else {
                         Error::internal(err.to_string())
                     };
-                    let _ = pending.reply.send(Err(error));
+                    let _ = sender.reply.send(Err(error));
                 }
             }
         }
