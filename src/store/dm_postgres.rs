@@ -18,7 +18,7 @@ use std::collections::HashSet;
 
 use sqlx::{PgConnection, PgPool};
 
-use super::messages::{DmOutcome, DmRow, NewDm, DM_SELECT};
+use super::messages::{DmOutcome, DmRow, NewDm, Pair, DM_SELECT};
 use super::StoreError;
 
 const APPEND: &str = "\
@@ -157,24 +157,13 @@ async fn append_run(conn: &mut PgConnection, run: &[NewDm]) -> Result<Vec<DmOutc
             .await?;
             DmOutcome::Duplicate(first)
         } else {
-            let other_id = if row.user_low == dm.sender_id {
-                row.user_high
-            } else {
-                row.user_low
+            let pair = Pair {
+                user_low: row.user_low,
+                user_high: row.user_high,
             };
             DmOutcome::Stored {
-                message: DmRow {
-                    conversation_id: dm.conversation_id,
-                    seq: row.seq,
-                    message_id: dm.message_id.clone(),
-                    sender_id: dm.sender_id,
-                    sender_handle: dm.sender_handle.clone(),
-                    sender_display_name: dm.sender_display_name.clone(),
-                    text: dm.text.clone(),
-                    client_msg_id: dm.client_msg_id.clone(),
-                    sent_at: dm.sent_at,
-                },
-                other_id,
+                message: dm.stored_as(row.seq),
+                other_id: pair.other(dm.sender_id),
             }
         });
     }

@@ -30,6 +30,23 @@ pub struct NewDm {
     pub sent_at: i64,
 }
 
+impl NewDm {
+    /// The message as stored, with the `seq` it took.
+    pub(super) fn stored_as(&self, seq: i64) -> DmRow {
+        DmRow {
+            conversation_id: self.conversation_id,
+            seq,
+            message_id: self.message_id.clone(),
+            sender_id: self.sender_id,
+            sender_handle: self.sender_handle.clone(),
+            sender_display_name: self.sender_display_name.clone(),
+            text: self.text.clone(),
+            client_msg_id: self.client_msg_id.clone(),
+            sent_at: self.sent_at,
+        }
+    }
+}
+
 /// What storing one message came to.
 #[derive(Debug, Clone)]
 pub enum DmOutcome {
@@ -146,17 +163,7 @@ impl Store {
                 .await?;
                 let pair = Pair { user_low, user_high };
                 outcomes.push(DmOutcome::Stored {
-                    message: DmRow {
-                        conversation_id: dm.conversation_id,
-                        seq,
-                        message_id: dm.message_id.clone(),
-                        sender_id: dm.sender_id,
-                        sender_handle: dm.sender_handle.clone(),
-                        sender_display_name: dm.sender_display_name.clone(),
-                        text: dm.text.clone(),
-                        client_msg_id: dm.client_msg_id.clone(),
-                        sent_at: dm.sent_at,
-                    },
+                    message: dm.stored_as(seq),
                     other_id: pair.other(dm.sender_id),
                 });
             }
