@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::store::{user, NOW};
+
 use meshi::store::{
     EventAccess, EventChanges, EventError, Left, NewEvent, RsvpStatus, Store, UserRow,
 };
@@ -19,22 +21,7 @@ store_contract!(
     missing_events_are_not_found,
 );
 
-const NOW: i64 = 1_700_000_000_000;
 const HOUR: i64 = 3_600_000;
-
-async fn user(store: &Store, handle: &str) -> UserRow {
-    store
-        .create_user(meshi::store::NewUser {
-            handle,
-            display_name: handle,
-            password_hash: Some("$argon2id$stub"),
-            external_sub: None,
-            role: "member",
-            now: NOW,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("create {handle}: {e}"))
-}
 
 async fn event(store: &Store, host: &UserRow, title: &str, capacity: i64) -> i64 {
     store

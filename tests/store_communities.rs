@@ -5,9 +5,10 @@
 
 mod common;
 
+use common::store::{user, NOW};
+
 use meshi::store::{
-    CommunityAccess, CommunityFilter, CommunityRow, MembershipChange, NewUser, Store, StoreError,
-    UserRow,
+    CommunityAccess, CommunityFilter, CommunityRow, MembershipChange, Store, StoreError, UserRow,
 };
 
 store_contract!(
@@ -22,22 +23,6 @@ store_contract!(
     listing_pages_after_a_cursor,
     listing_filters_by_text_and_tag,
 );
-
-const NOW: i64 = 1_700_000_000_000;
-
-async fn user(store: &Store, handle: &str) -> UserRow {
-    store
-        .create_user(NewUser {
-            handle,
-            display_name: handle,
-            password_hash: Some("$argon2id$stub"),
-            external_sub: None,
-            role: "member",
-            now: NOW,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("create user {handle}: {e}"))
-}
 
 async fn community(store: &Store, owner: &UserRow, name: &str, tags: &[&str]) -> CommunityRow {
     let tags: Vec<String> = tags.iter().map(|t| (*t).to_owned()).collect();

@@ -8,7 +8,9 @@
 
 mod common;
 
-use meshi::store::{DmOutcome, DmRow, NewDm, NewUser, Store, UserRow};
+use common::store::{user, NOW};
+
+use meshi::store::{DmOutcome, DmRow, NewDm, Store, UserRow};
 
 store_contract!(
     a_batch_takes_consecutive_seqs_per_conversation_in_order,
@@ -18,22 +20,6 @@ store_contract!(
     sending_moves_only_the_senders_read_marker,
     racing_batches_on_one_conversation_leave_no_gap,
 );
-
-const NOW: i64 = 1_700_000_000_000;
-
-async fn user(store: &Store, handle: &str) -> UserRow {
-    store
-        .create_user(NewUser {
-            handle,
-            display_name: handle,
-            password_hash: Some("$argon2id$stub"),
-            external_sub: None,
-            role: "member",
-            now: NOW,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("create {handle}: {e}"))
-}
 
 /// Two matched users and their conversation's id.
 async fn pair(store: &Store, tag: &str) -> (UserRow, UserRow, i64) {

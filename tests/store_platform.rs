@@ -7,7 +7,9 @@
 
 mod common;
 
-use meshi::store::{CardChanges, CardFilter, CardRow, MatchError, NewUser, Store, UserRow};
+use common::store::{user, NOW};
+
+use meshi::store::{CardChanges, CardFilter, CardRow, MatchError, Store, UserRow};
 
 store_contract!(
     create_card_returns_the_row,
@@ -27,22 +29,6 @@ store_contract!(
     racing_presses_count_once,
     racing_matches_of_one_pair_share_one_conversation,
 );
-
-const NOW: i64 = 1_700_000_000_000;
-
-async fn user(store: &Store, handle: &str) -> UserRow {
-    store
-        .create_user(NewUser {
-            handle,
-            display_name: handle,
-            password_hash: Some("$argon2id$stub"),
-            external_sub: None,
-            role: "member",
-            now: NOW,
-        })
-        .await
-        .unwrap_or_else(|e| panic!("create {handle}: {e}"))
-}
 
 fn tags(list: &[&str]) -> Vec<String> {
     list.iter().map(|t| (*t).to_owned()).collect()

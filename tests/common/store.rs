@@ -1,6 +1,24 @@
 //! Store contract tests: one body per contract, run on both backends.
 
-use meshi::store::Store;
+use meshi::store::{NewUser, Store, UserRow};
+
+/// The clock every store contract writes with, in ms.
+pub const NOW: i64 = 1_700_000_000_000;
+
+/// A member named `handle` (display name the same), created at [`NOW`].
+pub async fn user(store: &Store, handle: &str) -> UserRow {
+    store
+        .create_user(NewUser {
+            handle,
+            display_name: handle,
+            password_hash: Some("$argon2id$stub"),
+            external_sub: None,
+            role: "member",
+            now: NOW,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("create user {handle}: {e}"))
+}
 
 /// A migrated store on a fresh SQLite file; the directory keeps it alive.
 pub async fn sqlite_store() -> (Store, tempfile::TempDir) {
