@@ -335,7 +335,7 @@ pub async fn run(env: Env, scenario: Scenario) -> Result<Report> {
     Ok(run_in(env, scenario, None).await?.0)
 }
 
-pub(crate) fn now_rfc3339() -> String {
+fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
@@ -350,12 +350,8 @@ pub(crate) async fn run_in(
 ) -> Result<(Report, Arc<Ctx>)> {
     let nofile = system::raise_nofile_limit();
     scenario.validate()?;
-    let started_at = now_rfc3339();
     let ctx = Arc::new(Ctx::new(env, scenario.parts(), link));
-    let own_before = system::own_usage();
-    let server_before = ctx.server_sample();
-    let (stop, stopped) = oneshot::channel();
-    let sampler = tokio::spawn(sample(ctx.clone(), stopped));
+    let measuring = Measuring::start(&ctx, nofile);
     let reporter = ctx
         .link
         .is_some()
@@ -366,21 +362,59 @@ pub(crate) async fn run_in(
     if let Some(reporter) = reporter {
         reporter.abort();
     }
-    let _ = stop.send(());
-    let timeline = sampler.await.unwrap_or_default();
-    outcome?;
-    let own_after = system::own_usage();
-    let server_after = ctx.server_sample();
-    let report = build_report(
-        &ctx,
-        &scenario,
-        started_at,
-        nofile,
-        (own_before, own_after),
-        server_before.zip(server_after),
-        timeline,
-    );
+    let (report, ()) = measuring.finish(&ctx, &scenario, outcome).await?;
     Ok((report, ctx))
+}
+
+/// What a run measures around its load, in this process or over workers:
+/// the tool's and the server's usage before and after, and the timeline a
+/// sampler takes meanwhile.
+pub(crate) struct Measuring {
+    started_at: String,
+    nofile: u64,
+    own_before: OwnUsage,
+    server_before: Option<ProcSample>,
+    stop: oneshot::Sender<()>,
+    sampler: tokio::task::JoinHandle<Timeline>,
+}
+
+impl Measuring {
+    pub(crate) fn start(ctx: &Arc<Ctx>, nofile: u64) -> Self {
+        let (stop, stopped) = oneshot::channel();
+        Measuring {
+            started_at: now_rfc3339(),
+            nofile,
+            own_before: system::own_usage(),
+            server_before: ctx.server_sample(),
+            stop,
+            sampler: tokio::spawn(sample(ctx.clone(), stopped)),
+        }
+    }
+
+    /// Stops the sampler; unless the load failed, reads the usage after it
+    /// and builds the report.
+    pub(crate) async fn finish<T>(
+        self,
+        ctx: &Ctx,
+        scenario: &Scenario,
+        outcome: Result<T>,
+    ) -> Result<(Report, T)> {
+        let _ = self.stop.send(());
+        let timeline = self.sampler.await.unwrap_or_default();
+        let value = outcome?;
+        let own_after = system::own_usage();
+        let server_after = ctx.server_sample();
+        let report = build_report(
+            ctx,
+            scenario,
+            self.started_at,
+            self.nofile,
+            (self.own_before, own_after),
+            self.server_before.zip(server_after),
+            timeline,
+        );
+        Ok((report, value))
+    }
 }
 
 pub(crate) fn build_report(
@@ -473,7 +507,7 @@ pub(crate) fn build_report(
 
 /// Once a second: counter rates, latency percentiles of the last second,
 /// open sockets, and CPU and memory of the tool and the server.
-pub(crate) async fn sample(ctx: Arc<Ctx>, mut stop: oneshot::Receiver<()>) -> Timeline {
+async fn sample(ctx: Arc<Ctx>, mut stop: oneshot::Receiver<()>) -> Timeline {
     const EVERY: Duration = Duration::from_secs(1);
     let stats = &ctx.stats;
     let mut timeline = Timeline::new(EVERY);

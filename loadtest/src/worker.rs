@@ -48,7 +48,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::{mpsc, oneshot, OnceCell};
 
 use crate::report::{Phase, Report, Timeline};
-use crate::run::{self, Ctx, Env, EnvOptions};
+use crate::run::{self, Ctx, Env, EnvOptions, Measuring};
 use crate::scenario::{
     churn, connect, pairs, rooms, ChurnOpts, ConnectOpts, MixedOpts, PairsOpts, RoomsOpts,
     Scenario, MAX_DURATION_SECS,
@@ -588,12 +588,8 @@ pub(crate) async fn run_parent(env: Env, scenario: Scenario) -> Result<Report> {
         Some(exe) => exe.clone(),
         None => std::env::current_exe().context("finding this executable to start workers")?,
     };
-    let started_at = run::now_rfc3339();
     let ctx = Arc::new(Ctx::new(env, 1, None));
-    let own_before = system::own_usage();
-    let server_before = ctx.server_sample();
-    let (stop, stopped) = oneshot::channel();
-    let sampler = tokio::spawn(run::sample(ctx.clone(), stopped));
+    let measuring = Measuring::start(&ctx, nofile);
 
     let plan = Plan {
         scenario: &scenario,
@@ -603,21 +599,7 @@ pub(crate) async fn run_parent(env: Env, scenario: Scenario) -> Result<Report> {
         assigned: &assigned,
     };
     let outcome = drive(&ctx, &plan, &exe).await;
-
-    let _ = stop.send(());
-    let timeline = sampler.await.unwrap_or_default();
-    let summaries = outcome?;
-    let own_after = system::own_usage();
-    let server_after = ctx.server_sample();
-    let mut report = run::build_report(
-        &ctx,
-        &scenario,
-        started_at,
-        nofile,
-        (own_before, own_after),
-        server_before.zip(server_after),
-        timeline,
-    );
+    let (mut report, summaries) = measuring.finish(&ctx, &scenario, outcome).await?;
     merge(&mut report, &ctx, &units, &shares, summaries);
     report.warnings.clear();
     report.failures.clear();
