@@ -94,6 +94,16 @@ impl Server {
         }
     }
 
+    /// The same over `workers` worker processes of the tool itself (this
+    /// test's own executable is the test harness, not the tool).
+    fn over_workers(&self, workers: usize) -> EnvOptions {
+        EnvOptions {
+            workers,
+            worker_exe: Some(env!("CARGO_BIN_EXE_meshi-loadtest").into()),
+            ..self.env()
+        }
+    }
+
     async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -272,11 +282,8 @@ async fn connect_opens_and_holds_sockets_and_reads_server_memory() {
 async fn connect_over_worker_processes_merges_into_one_report() {
     let server = Server::start().await;
     let options = EnvOptions {
-        workers: 2,
-        // This test's own executable is the test harness, not the tool.
-        worker_exe: Some(env!("CARGO_BIN_EXE_meshi-loadtest").into()),
         server_pid: Some(std::process::id()),
-        ..server.env()
+        ..server.over_workers(2)
     };
     let report = run(
         options,
@@ -340,9 +347,7 @@ async fn connect_with_minted_jwts_over_worker_processes() {
         jwt_issuer: Some("test-idp".to_owned()),
         jwt_audience: Some("meshi-test".to_owned()),
         // The parent mints; the workers get the tokens over their stdin.
-        workers: 2,
-        worker_exe: Some(env!("CARGO_BIN_EXE_meshi-loadtest").into()),
-        ..server.env()
+        ..server.over_workers(2)
     };
     let report = run(
         options,
@@ -443,11 +448,7 @@ async fn a_secret_the_server_does_not_share_is_refused_with_a_hint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_over_worker_processes_keep_each_room_in_one() {
     let server = Server::start().await;
-    let options = EnvOptions {
-        workers: 2,
-        worker_exe: Some(env!("CARGO_BIN_EXE_meshi-loadtest").into()),
-        ..server.env()
-    };
+    let options = server.over_workers(2);
     let report = run(
         options,
         Scenario::Rooms(RoomsOpts {
@@ -496,11 +497,7 @@ async fn rooms_over_worker_processes_keep_each_room_in_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pairs_over_worker_processes_keep_each_pair_in_one() {
     let server = Server::start().await;
-    let options = EnvOptions {
-        workers: 2,
-        worker_exe: Some(env!("CARGO_BIN_EXE_meshi-loadtest").into()),
-        ..server.env()
-    };
+    let options = server.over_workers(2);
     let report = run(
         options,
         Scenario::Pairs(PairsOpts {
@@ -535,11 +532,7 @@ async fn pairs_over_worker_processes_keep_each_pair_in_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn churn_over_worker_processes_keeps_churners_with_their_rooms() {
     let server = Server::start().await;
-    let options = EnvOptions {
-        workers: 2,
-        worker_exe: Some(env!("CARGO_BIN_EXE_meshi-loadtest").into()),
-        ..server.env()
-    };
+    let options = server.over_workers(2);
     let report = run(
         options,
         Scenario::Churn(ChurnOpts {
@@ -597,11 +590,7 @@ async fn churn_over_worker_processes_keeps_churners_with_their_rooms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_over_worker_processes_deals_out_every_part() {
     let server = Server::start().await;
-    let options = EnvOptions {
-        workers: 2,
-        worker_exe: Some(env!("CARGO_BIN_EXE_meshi-loadtest").into()),
-        ..server.env()
-    };
+    let options = server.over_workers(2);
     let report = run(
         options,
         Scenario::Mixed(MixedOpts {
