@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use meshi_loadtest::check::CheckTotals;
 use meshi_loadtest::scenario::{ChurnOpts, ConnectOpts, MixedOpts, PairsOpts, RoomsOpts};
 use meshi_loadtest::{Env, EnvOptions, Report, Scenario};
 use tokio::sync::oneshot;
@@ -198,6 +199,62 @@ async fn rooms_deliver_every_message_to_every_member_once() {
     assert_eq!(report.correctness.messages, acked * 4);
     assert!(report.rates["room_delivered_per_sec"] > 0.0);
     assert!(report.latency_ms.contains_key("room_delivery"));
+    server.stop().await;
+}
+
+/// A report that found a message lost, delivered twice or out of order
+/// fails (the tool then exits with status 1), whatever else went well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_found_loss_duplicates_or_disorder_fails() {
+    let server = Server::start().await;
+    let clean = run(
+        server.env(),
+        Scenario::Rooms(RoomsOpts {
+            rooms: 1,
+            members: 2,
+            publishers: 1,
+            rate: 20.0,
+            duration: 0.5,
+            ..RoomsOpts::default()
+        }),
+    )
+    .await;
+    assert_passed_clean(&clean);
+    for (what, found) in [
+        (
+            "messages lost",
+            CheckTotals {
+                lost: 1,
+                ..clean.correctness
+            },
+        ),
+        (
+            "delivered twice",
+            CheckTotals {
+                duplicated: 1,
+                ..clean.correctness
+            },
+        ),
+        (
+            "out of order",
+            CheckTotals {
+                out_of_order: 1,
+                ..clean.correctness
+            },
+        ),
+    ] {
+        let mut report = clean.clone();
+        report.correctness = found;
+        report.failures.clear();
+        report.judge(&[]);
+        assert!(!report.passed, "{what}: {}", report.summary());
+        assert!(report.summary().contains("FAILED"), "{what}");
+        assert!(
+            report.failures.iter().any(|f| f.contains(what)),
+            "{what}: {:?}",
+            report.failures
+        );
+    }
     server.stop().await;
 }
 
