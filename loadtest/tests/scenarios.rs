@@ -258,6 +258,89 @@ async fn a_run_that_found_loss_duplicates_or_disorder_fails() {
     server.stop().await;
 }
 
+/// Two nodes of one cluster: one SQLite file between them, and the Redis
+/// at 127.0.0.1:6379 under a key prefix of their own.
+async fn start_cluster() -> (Server, Server, String) {
+    const REDIS: &str = "127.0.0.1:6379";
+    if std::net::TcpStream::connect(REDIS).is_err() {
+        panic!(
+            "this test needs Redis at {REDIS}; start one with `redis-server --daemonize yes \
+             --bind 127.0.0.1 -::1 --port 6379 --save \"\" --appendonly no`"
+        );
+    }
+    let prefix = format!("meshi-loadtest-{:016x}", fastrand::u64(..));
+    let node = |id: &'static str, database_url: Option<String>| {
+        let prefix = prefix.clone();
+        move |config: &mut meshi::config::Config| {
+            config.rate_per_sec = 10_000;
+            config.rate_burst = 10_000;
+            config.redis_url = Some(format!("redis://{REDIS}"));
+            config.redis_prefix = prefix;
+            config.node_id = Some(id.to_owned());
+            if let Some(url) = database_url {
+                config.database_url = url;
+            }
+        }
+    };
+    let first = Server::start_configured(node("a", None)).await;
+    let shared = format!("sqlite://{}", first._dir.path().join("meshi.db").display());
+    let second = Server::start_configured(node("b", Some(shared))).await;
+    (first, second, prefix)
+}
+
+/// Deletes every key under `<prefix>:` in the Redis the cluster used.
+async fn clear_prefix(prefix: &str) {
+    let client = redis::Client::open("redis://127.0.0.1:6379").expect("Redis URL");
+    let mut redis = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to Redis");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut redis)
+        .await
+        .expect("KEYS");
+    if !keys.is_empty() {
+        redis::cmd("DEL")
+            .arg(&keys)
+            .query_async::<()>(&mut redis)
+            .await
+            .expect("DEL");
+    }
+}
+
+/// The tool spreads one run's sockets over several nodes (`--url`
+/// repeated, dealt out in turn), and every room message still reaches
+/// every member once and in order, across the nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_over_two_nodes_of_a_cluster() {
+    let (a, b, prefix) = start_cluster().await;
+    let options = EnvOptions {
+        urls: vec![a.url.clone(), b.url.clone()],
+        ..a.env()
+    };
+    let report = run(
+        options,
+        Scenario::Rooms(RoomsOpts {
+            rooms: 2,
+            members: 4,
+            publishers: 2,
+            rate: 60.0,
+            duration: 1.5,
+            ..RoomsOpts::default()
+        }),
+    )
+    .await;
+    let summary = assert_passed_clean(&report);
+    let acked = counter(&report, "room_acked");
+    assert!(acked > 30, "{summary}");
+    assert_eq!(counter(&report, "room_delivered"), acked * 4, "{summary}");
+    assert_eq!(report.correctness.streams, 8, "{summary}");
+    b.stop().await;
+    a.stop().await;
+    clear_prefix(&prefix).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pairs_ping_pong_persisted_messages() {
     let server = Server::start().await;
