@@ -90,6 +90,17 @@ struct MatchView {
 }
 
 impl Rest {
+    /// The text of the first target's `/metrics`, if it answers.
+    pub async fn first_metrics(&self) -> Option<String> {
+        let response = self
+            .http
+            .get(self.targets.first()?.metrics())
+            .send()
+            .await
+            .ok()?;
+        response.error_for_status().ok()?.text().await.ok()
+    }
+
     /// `minter`, when given, provisions users by single sign-on.
     pub fn new(
         targets: Vec<Target>,

@@ -68,6 +68,7 @@ pub struct ToolUsage {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServerUsage {
+    /// 0 when read from `/metrics`.
     pub pid: u32,
     pub cpu_secs: f64,
     /// Of one core, over the whole run.

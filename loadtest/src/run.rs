@@ -48,6 +48,11 @@ pub struct EnvOptions {
     #[arg(global = true, long)]
     pub server_pid: Option<u32>,
 
+    /// Read the server's CPU time and memory from its `/metrics` (the first
+    /// --url) instead, for a server that is not a process here.
+    #[arg(global = true, long, conflicts_with = "server_pid")]
+    pub server_metrics: bool,
+
     /// Frames per second each socket may send: set it to the server's
     /// MESHI_RATE_PER_SEC. The tool paces every socket under it.
     #[arg(global = true, long, default_value_t = 20.0)]
@@ -214,6 +219,11 @@ impl Ctx {
                     .to_owned(),
             );
         }
+        if env.options.server_metrics && link.is_none() {
+            marks
+                .notes
+                .push("the server's CPU and memory were read from its /metrics".to_owned());
+        }
         Ctx {
             env,
             stats: Arc::new(Stats::new()),
@@ -296,8 +306,14 @@ impl Ctx {
         self.marks().notes.push(text.into());
     }
 
-    pub fn server_sample(&self) -> Option<ProcSample> {
-        self.env.options.server_pid.and_then(ProcSample::read)
+    pub async fn server_sample(&self) -> Option<ProcSample> {
+        if let Some(pid) = self.env.options.server_pid {
+            return ProcSample::read(pid);
+        }
+        if !self.env.options.server_metrics {
+            return None;
+        }
+        ProcSample::from_metrics(&self.env.rest.first_metrics().await?)
     }
 }
 
@@ -351,7 +367,7 @@ pub(crate) async fn run_in(
     let nofile = system::raise_nofile_limit();
     scenario.validate()?;
     let ctx = Arc::new(Ctx::new(env, scenario.parts(), link));
-    let measuring = Measuring::start(&ctx, nofile);
+    let measuring = Measuring::start(&ctx, nofile).await;
     let reporter = ctx
         .link
         .is_some()
@@ -379,13 +395,13 @@ pub(crate) struct Measuring {
 }
 
 impl Measuring {
-    pub(crate) fn start(ctx: &Arc<Ctx>, nofile: u64) -> Self {
+    pub(crate) async fn start(ctx: &Arc<Ctx>, nofile: u64) -> Self {
         let (stop, stopped) = oneshot::channel();
         Measuring {
             started_at: now_rfc3339(),
             nofile,
             own_before: system::own_usage(),
-            server_before: ctx.server_sample(),
+            server_before: ctx.server_sample().await,
             stop,
             sampler: tokio::spawn(sample(ctx.clone(), stopped)),
         }
@@ -403,7 +419,7 @@ impl Measuring {
         let timeline = self.sampler.await.unwrap_or_default();
         let value = outcome?;
         let own_after = system::own_usage();
-        let server_after = ctx.server_sample();
+        let server_after = ctx.server_sample().await;
         let report = build_report(
             ctx,
             scenario,
@@ -514,7 +530,7 @@ async fn sample(ctx: Arc<Ctx>, mut stop: oneshot::Receiver<()>) -> Timeline {
     let mut last_at = Instant::now();
     let mut last_counts = stats.snapshot();
     let mut last_own = system::own_usage();
-    let mut last_server = ctx.server_sample();
+    let mut last_server = ctx.server_sample().await;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + EVERY, EVERY);
     loop {
         let done = tokio::select! {
@@ -555,7 +571,7 @@ async fn sample(ctx: Arc<Ctx>, mut stop: oneshot::Receiver<()>) -> Timeline {
                 "tool_cpu_percent".to_owned(),
                 Some(100.0 * own_cpu.as_secs_f64() / dt.max(1e-9)),
             );
-            let server = ctx.server_sample();
+            let server = ctx.server_sample().await;
             if let (Some(before), Some(after)) = (&last_server, &server) {
                 let cpu = after.cpu().saturating_sub(before.cpu());
                 point.insert(

@@ -99,6 +99,26 @@ impl ProcSample {
         })
     }
 
+    /// The process gauges a meshi server publishes on `/metrics`.
+    pub fn from_metrics(text: &str) -> Option<ProcSample> {
+        let value = |name: &str| {
+            text.lines()
+                .filter(|line| !line.starts_with('#'))
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        };
+        let cpu = Duration::from_secs_f64(value("process_cpu_seconds_total")?.max(0.0));
+        Some(ProcSample {
+            user: cpu,
+            system: Duration::ZERO,
+            rss_kib: value("process_resident_memory_bytes")? as u64 / 1024,
+            peak_rss_kib: value("process_max_resident_memory_bytes").unwrap_or(0.0) as u64 / 1024,
+            threads: value("process_threads").unwrap_or(0.0) as u64,
+        })
+    }
+
     pub fn cpu(&self) -> Duration {
         self.user + self.system
     }

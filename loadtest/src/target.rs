@@ -68,6 +68,11 @@ impl Target {
         })
     }
 
+    /// The server's Prometheus page.
+    pub fn metrics(&self) -> String {
+        format!("{}metrics", self.http)
+    }
+
     /// A REST URL under `/api/v1`.
     pub fn api(&self, path: &str) -> String {
         format!("{}api/v1{}", self.http, path)

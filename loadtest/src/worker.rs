@@ -589,7 +589,7 @@ pub(crate) async fn run_parent(env: Env, scenario: Scenario) -> Result<Report> {
         None => std::env::current_exe().context("finding this executable to start workers")?,
     };
     let ctx = Arc::new(Ctx::new(env, 1, None));
-    let measuring = Measuring::start(&ctx, nofile);
+    let measuring = Measuring::start(&ctx, nofile).await;
 
     let plan = Plan {
         scenario: &scenario,
@@ -672,7 +672,7 @@ async fn drive(ctx: &Arc<Ctx>, plan: &Plan<'_>, exe: &Path) -> Result<Vec<Summar
             );
         }
     }
-    let rss_before = ctx.server_sample().map(|s| s.rss_kib);
+    let rss_before = ctx.server_sample().await.map(|s| s.rss_kib);
     let (heard_tx, mut heard) = mpsc::unbounded_channel();
     let mut workers = Vec::with_capacity(shares.len());
     for (index, share) in shares.iter().enumerate() {
@@ -866,6 +866,7 @@ fn spec_for(
     env.source_ips = share.sources.clone();
     // The parent reads the server: one reading for all the sockets.
     env.server_pid = None;
+    env.server_metrics = false;
     env.quiet = true;
     env.worker_exe = None;
     // The parent provisioned the users; a worker never needs the secret.

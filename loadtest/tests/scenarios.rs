@@ -418,6 +418,34 @@ async fn connect_opens_and_holds_sockets_and_reads_server_memory() {
     server.stop().await;
 }
 
+/// A server that is no process of this machine is read from its
+/// `/metrics`: the same CPU, memory and per-socket figures as by pid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_reads_the_server_from_its_metrics_page() {
+    let server = Server::start().await;
+    let options = EnvOptions {
+        server_metrics: true,
+        ..server.env()
+    };
+    let report = run(
+        options,
+        Scenario::Connect(ConnectOpts {
+            sockets: 30,
+            users: Some(3),
+            rate: 500.0,
+            hold: 1.0,
+        }),
+    )
+    .await;
+    assert_sane(&report);
+    assert!(report.figures.contains_key("server_bytes_per_socket"));
+    let usage = report.server.as_ref().expect("server usage from /metrics");
+    assert!(usage.rss_end_kib > 0 && usage.threads > 0, "{usage:?}");
+    assert!(usage.cpu_secs > 0.0, "{usage:?}");
+    assert!(report.timeline.series.contains_key("server_rss_mib"));
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_over_worker_processes_merges_into_one_report() {
     let server = Server::start().await;

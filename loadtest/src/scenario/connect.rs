@@ -76,7 +76,7 @@ pub(crate) async fn run(ctx: &Arc<Ctx>, opts: &ConnectOpts, alone: bool) -> Resu
         None => register(ctx, opts).await?,
     };
     let user_count = tokens.len();
-    let rss_before = ctx.server_sample().map(|s| s.rss_kib);
+    let rss_before = ctx.server_sample().await.map(|s| s.rss_kib);
     let (stage, watch) = watch::channel(Stage::Ready);
     let (ready, mut readied) = mpsc::unbounded_channel::<bool>();
     let permits = Arc::new(Semaphore::new(ctx.env.options.connect_concurrency.max(1)));
@@ -170,7 +170,7 @@ pub(crate) async fn run(ctx: &Arc<Ctx>, opts: &ConnectOpts, alone: bool) -> Resu
 /// them, so with a cluster it holds its share of the sockets, not all.
 pub(crate) async fn server_memory_figures(ctx: &Ctx, before_kib: u64, opened: u64) {
     tokio::time::sleep(SETTLE).await;
-    if let Some(after) = ctx.server_sample() {
+    if let Some(after) = ctx.server_sample().await {
         ctx.figure("server_rss_before_sockets_kib", before_kib as f64);
         ctx.figure("server_rss_with_sockets_kib", after.rss_kib as f64);
         let grown = after.rss_kib.saturating_sub(before_kib) as f64 * 1024.0;
