@@ -199,9 +199,12 @@ pub async fn serve(
         }
     });
     let server = tokio::spawn(
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { draining.cancelled().await })
-            .into_future(),
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { draining.cancelled().await })
+        .into_future(),
     );
     tracing::info!(backend = state.store.backend(), "serving");
 

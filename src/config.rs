@@ -144,6 +144,84 @@ pub struct Config {
     #[arg(long, env = "MESHI_DRAIN_SECS", default_value_t = 10)]
     pub drain_secs: u64,
 
+    /// Address of a second listener that serves `/metrics` only, so the
+    /// metrics need not face the internet; unset serves them on `MESHI_ADDR`.
+    #[arg(long, env = "MESHI_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// Milliseconds a client has to send a request's headers (the socket
+    /// upgrade's included) from the moment it connects or starts a request.
+    #[arg(long, env = "MESHI_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub http_header_timeout_ms: u64,
+
+    /// Milliseconds a client has to send a request's whole body.
+    #[arg(long, env = "MESHI_HTTP_BODY_TIMEOUT_MS", default_value_t = 15_000)]
+    pub http_body_timeout_ms: u64,
+
+    /// Milliseconds a kept-alive HTTP connection may sit between requests.
+    #[arg(long, env = "MESHI_HTTP_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    pub http_idle_timeout_ms: u64,
+
+    /// Milliseconds from accepting a connection to completing a socket
+    /// upgrade (the `101` written).
+    #[arg(long, env = "MESHI_UPGRADE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub upgrade_timeout_ms: u64,
+
+    /// Open TCP connections (HTTP and sockets) this node holds at once;
+    /// more are refused with 503. 0 means no limit.
+    #[arg(long, env = "MESHI_MAX_CONNECTIONS", default_value_t = 50_000)]
+    pub max_connections: usize,
+
+    /// Open TCP connections from one peer address; more are refused with
+    /// 429. Trusted proxies are exempt. 0 means no limit.
+    #[arg(long, env = "MESHI_MAX_CONNECTIONS_PER_ADDR", default_value_t = 256)]
+    pub max_connections_per_addr: usize,
+
+    /// Register and login attempts per minute per client address and per
+    /// handle. 0 means no limit.
+    #[arg(long, env = "MESHI_AUTH_RATE_PER_MIN", default_value_t = 10)]
+    pub auth_rate_per_min: u32,
+
+    /// Comma-separated proxy addresses or CIDRs whose `X-Forwarded-For`
+    /// names the client; every other peer is the client itself.
+    #[arg(long, env = "MESHI_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// Password hashes waiting for a core at once; more answer 503.
+    #[arg(long, env = "MESHI_HASH_QUEUE", default_value_t = 64)]
+    pub hash_queue: usize,
+
+    /// Open sockets per user on this node; more are refused with 429
+    /// before the upgrade. 0 means no limit.
+    #[arg(long, env = "MESHI_MAX_SOCKETS_PER_USER", default_value_t = 16)]
+    pub max_sockets_per_user: usize,
+
+    /// Open sockets per client address on this node; more are refused with
+    /// 429 before the upgrade. 0 means no limit.
+    #[arg(long, env = "MESHI_MAX_SOCKETS_PER_ADDR", default_value_t = 64)]
+    pub max_sockets_per_addr: usize,
+
+    /// Open drop-in rooms one user hosts at once. 0 means no limit.
+    #[arg(long, env = "MESHI_MAX_HOSTED_ROOMS", default_value_t = 3)]
+    pub max_hosted_rooms: usize,
+
+    /// `room.create` calls per minute per user. 0 means no limit.
+    #[arg(long, env = "MESHI_ROOM_CREATE_PER_MIN", default_value_t = 6)]
+    pub room_create_per_min: u32,
+
+    /// Rooms one socket may be joined to at once. 0 means no limit.
+    #[arg(long, env = "MESHI_MAX_ROOMS_PER_SOCKET", default_value_t = 50)]
+    pub max_rooms_per_socket: usize,
+
+    /// Most rooms one `room.list` or `rooms.watch` answer carries.
+    #[arg(long, env = "MESHI_ROOM_LIST_MAX", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub room_list_max: u32,
+
+    /// Seconds between checks of the revoked-sessions record, which close
+    /// sockets whose revocation the bus did not carry.
+    #[arg(long, env = "MESHI_REVOCATION_CHECK_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub revocation_check_secs: u64,
+
     /// Log format: `text` or `json`.
     #[arg(long, env = "MESHI_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -165,6 +243,18 @@ pub struct Config {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// A trusted proxy: one address (a host route) or a CIDR block.
+pub fn parse_proxy(value: &str) -> Result<ipnet::IpNet, String> {
+    let value = value.trim();
+    if let Ok(net) = value.parse::<ipnet::IpNet>() {
+        return Ok(net);
+    }
+    value
+        .parse::<std::net::IpAddr>()
+        .map(ipnet::IpNet::from)
+        .map_err(|_| format!("`{value}` is neither an IP address nor a CIDR block"))
 }
 
 fn parse_production(value: &str) -> Result<bool, String> {
@@ -376,6 +466,26 @@ impl Config {
         Duration::from_secs(self.jwt_leeway_secs)
     }
 
+    /// Lifts the limits that count per client address or per user (auth
+    /// attempts, connections and sockets per address or user, hosted rooms,
+    /// room creation): a load test or a test suite drives thousands of
+    /// users from one loopback address.
+    pub fn lift_abuse_limits(&mut self) {
+        self.auth_rate_per_min = 0;
+        self.max_connections_per_addr = 0;
+        self.max_sockets_per_user = 0;
+        self.max_sockets_per_addr = 0;
+        self.max_hosted_rooms = 0;
+        self.room_create_per_min = 0;
+        self.max_rooms_per_socket = 0;
+    }
+
+    /// Whether `peer` is a proxy whose `X-Forwarded-For` may be believed.
+    pub fn is_trusted_proxy(&self, peer: std::net::IpAddr) -> bool {
+        let peer = canonical_ip(peer);
+        self.trusted_proxies.iter().any(|net| net.contains(&peer))
+    }
+
     /// Whether the database URL was given explicitly, for production checks.
     pub fn database_url_from_env() -> bool {
         std::env::var_os("MESHI_DATABASE_URL").is_some()
@@ -398,6 +508,17 @@ fn read_named_file(name: &'static str, path: &Path) -> Result<Vec<u8>, ConfigErr
         path: path.to_owned(),
         source,
     })
+}
+
+/// An IPv4 peer seen through an IPv6 socket (`::ffff:a.b.c.d`) as the IPv4
+/// address it is, so limits and proxy lists see one address, not two.
+pub fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+        v4 => v4,
+    }
 }
 
 /// Names that go into Redis keys and channels unquoted.
@@ -448,6 +569,23 @@ impl fmt::Debug for Config {
             jwt_leeway_secs,
             reconnect_after_ms,
             drain_secs,
+            metrics_addr,
+            http_header_timeout_ms,
+            http_body_timeout_ms,
+            http_idle_timeout_ms,
+            upgrade_timeout_ms,
+            max_connections,
+            max_connections_per_addr,
+            auth_rate_per_min,
+            trusted_proxies,
+            hash_queue,
+            max_sockets_per_user,
+            max_sockets_per_addr,
+            max_hosted_rooms,
+            room_create_per_min,
+            max_rooms_per_socket,
+            room_list_max,
+            revocation_check_secs,
             log_format,
             production,
         } = self;
@@ -478,6 +616,23 @@ impl fmt::Debug for Config {
             .field("jwt_leeway_secs", jwt_leeway_secs)
             .field("reconnect_after_ms", reconnect_after_ms)
             .field("drain_secs", drain_secs)
+            .field("metrics_addr", metrics_addr)
+            .field("http_header_timeout_ms", http_header_timeout_ms)
+            .field("http_body_timeout_ms", http_body_timeout_ms)
+            .field("http_idle_timeout_ms", http_idle_timeout_ms)
+            .field("upgrade_timeout_ms", upgrade_timeout_ms)
+            .field("max_connections", max_connections)
+            .field("max_connections_per_addr", max_connections_per_addr)
+            .field("auth_rate_per_min", auth_rate_per_min)
+            .field("trusted_proxies", trusted_proxies)
+            .field("hash_queue", hash_queue)
+            .field("max_sockets_per_user", max_sockets_per_user)
+            .field("max_sockets_per_addr", max_sockets_per_addr)
+            .field("max_hosted_rooms", max_hosted_rooms)
+            .field("room_create_per_min", room_create_per_min)
+            .field("max_rooms_per_socket", max_rooms_per_socket)
+            .field("room_list_max", room_list_max)
+            .field("revocation_check_secs", revocation_check_secs)
             .field("log_format", log_format)
             .field("production", production)
             .finish()

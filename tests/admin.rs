@@ -126,6 +126,7 @@ async fn admin_server() -> TestServer {
 
 fn config_on(database_url: String, admin_handles: &[&str]) -> Config {
     let mut config = Config::defaults();
+    config.lift_abuse_limits();
     config.database_url = database_url;
     config.rate_per_sec = 1_000;
     config.rate_burst = 1_000;

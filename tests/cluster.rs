@@ -1380,6 +1380,7 @@ async fn a_second_node_with_a_running_nodes_id_refuses_to_start() {
     let prefix = common::cluster::random_prefix();
     let config = |dir: &tempfile::TempDir| {
         let mut config = meshi::config::Config::defaults();
+        config.lift_abuse_limits();
         config.database_url = format!("sqlite://{}", dir.path().join("meshi.db").display());
         config.redis_url = Some(redis.clone());
         config.redis_prefix = prefix.clone();

@@ -495,6 +495,7 @@ async fn paging_by_name_survives_inserts_between_pages() {
 #[tokio::test]
 async fn the_core_flow_runs_on_postgres() {
     let mut config = meshi::config::Config::defaults();
+    config.lift_abuse_limits();
     config.database_url = common::postgres::fresh_database().await;
     config.rate_per_sec = 1_000;
     config.rate_burst = 1_000;

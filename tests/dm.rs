@@ -329,6 +329,7 @@ async fn concurrent_senders_on_sqlite_get_gap_free_seqs_and_ordered_delivery() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_senders_on_postgres_get_gap_free_seqs_and_ordered_delivery() {
     let mut config = Config::defaults();
+    config.lift_abuse_limits();
     config.database_url = common::postgres::fresh_database().await;
     config.rate_per_sec = 1_000;
     config.rate_burst = 1_000;

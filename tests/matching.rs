@@ -710,6 +710,7 @@ async fn the_story_on_sqlite() {
 #[tokio::test]
 async fn the_story_on_postgres() {
     let mut config = Config::defaults();
+    config.lift_abuse_limits();
     config.database_url = fresh_database().await;
     config.rate_per_sec = 1_000;
     config.rate_burst = 1_000;

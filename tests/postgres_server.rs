@@ -23,6 +23,7 @@ const PROCESS_TIMEOUT: Duration = Duration::from_secs(20);
 /// Config for a test server on `database_url` with test-friendly limits.
 fn config_on(database_url: String) -> Config {
     let mut config = Config::defaults();
+    config.lift_abuse_limits();
     config.database_url = database_url;
     config.rate_per_sec = 1_000;
     config.rate_burst = 1_000;

@@ -604,6 +604,7 @@ async fn a_bad_public_key_file_stops_the_server_at_start() {
         (dir.path().join("missing.pem"), "MESHI_JWT_PUBLIC_KEY_FILE"),
     ] {
         let mut config = Config::defaults();
+        config.lift_abuse_limits();
         config.database_url = format!("sqlite://{}", dir.path().join("meshi.db").display());
         config.jwt_public_key_file = Some(path);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -629,6 +630,7 @@ async fn sign_on_races_resolve_on_postgres() {
     let url = fresh_database().await;
     let (keys, public_key) = public_key_file();
     let mut config = Config::defaults();
+    config.lift_abuse_limits();
     config.database_url = url;
     config.rate_per_sec = 1_000;
     config.rate_burst = 1_000;

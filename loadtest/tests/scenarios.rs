@@ -47,6 +47,7 @@ impl Server {
     async fn start_configured(configure: impl FnOnce(&mut meshi::config::Config)) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = meshi::config::Config::defaults();
+        config.lift_abuse_limits();
         config.database_url = format!("sqlite://{}", dir.path().join("meshi.db").display());
         configure(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

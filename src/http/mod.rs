@@ -5,6 +5,7 @@
 mod accounts;
 mod admin;
 mod cards;
+pub mod client_addr;
 mod communities;
 mod events;
 mod extract;
@@ -25,6 +26,8 @@ use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::error::Error;
+
+pub use client_addr::ClientAddr;
 
 /// Largest REST request body.
 const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -252,6 +252,7 @@ pub struct NodeSpec {
 impl NodeSpec {
     pub fn config(&self, addr: SocketAddr) -> Config {
         let mut config = Config::defaults();
+        config.lift_abuse_limits();
         config.addr = addr;
         config.database_url = self.database_url.clone();
         config.redis_url = Some(self.redis_url.clone());

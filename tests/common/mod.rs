@@ -41,6 +41,7 @@ impl TestServer {
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::defaults();
+        config.lift_abuse_limits();
         config.database_url = format!("sqlite://{}", dir.path().join("meshi.db").display());
         config.rate_per_sec = 1_000;
         config.rate_burst = 1_000;
