@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use meshi_protocol::{Room as RoomView, RoomClosedReason, RoomJoined, Sent, UserSummary};
+use meshi_protocol::{
+    Room as RoomView, RoomClosedReason, RoomJoined, Sent, ServerFrame, UserSummary,
+};
 
 use crate::cluster::ClusterRooms;
 use crate::error::Result;
@@ -83,6 +85,16 @@ impl Rooms {
         match self {
             Rooms::Local(hub) => hub.leave_room(room_id, conn),
             Rooms::Cluster(rooms) => rooms.leave(room_id, conn).await,
+        }
+    }
+
+    /// Takes `user` out of a room that goes on without them; each of their
+    /// sockets in it gets `removed`. Returns whether they were inside; a
+    /// room that is not open has nobody to take out.
+    pub async fn remove(&self, room_id: &str, user: UserId, removed: &ServerFrame) -> Result<bool> {
+        match self {
+            Rooms::Local(hub) => Ok(hub.remove_from_room(room_id, user, removed)),
+            Rooms::Cluster(rooms) => rooms.remove(room_id, user, removed).await,
         }
     }
 

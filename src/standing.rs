@@ -6,7 +6,7 @@
 //! address it without looking it up; its topic carries the event's title
 //! or the community's name.
 
-use meshi_protocol::{Room, RoomKind};
+use meshi_protocol::{Room, RoomKind, RoomRemovedReason, ServerFrame};
 
 use crate::error::{Error, Result};
 use crate::hub::StandingRoom;
@@ -37,6 +37,54 @@ fn owner(room_id: &str) -> Result<Option<Owner>> {
         return Ok(Some(Owner::Community(parse(id)?)));
     }
     Ok(None)
+}
+
+/// The room of an event.
+pub fn event_room(event_id: i64) -> String {
+    format!("event:{event_id}")
+}
+
+/// The room of a community.
+pub fn community_room(community_id: i64) -> String {
+    format!("community:{community_id}")
+}
+
+/// Whether `room_id` is an event's or a community's room.
+pub fn is_standing(room_id: &str) -> bool {
+    room_id.starts_with("event:") || room_id.starts_with("community:")
+}
+
+/// Takes `user` out of a standing room whose right they just lost (an RSVP
+/// withdrawn, a community left): their sockets in it get `room.removed`
+/// with reason `access`, and the others see them leave. Idempotent, so a
+/// caller that failed here can simply try again.
+pub async fn end_access(rooms: &Rooms, room_id: &str, user: i64) -> Result<()> {
+    let removed = ServerFrame::RoomRemoved {
+        room_id: room_id.to_owned(),
+        reason: RoomRemovedReason::Access,
+        until: None,
+    };
+    rooms.remove(room_id, user, &removed).await?;
+    Ok(())
+}
+
+/// After a join: whether `user` still may be in `room_id`. Their right may
+/// have ended between the check before the join and the join itself, in
+/// which case the removal found nobody to remove and this catches it.
+pub async fn still_admitted(store: &Store, room_id: &str, user: i64) -> Result<bool> {
+    let Some(owner) = owner(room_id)? else {
+        return Ok(true);
+    };
+    Ok(match owner {
+        Owner::Event(event_id) => store
+            .event_room_access(event_id, user)
+            .await?
+            .is_some_and(|a| !a.cancelled && a.may_enter),
+        Owner::Community(community_id) => store
+            .community_room_access(community_id, user)
+            .await?
+            .is_some_and(|a| a.is_member),
+    })
 }
 
 /// Checks that `user` may enter `room_id` and, for a standing room, opens
@@ -104,7 +152,7 @@ async fn standing_room(
 pub async fn rooms_for(store: &Store, engine: &Rooms, user: i64) -> Result<Vec<Room>> {
     let mut rooms = engine.list().await?;
     for (event_id, _) in store.event_ids_open_to(user).await? {
-        let room_id = format!("event:{event_id}");
+        let room_id = event_room(event_id);
         // The list came from the same rules, but an RSVP may have changed
         // since; a room the user may no longer enter is left out.
         if let Ok(room) = standing_room(store, &room_id, Owner::Event(event_id), user).await {
@@ -112,7 +160,7 @@ pub async fn rooms_for(store: &Store, engine: &Rooms, user: i64) -> Result<Vec<R
         }
     }
     for (community_id, _) in store.community_ids_of(user).await? {
-        let room_id = format!("community:{community_id}");
+        let room_id = community_room(community_id);
         if let Ok(room) = standing_room(store, &room_id, Owner::Community(community_id), user).await
         {
             rooms.push(engine.ensure(room).await?);

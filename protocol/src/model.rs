@@ -82,6 +82,16 @@ pub enum RoomClosedReason {
     Moderator,
 }
 
+/// Why a user was taken out of a room that goes on without them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoomRemovedReason {
+    /// A moderator or the room's host kicked them.
+    Kicked,
+    /// Their right to the room ended: they left its event or community.
+    Access,
+}
+
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notification {

@@ -2,7 +2,8 @@
 
 use crate::envelope::{ErrorBody, Ref};
 use crate::model::{
-    DmMessage, Notification, Presence, Room, RoomClosedReason, RoomMessage, UserSummary,
+    DmMessage, Notification, Presence, Room, RoomClosedReason, RoomMessage, RoomRemovedReason,
+    UserSummary,
 };
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +34,16 @@ pub enum ServerFrame {
     RoomClosed {
         room_id: String,
         reason: RoomClosedReason,
+    },
+    /// This user is out of a room that goes on without them; sent to each
+    /// of their sockets that was in it.
+    #[serde(rename = "room.removed")]
+    RoomRemoved {
+        room_id: String,
+        reason: RoomRemovedReason,
+        /// When a ban ends (RFC 3339); absent when there is none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until: Option<String>,
     },
     #[serde(rename = "rooms.changed")]
     RoomsChanged(RoomsChanged),
@@ -98,6 +109,7 @@ impl ServerFrame {
             ServerFrame::RoomMemberLeft { .. } => "room.member_left",
             ServerFrame::RoomTyping { .. } => "room.typing",
             ServerFrame::RoomClosed { .. } => "room.closed",
+            ServerFrame::RoomRemoved { .. } => "room.removed",
             ServerFrame::RoomsChanged(_) => "rooms.changed",
             ServerFrame::DmMessage(_) => "dm.message",
             ServerFrame::DmRead { .. } => "dm.read",

@@ -261,6 +261,11 @@ fn every_server_frame() -> Vec<ServerFrame> {
             room_id: s(),
             reason: RoomClosedReason::Empty,
         },
+        ServerFrame::RoomRemoved {
+            room_id: s(),
+            reason: meshi_protocol::RoomRemovedReason::Access,
+            until: None,
+        },
         ServerFrame::RoomsChanged(RoomsChanged::open(room())),
         ServerFrame::DmMessage(DmMessage {
             conversation_id: s(),
@@ -308,6 +313,7 @@ fn every_server_frame() -> Vec<ServerFrame> {
             | ServerFrame::RoomMemberLeft { .. }
             | ServerFrame::RoomTyping { .. }
             | ServerFrame::RoomClosed { .. }
+            | ServerFrame::RoomRemoved { .. }
             | ServerFrame::RoomsChanged(_)
             | ServerFrame::DmMessage(_)
             | ServerFrame::DmRead { .. }

@@ -49,6 +49,11 @@
 //! every node delivers them, then `<position>:<seq> ` in ASCII decimal
 //! (`seq` is 0 for events that are not messages), then the frame. A room's
 //! closing event has kind 'X' instead, so nodes forget the room after it.
+//! A member taken out of a room (their access ended) is kind 'R', with
+//! `<position>:<user id> ` before the frame they alone receive: every node
+//! takes that user's sockets off the room at that point of its order.
+//! Nodes publish an eviction of their own as kind 'E': 8 bytes of the user
+//! id (i64, big-endian), then the frame.
 //! The frame's bytes travel as they were serialized, so no node parses or
 //! re-serializes a frame it forwards.
 
@@ -139,10 +144,17 @@ struct Heard {
     changed: watch::Sender<u64>,
     room_seqs: DashMap<Arc<str>, (u64, u64)>,
     on_room_closed: OnceLock<RoomClosed>,
+    on_member_evicted: OnceLock<MemberEvicted>,
+    /// Bumped each time the listener is subscribed again after losing
+    /// Redis: whatever was published meanwhile never reached this node.
+    resubscribed: watch::Sender<u64>,
 }
 
 /// Told of every room that closes, anywhere, while this node listens to it.
 pub type RoomClosed = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// Told of every user taken out of a room this node listens to.
+pub type MemberEvicted = Arc<dyn Fn(&str, i64) + Send + Sync>;
 
 impl Heard {
     fn set_channels(&self, update: impl FnOnce(&mut HashSet<String>)) {
@@ -205,6 +217,8 @@ impl RedisBus {
             changed: watch::channel(0).0,
             room_seqs: DashMap::new(),
             on_room_closed: OnceLock::new(),
+            on_member_evicted: OnceLock::new(),
+            resubscribed: watch::channel(0).0,
         });
 
         tasks.spawn(
@@ -277,6 +291,18 @@ impl RedisBus {
         self.heard.on_room_closed.set(closed).is_ok()
     }
 
+    /// Installs the one listener for members taken out of rooms; false if
+    /// one is set.
+    pub fn on_member_evicted(&self, evicted: MemberEvicted) -> bool {
+        self.heard.on_member_evicted.set(evicted).is_ok()
+    }
+
+    /// Changes each time the listener has subscribed again after losing
+    /// Redis, so state that only the bus carried can be checked anew.
+    pub fn resubscriptions(&self) -> watch::Receiver<u64> {
+        self.heard.resubscribed.subscribe()
+    }
+
     /// The Redis channel carrying `topic`.
     pub fn channel(&self, topic: &Topic) -> String {
         self.channels.name(topic)
@@ -333,7 +359,9 @@ impl Channels {
 
 fn topic_of(delivery: &Delivery) -> &Topic {
     match delivery {
-        Delivery::Frame { topic, .. } | Delivery::Close { topic, .. } => topic,
+        Delivery::Frame { topic, .. }
+        | Delivery::Close { topic, .. }
+        | Delivery::Evict { topic, .. } => topic,
     }
 }
 
@@ -512,6 +540,7 @@ impl Listener {
                 channels = self.subscribed.len(),
                 "bus subscribed to Redis again"
             );
+            self.heard.resubscribed.send_modify(|n| *n += 1);
         }
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.reset();
@@ -631,6 +660,13 @@ impl Listener {
                 closes,
             }) => {
                 metrics::counter!("meshi_bus_received_total").increment(1);
+                if let (Topic::Room(room), Delivery::Evict { user, .. }) = (topic, &delivery) {
+                    self.subscribers.deliver(&delivery);
+                    if let Some(evicted) = self.heard.on_member_evicted.get() {
+                        evicted(room, *user);
+                    }
+                    return;
+                }
                 if let (
                     Topic::Room(room),
                     Delivery::Frame {
@@ -669,6 +705,9 @@ const KIND_CLOSE: u8 = b'C';
 const KIND_SEQUENCED: u8 = b'P';
 /// Sequenced, and the room is closed after it.
 const KIND_CLOSING: u8 = b'X';
+/// Sequenced: a member taken out of the room.
+const KIND_REMOVED: u8 = b'R';
+const KIND_EVICT: u8 = b'E';
 
 /// Encodes a delivery as published; the format is in the module docs.
 fn encode(node_id: &str, delivery: &Delivery) -> Vec<u8> {
@@ -677,12 +716,14 @@ fn encode(node_id: &str, delivery: &Delivery) -> Vec<u8> {
     let body = match delivery {
         Delivery::Frame { frame, .. } => 9 + frame.len(),
         Delivery::Close { reason, .. } => 2 + reason.len(),
+        Delivery::Evict { frame, .. } => 8 + frame.len(),
     };
     let mut out = Vec::with_capacity(3 + node.len() + body);
     out.push(VERSION);
     out.push(match delivery {
         Delivery::Frame { .. } => KIND_FRAME,
         Delivery::Close { .. } => KIND_CLOSE,
+        Delivery::Evict { .. } => KIND_EVICT,
     });
     out.push(node.len() as u8);
     out.extend_from_slice(node);
@@ -702,6 +743,10 @@ fn encode(node_id: &str, delivery: &Delivery) -> Vec<u8> {
         Delivery::Close { code, reason, .. } => {
             out.extend_from_slice(&code.to_be_bytes());
             out.extend_from_slice(reason.as_bytes());
+        }
+        Delivery::Evict { user, frame, .. } => {
+            out.extend_from_slice(&user.to_be_bytes());
+            out.extend_from_slice(frame.as_bytes());
         }
     }
     out
@@ -755,6 +800,9 @@ fn decode(own: &str, payload: &[u8], topic: &Topic) -> Result<Decoded, DecodeErr
     if *kind == KIND_SEQUENCED || *kind == KIND_CLOSING {
         return decode_sequenced(topic, body, *kind == KIND_CLOSING);
     }
+    if *kind == KIND_REMOVED {
+        return decode_removed(topic, body);
+    }
     let delivery = match *kind {
         KIND_FRAME => {
             let (skip_user, frame) = match body {
@@ -784,6 +832,15 @@ fn decode(own: &str, payload: &[u8], topic: &Topic) -> Result<Decoded, DecodeErr
                 reason: intern_reason(reason),
             }
         }
+        KIND_EVICT => {
+            let (user, frame) = body.split_first_chunk::<8>().ok_or(DecodeError::Short)?;
+            Delivery::Evict {
+                topic,
+                user: i64::from_be_bytes(*user),
+                frame: Frame::try_from(Bytes::copy_from_slice(frame))
+                    .map_err(|_| DecodeError::Utf8)?,
+            }
+        }
         other => return Err(DecodeError::Kind(other)),
     };
     Ok(Decoded::Remote(delivery))
@@ -810,6 +867,26 @@ fn decode_sequenced(topic: Topic, body: &[u8], closes: bool) -> Result<Decoded, 
         },
         seq,
         closes,
+    })
+}
+
+/// `<position>:<user id> <frame>`, as the room script that takes a member
+/// out publishes it.
+fn decode_removed(topic: Topic, body: &[u8]) -> Result<Decoded, DecodeError> {
+    let space = body
+        .iter()
+        .position(|b| *b == b' ')
+        .ok_or(DecodeError::Position)?;
+    let (header, frame) = (&body[..space], &body[space + 1..]);
+    let header = std::str::from_utf8(header).map_err(|_| DecodeError::Position)?;
+    let (position, user) = header.split_once(':').ok_or(DecodeError::Position)?;
+    position.parse::<u64>().map_err(|_| DecodeError::Position)?;
+    let user = user.parse().map_err(|_| DecodeError::Position)?;
+    let frame = Frame::try_from(Bytes::copy_from_slice(frame)).map_err(|_| DecodeError::Utf8)?;
+    Ok(Decoded::Sequenced {
+        delivery: Delivery::Evict { topic, user, frame },
+        seq: 0,
+        closes: false,
     })
 }
 
@@ -973,6 +1050,30 @@ mod tests {
             decode("me", b"\x01P\x00x:1 {}", &room()).map(|_| ()),
             Err(DecodeError::Position)
         );
+    }
+
+    #[test]
+    fn removals_reach_every_node_naming_the_user() {
+        let payload = b"\x01R\x0043:7 {\"type\":\"room.removed\"}";
+        for own in ["node-a", "node-b"] {
+            let Ok(Decoded::Sequenced { delivery, .. }) = decode(own, payload, &room()) else {
+                panic!("not sequenced");
+            };
+            let Delivery::Evict { user, frame, .. } = delivery else {
+                panic!("not an eviction");
+            };
+            assert_eq!(user, 7);
+            assert_eq!(frame.as_str(), r#"{"type":"room.removed"}"#);
+        }
+        let sent = Delivery::Evict {
+            topic: room(),
+            user: 9,
+            frame: Frame::from("{}"),
+        };
+        let Delivery::Evict { user, frame, .. } = remote(&encode("node-a", &sent)) else {
+            panic!("not an eviction");
+        };
+        assert_eq!((user, frame.as_str()), (9, "{}"));
     }
 
     #[test]

@@ -90,6 +90,18 @@ impl ClusterRooms {
         cluster.bus().on_room_closed(Arc::new(move |room: &str| {
             forget.remove(room);
         }));
+        // A member taken out of a room is no longer held here either: the
+        // room must not come back with them after a Redis loss, and their
+        // next join through this node is their first again.
+        let forget = held.clone();
+        cluster
+            .bus()
+            .on_member_evicted(Arc::new(move |room: &str, user: UserId| {
+                if let Some(held) = forget.get(room).map(|h| h.clone()) {
+                    held.forget(user);
+                    forget.remove_if(room, |_, h| h.is_empty());
+                }
+            }));
         ClusterRooms {
             cluster,
             hub,
@@ -268,7 +280,11 @@ impl ClusterRooms {
 
     pub async fn leave(&self, room_id: &str, conn: &Subscriber) -> Result<()> {
         let room: Arc<str> = Arc::from(room_id);
-        self.hub.unsubscribe(&Topic::Room(room.clone()), conn.conn);
+        // A socket taken out of the room (its user's access ended) left it
+        // then; Redis has heard of it already.
+        if !self.hub.unsubscribe(&Topic::Room(room.clone()), conn.conn) {
+            return Ok(());
+        }
         let Some(held) = self.held.get(room_id).map(|h| h.clone()) else {
             return Ok(());
         };
@@ -322,6 +338,28 @@ impl ClusterRooms {
             }
         }
         result
+    }
+
+    /// Takes `user` out of the room on every node; see [`scripts::REMOVE`].
+    pub async fn remove(&self, room_id: &str, user: UserId, removed: &ServerFrame) -> Result<bool> {
+        if check_room_id(room_id).is_err() {
+            return Ok(false);
+        }
+        let frame = encode(removed);
+        let inside: i64 = self
+            .cluster
+            .run(
+                &scripts::REMOVE,
+                &args![
+                    room_id,
+                    user,
+                    frame.as_str(),
+                    self.close_at_once(),
+                    now_ms()
+                ],
+            )
+            .await?;
+        Ok(inside == 1)
     }
 
     pub async fn send(
@@ -654,6 +692,14 @@ impl Held {
             None => false,
         };
         (last, users.is_empty())
+    }
+
+    /// Drops every socket of `user`: they were taken out of the room.
+    fn forget(&self, user: UserId) {
+        self.users
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&user);
     }
 
     fn holds(&self, user: UserId) -> bool {

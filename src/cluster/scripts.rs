@@ -198,6 +198,39 @@ return 1
     )
 });
 
+/// Takes a member out of the room on every node. ARGV 4..: user, the
+/// frame their sockets get, "1" to close an emptied drop-in room at once,
+/// now (ms). The removal is sequenced like any room event (kind R), so no
+/// node hands the user anything the room sends after it. Returns 1 if the
+/// user was inside.
+pub static REMOVE: LazyLock<Script> = LazyLock::new(|| {
+    room_script(
+        r#"
+if redis.call('EXISTS', K.meta) == 0 then return 0 end
+local user = ARGV[4]
+if redis.call('HEXISTS', K.mem, user) == 0 then return 0 end
+local prefix = user .. '@'
+for _, field in ipairs(redis.call('HKEYS', K.at)) do
+  if string.sub(field, 1, #prefix) == prefix then redis.call('HDEL', K.at, field) end
+end
+local ev = redis.call('HINCRBY', K.meta, 'ev', 1)
+redis.call('PUBLISH', ROOM_CH, '\1R\0' .. ev .. ':' .. user .. ' ' .. ARGV[5])
+redis.call('HDEL', K.cnt, user)
+redis.call('HDEL', K.mem, user)
+publish(0, '{"type":"room.member_left","room_id":' .. ROOM_JSON .. ',"user_id":"' .. user .. '"}')
+announce()
+if redis.call('HLEN', K.mem) == 0 and redis.call('HGET', K.meta, 'kind') == 'drop_in' then
+  if ARGV[6] == '1' then
+    close('empty')
+  else
+    redis.call('ZADD', EMPTY, ARGV[7], room)
+  end
+end
+return 1
+"#,
+    )
+});
+
 /// ARGV 4..: reason, and "" to close regardless or a time (ms): close
 /// only a room empty since then. Returns 1 if it closed the room.
 pub static CLOSE: LazyLock<Script> = LazyLock::new(|| {

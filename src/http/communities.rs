@@ -243,6 +243,16 @@ pub async fn leave(
 ) -> Result<StatusCode> {
     let id = path_id(&id, "community")?;
     let change = state.store.leave_community(id, me.user.id).await?;
+    if change != MembershipChange::NoSuchCommunity {
+        // Also when nothing changed: a first try that failed here is
+        // retried.
+        crate::standing::end_access(
+            &state.rooms,
+            &crate::standing::community_room(id),
+            me.user.id,
+        )
+        .await?;
+    }
     answered(change)
 }
 

@@ -566,6 +566,13 @@ pub async fn leave(
         .leave_event(event.id, me.user.id)
         .await
         .map_err(event_error)?;
+    // Also when nothing changed: a first try that failed here is retried.
+    crate::standing::end_access(
+        &state.rooms,
+        &crate::standing::event_room(event.id),
+        me.user.id,
+    )
+    .await?;
     if !left.promoted.is_empty() {
         let notice = json!({ "event_id": event.id.to_string(), "title": event.title });
         state

@@ -74,8 +74,9 @@ impl Hub {
         self.inner.subscribers.subscribe(topic, subscriber);
     }
 
-    pub fn unsubscribe(&self, topic: &Topic, conn: ConnId) {
-        self.inner.subscribers.unsubscribe(topic, conn);
+    /// Takes a socket off a topic; returns whether it was on it.
+    pub fn unsubscribe(&self, topic: &Topic, conn: ConnId) -> bool {
+        self.inner.subscribers.unsubscribe(topic, conn)
     }
 
     /// Pushes a frame to every socket listening to `topic`, on every node.

@@ -278,7 +278,11 @@ impl Hub {
     pub fn leave_room(&self, room_id: &str, conn: &Subscriber) -> Result<()> {
         let room = self.room(room_id)?;
         let mut state = room.lock();
-        self.unsubscribe(&Topic::Room(room.id.clone()), conn.conn);
+        // A socket taken out of the room (its user's access ended) is no
+        // longer counted among the user's sockets there.
+        if !self.unsubscribe(&Topic::Room(room.id.clone()), conn.conn) {
+            return Ok(());
+        }
         let Some(member) = state.members.get_mut(&conn.user) else {
             return Ok(());
         };
@@ -302,6 +306,41 @@ impl Hub {
             self.close_when_still_empty(room, emptied);
         }
         Ok(())
+    }
+
+    /// Takes `user` out of a room that goes on without them: each of
+    /// their sockets in it gets `removed` and is off the room before the
+    /// next event, and the others see them leave. Returns whether they were
+    /// inside.
+    pub fn remove_from_room(&self, room_id: &str, user: UserId, removed: &ServerFrame) -> bool {
+        let Ok(room) = self.room(room_id) else {
+            return false;
+        };
+        let mut state = room.lock();
+        if state.closed || state.members.remove(&user).is_none() {
+            return false;
+        }
+        let topic = Topic::Room(room.id.clone());
+        self.inner.bus.publish(Delivery::Evict {
+            topic: topic.clone(),
+            user,
+            frame: encode(removed),
+        });
+        self.publish(
+            topic,
+            &ServerFrame::RoomMemberLeft {
+                room_id: room.id.to_string(),
+                user_id: user.to_string(),
+            },
+        );
+        self.announce(&room, RoomsChanged::open(room.view(&state)));
+        if state.members.is_empty() && room.kind == RoomKind::DropIn {
+            state.emptied += 1;
+            let emptied = state.emptied;
+            drop(state);
+            self.close_when_still_empty(room, emptied);
+        }
+        true
     }
 
     /// Sends a message to everyone in the room, the sender included.

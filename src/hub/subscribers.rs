@@ -47,6 +47,14 @@ pub enum Delivery {
         code: u16,
         reason: &'static str,
     },
+    /// Takes every socket of `user` off `topic` (a room they may no longer
+    /// be in) and hands each of them `frame`, the last it hears of it.
+    /// Later deliveries on the topic pass them by.
+    Evict {
+        topic: Topic,
+        user: UserId,
+        frame: Frame,
+    },
 }
 
 #[derive(Clone)]
@@ -125,14 +133,38 @@ impl Subscribers {
         self.subscribe(topic, subscriber);
     }
 
-    pub fn unsubscribe(&self, topic: &Topic, conn: ConnId) {
-        let removed = self.topics.remove_if_mut(topic, |_, subscribers| {
-            subscribers.retain(|s| s.conn != conn);
+    /// Takes a socket off a topic; returns whether it was on it.
+    pub fn unsubscribe(&self, topic: &Topic, conn: ConnId) -> bool {
+        self.unsubscribe_where(topic, |s| s.conn == conn)
+            .next()
+            .is_some()
+    }
+
+    /// Takes every subscriber `leaves` picks off `topic` and returns them.
+    fn unsubscribe_where(
+        &self,
+        topic: &Topic,
+        leaves: impl Fn(&Subscriber) -> bool,
+    ) -> std::vec::IntoIter<Subscriber> {
+        let mut left = Vec::new();
+        let emptied = self.topics.remove_if_mut(topic, |_, subscribers| {
+            let (gone, stay): (Vec<_>, Vec<_>) =
+                std::mem::take(subscribers).into_iter().partition(&leaves);
+            *subscribers = stay;
+            left = gone;
             subscribers.is_empty()
         });
-        if let (Some((topic, _)), Some(watcher)) = (removed, self.watcher.get()) {
+        if let (Some((topic, _)), Some(watcher)) = (emptied, self.watcher.get()) {
             watcher(&topic, false);
         }
+        left.into_iter()
+    }
+
+    /// Whether a socket listens to a topic right now.
+    pub fn has(&self, topic: &Topic, conn: ConnId) -> bool {
+        self.topics
+            .get(topic)
+            .is_some_and(|subscribers| subscribers.iter().any(|s| s.conn == conn))
     }
 
     /// Every topic with at least one local subscriber right now.
@@ -173,6 +205,11 @@ impl Subscribers {
                     for s in subscribers.iter() {
                         s.outbox.kill(*code, reason);
                     }
+                }
+            }
+            Delivery::Evict { topic, user, frame } => {
+                for evicted in self.unsubscribe_where(topic, |s| s.user == *user) {
+                    evicted.outbox.push(frame.clone());
                 }
             }
         }

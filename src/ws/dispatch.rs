@@ -1,6 +1,7 @@
 //! One function per op. Each returns the `data` of its `ok` reply, already
 //! serialized, or an error; the envelope is the caller's business.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use meshi_protocol::{
@@ -11,8 +12,10 @@ use tracing::Instrument;
 
 use super::conn::{Connection, Flow, Session};
 use crate::clock::{now_ms, rfc3339};
+use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::hub::subscribers::Topic;
+use crate::hub::subscribers::{Subscribers, Topic};
+use crate::hub::ConnId;
 use crate::standing;
 
 /// How an op answered.
@@ -94,6 +97,12 @@ impl Connection {
                 topic,
                 capacity,
             } => {
+                check_room_cap(
+                    &mut self.joined,
+                    self.state.hub.subscribers(),
+                    self.id,
+                    &self.state.config,
+                )?;
                 let room = rooms
                     .create(
                         &session.subscriber,
@@ -111,14 +120,13 @@ impl Connection {
                     .await?,
             }),
             Request::RoomJoin { room_id, since_seq } => {
-                standing::admit(
-                    &self.state.store,
-                    &rooms,
-                    &room_id,
-                    session.identity.user.id,
-                )
-                .await?;
-                let already_joined = self.joined.contains(room_id.as_str());
+                let subscribers = self.state.hub.subscribers();
+                let already_joined = still_joined(&mut self.joined, subscribers, self.id, &room_id);
+                if !already_joined {
+                    check_room_cap(&mut self.joined, subscribers, self.id, &self.state.config)?;
+                }
+                let user = session.identity.user.id;
+                standing::admit(&self.state.store, &rooms, &room_id, user).await?;
                 let outbox = self.outbox.clone();
                 rooms
                     .join(
@@ -137,6 +145,11 @@ impl Connection {
                     )
                     .await?;
                 self.joined.insert(Arc::from(room_id.as_str()));
+                if standing::is_standing(&room_id)
+                    && !standing::still_admitted(&self.state.store, &room_id, user).await?
+                {
+                    standing::end_access(&rooms, &room_id, user).await?;
+                }
                 Ok(Reply::Queued)
             }
             Request::RoomLeave { room_id } => {
@@ -221,6 +234,46 @@ impl Connection {
             heartbeat_ms: self.state.config.heartbeat_ms,
         })
     }
+}
+
+/// Whether a socket is still in a room it joined: it is not once its user
+/// was taken out (their access ended), and the room is forgotten then.
+fn still_joined(
+    joined: &mut HashSet<Arc<str>>,
+    subscribers: &Subscribers,
+    conn: ConnId,
+    room_id: &str,
+) -> bool {
+    if !joined.contains(room_id) {
+        return false;
+    }
+    if subscribers.has(&Topic::Room(Arc::from(room_id)), conn) {
+        return true;
+    }
+    joined.remove(room_id);
+    false
+}
+
+/// Refuses one more room for a socket in `MESHI_MAX_ROOMS_PER_SOCKET`
+/// rooms, counting only rooms it is still in.
+fn check_room_cap(
+    joined: &mut HashSet<Arc<str>>,
+    subscribers: &Subscribers,
+    conn: ConnId,
+    config: &Config,
+) -> Result<()> {
+    let cap = config.max_rooms_per_socket;
+    if cap == 0 || joined.len() < cap {
+        return Ok(());
+    }
+    joined.retain(|room| subscribers.has(&Topic::Room(room.clone()), conn));
+    if joined.len() < cap {
+        return Ok(());
+    }
+    Err(Error::Conflict(format!(
+        "this socket is in {cap} rooms, the most one socket may join \
+         (MESHI_MAX_ROOMS_PER_SOCKET); leave one first"
+    )))
 }
 
 /// A serde error in words a client can act on, without the line/column

@@ -289,6 +289,14 @@ impl NodeSpec {
             ("MESHI_RECONNECT_AFTER_MS", s.reconnect_after_ms.to_string()),
             ("MESHI_RATE_PER_SEC", "1000".into()),
             ("MESHI_RATE_BURST", "1000".into()),
+            // As `Config::lift_abuse_limits` does in process.
+            ("MESHI_AUTH_RATE_PER_MIN", "0".into()),
+            ("MESHI_MAX_CONNECTIONS_PER_ADDR", "0".into()),
+            ("MESHI_MAX_SOCKETS_PER_USER", "0".into()),
+            ("MESHI_MAX_SOCKETS_PER_ADDR", "0".into()),
+            ("MESHI_MAX_HOSTED_ROOMS", "0".into()),
+            ("MESHI_ROOM_CREATE_PER_MIN", "0".into()),
+            ("MESHI_MAX_ROOMS_PER_SOCKET", "0".into()),
             ("MESHI_LOG", "info,tower_http=warn,sqlx=warn".into()),
         ];
         if !s.admin_handles.is_empty() {
