@@ -189,6 +189,14 @@ pub async fn serve(
         _ => None,
     };
 
+    crate::auth::revocation::RevocationSweep {
+        store: state.store.clone(),
+        hub: state.hub.clone(),
+        every: Duration::from_secs(state.config.revocation_check_secs),
+        resubscribed: state.cluster.as_ref().map(|c| c.bus().resubscriptions()),
+    }
+    .start(&state.tasks, state.shutdown.clone());
+
     let draining = state.shutdown.clone();
     // Pushes are small and latency is the point: without TCP_NODELAY a
     // frame written while the previous one is unacknowledged waits for the

@@ -8,6 +8,7 @@
 
 pub mod jwt;
 mod password;
+pub mod revocation;
 pub mod roles;
 mod token;
 
@@ -250,6 +251,15 @@ impl Accounts {
         Err(Error::Conflict(
             "no free handle could be derived for this identity".into(),
         ))
+    }
+
+    /// Whether the stored session behind `identity` has ended since it was
+    /// checked (revoked, or gone). A JWT has nothing stored and never has.
+    pub async fn has_ended(&self, identity: &Identity) -> Result<bool> {
+        let Some(session_id) = identity.session_id() else {
+            return Ok(false);
+        };
+        Ok(!self.store.ended_sessions(&[session_id]).await?.is_empty())
     }
 
     /// Revokes a stored session. A JWT identity has none: the provider

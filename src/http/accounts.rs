@@ -107,7 +107,7 @@ pub async fn logout(State(state): State<AppState>, Caller(me): Caller) -> Result
         state.hub.close_all(
             Topic::Session(session_id),
             close::TOKEN_ENDED,
-            "token revoked",
+            crate::auth::revocation::REVOKED,
         );
     }
     Ok(StatusCode::NO_CONTENT)

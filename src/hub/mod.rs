@@ -128,6 +128,15 @@ impl Hub {
         &self.inner.settings
     }
 
+    /// Closes this node's sockets listening to `topic`.
+    pub fn close_here(&self, topic: Topic, code: u16, reason: &'static str) {
+        self.inner.subscribers.deliver(&Delivery::Close {
+            topic,
+            code,
+            reason,
+        });
+    }
+
     /// Closes every socket listening to `topic`, on every node.
     pub fn close_all(&self, topic: Topic, code: u16, reason: &'static str) {
         self.inner.bus.publish(Delivery::Close {

@@ -139,6 +139,30 @@ impl Store {
         }))
     }
 
+    /// Of `ids`, the sessions that open nothing any more: revoked, or gone
+    /// from the table. Sessions past their expiry are not named; their
+    /// sockets end on their own timers.
+    pub async fn ended_sessions(&self, ids: &[i64]) -> Result<Vec<i64>, StoreError> {
+        let mut ended = Vec::new();
+        // Well under either backend's limit on bound parameters.
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT id FROM sessions WHERE revoked_at IS NULL AND id IN ({})",
+                placeholders.join(", ")
+            );
+            let live: Vec<i64> = on_pool!(self, pool => {
+                let mut query = sqlx::query_scalar::<_, i64>(&sql);
+                for id in chunk {
+                    query = query.bind(*id);
+                }
+                query.fetch_all(pool).await
+            })?;
+            ended.extend(chunk.iter().filter(|id| !live.contains(id)));
+        }
+        Ok(ended)
+    }
+
     /// Marks a session revoked; true when it was live.
     pub async fn revoke_session(&self, session_id: i64, now: i64) -> Result<bool, StoreError> {
         let done = on_pool!(self, pool => sqlx::query(

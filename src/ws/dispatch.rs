@@ -11,6 +11,7 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use super::conn::{Connection, Flow, Session};
+use crate::auth::revocation::REVOKED;
 use crate::clock::{now_ms, rfc3339};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -63,6 +64,9 @@ impl Connection {
             Ok(Reply::Queued) => {}
             Err(err) => {
                 self.reply_error(reference, &err);
+                if matches!(err, Error::Unauthenticated(REVOKED)) {
+                    return Flow::Close(close::TOKEN_ENDED, REVOKED);
+                }
                 if is_hello && matches!(err, Error::Unauthenticated(_)) {
                     return Flow::Close(close::AUTH_FAILED, "authentication failed");
                 }
@@ -90,6 +94,8 @@ impl Connection {
                     return Err(Error::Forbidden("the token belongs to another user"));
                 }
                 self.replace_identity(identity);
+                self.hear_own_topics().await;
+                self.check_not_revoked_meanwhile().await?;
                 data(&Empty {})
             }
             Request::RoomCreate {
@@ -217,6 +223,19 @@ impl Connection {
         }
     }
 
+    /// The token was checked before this socket listened for its
+    /// revocation; a logout in between was announced to nobody here. Now
+    /// that it listens, one look at the record closes that gap.
+    async fn check_not_revoked_meanwhile(&self) -> Result<()> {
+        let Some(session) = &self.session else {
+            return Ok(());
+        };
+        if self.state.accounts.has_ended(&session.identity).await? {
+            return Err(Error::Unauthenticated(REVOKED));
+        }
+        Ok(())
+    }
+
     async fn hello(&mut self, token: &str) -> Result<Reply> {
         if self.session.is_some() {
             return Err(Error::BadRequest(
@@ -228,6 +247,7 @@ impl Connection {
         let Session { user, .. } = self.open_session(identity);
         let user = user.clone();
         self.hear_own_topics().await;
+        self.check_not_revoked_meanwhile().await?;
         data(&HelloOk {
             user,
             session_id,

@@ -216,6 +216,7 @@ pub struct Settings {
     pub reconnect_after_ms: u64,
     /// Handles that are admins (`MESHI_ADMIN_HANDLES`); none by default.
     pub admin_handles: Vec<String>,
+    pub revocation_check_secs: u64,
 }
 
 impl Default for Settings {
@@ -227,6 +228,7 @@ impl Default for Settings {
             drain_secs: 5,
             reconnect_after_ms: 200,
             admin_handles: Vec::new(),
+            revocation_check_secs: 15,
         }
     }
 }
@@ -263,6 +265,7 @@ impl NodeSpec {
         config.room_empty_grace_secs = self.settings.room_empty_grace_secs;
         config.drain_secs = self.settings.drain_secs;
         config.reconnect_after_ms = self.settings.reconnect_after_ms;
+        config.revocation_check_secs = self.settings.revocation_check_secs;
         config.rate_per_sec = 1_000;
         config.rate_burst = 1_000;
         if !self.settings.admin_handles.is_empty() {
@@ -287,6 +290,10 @@ impl NodeSpec {
             ),
             ("MESHI_DRAIN_SECS", s.drain_secs.to_string()),
             ("MESHI_RECONNECT_AFTER_MS", s.reconnect_after_ms.to_string()),
+            (
+                "MESHI_REVOCATION_CHECK_SECS",
+                s.revocation_check_secs.to_string(),
+            ),
             ("MESHI_RATE_PER_SEC", "1000".into()),
             ("MESHI_RATE_BURST", "1000".into()),
             // As `Config::lift_abuse_limits` does in process.
