@@ -54,6 +54,8 @@ pub struct Services {
     pub shutdown: CancellationToken,
     /// Every socket and timer, so shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// Open sockets per client address, for `MESHI_MAX_SOCKETS_PER_ADDR`.
+    pub sockets_by_addr: crate::ws::SocketsByAddr,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +134,7 @@ impl AppState {
             metrics: crate::metrics::handle(),
             shutdown,
             tasks,
+            sockets_by_addr: Default::default(),
         }))
     }
 }

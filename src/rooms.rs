@@ -167,14 +167,4 @@ impl Rooms {
             Rooms::Cluster(rooms) => rooms.page(after, limit).await,
         }
     }
-
-    /// Every open drop-in room, newest first.
-    pub async fn list(&self) -> Result<Vec<RoomView>> {
-        Ok(self
-            .page(None, usize::MAX)
-            .await?
-            .into_iter()
-            .map(|(_, view)| view)
-            .collect())
-    }
 }

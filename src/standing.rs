@@ -147,11 +147,16 @@ async fn standing_room(
     }
 }
 
-/// Every room `user` may join: open drop-in rooms, then the rooms of the
-/// events they host or attend and of the communities they belong to.
-pub async fn rooms_for(store: &Store, engine: &Rooms, user: i64) -> Result<Vec<Room>> {
-    let mut rooms = engine.list().await?;
+/// The rooms `user` may join, at most `max` of them: the rooms of the
+/// events they host or attend and of the communities they belong to come
+/// first (they are few and theirs), then the newest open drop-in rooms.
+/// The whole directory pages through `GET /api/v1/rooms`.
+pub async fn rooms_for(store: &Store, engine: &Rooms, user: i64, max: usize) -> Result<Vec<Room>> {
+    let mut rooms = Vec::new();
     for (event_id, _) in store.event_ids_open_to(user).await? {
+        if rooms.len() >= max {
+            return Ok(rooms);
+        }
         let room_id = event_room(event_id);
         // The list came from the same rules, but an RSVP may have changed
         // since; a room the user may no longer enter is left out.
@@ -160,11 +165,24 @@ pub async fn rooms_for(store: &Store, engine: &Rooms, user: i64) -> Result<Vec<R
         }
     }
     for (community_id, _) in store.community_ids_of(user).await? {
+        if rooms.len() >= max {
+            return Ok(rooms);
+        }
         let room_id = community_room(community_id);
         if let Ok(room) = standing_room(store, &room_id, Owner::Community(community_id), user).await
         {
             rooms.push(engine.ensure(room).await?);
         }
+    }
+    let left = max.saturating_sub(rooms.len());
+    if left > 0 {
+        rooms.extend(
+            engine
+                .page(None, left)
+                .await?
+                .into_iter()
+                .map(|(_, room)| room),
+        );
     }
     Ok(rooms)
 }

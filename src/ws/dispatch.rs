@@ -64,6 +64,9 @@ impl Connection {
             Ok(Reply::Queued) => {}
             Err(err) => {
                 self.reply_error(reference, &err);
+                if is_hello && matches!(err, Error::RateLimited { .. }) {
+                    return Flow::Close(close::RATE_LIMIT_ABUSE, "too many sockets for this user");
+                }
                 if matches!(err, Error::Unauthenticated(REVOKED)) {
                     return Flow::Close(close::TOKEN_ENDED, REVOKED);
                 }
@@ -122,8 +125,13 @@ impl Connection {
                 data(&RoomCreated { room })
             }
             Request::RoomList => data(&RoomList {
-                rooms: standing::rooms_for(&self.state.store, &rooms, session.identity.user.id)
-                    .await?,
+                rooms: standing::rooms_for(
+                    &self.state.store,
+                    &rooms,
+                    session.identity.user.id,
+                    self.state.config.room_list_max as usize,
+                )
+                .await?,
             }),
             Request::RoomJoin { room_id, since_seq } => {
                 let subscribers = self.state.hub.subscribers();
@@ -193,8 +201,13 @@ impl Connection {
                     .subscribe(Topic::Directory, session.subscriber.clone());
                 self.watching = true;
                 data(&RoomList {
-                    rooms: standing::rooms_for(&self.state.store, &rooms, session.identity.user.id)
-                        .await?,
+                    rooms: standing::rooms_for(
+                        &self.state.store,
+                        &rooms,
+                        session.identity.user.id,
+                        self.state.config.room_list_max as usize,
+                    )
+                    .await?,
                 })
             }
             Request::DmSend {
@@ -243,6 +256,18 @@ impl Connection {
             ));
         }
         let identity = self.state.accounts.authenticate(token).await?;
+        let cap = self.state.config.max_sockets_per_user;
+        let open = self
+            .state
+            .hub
+            .subscribers()
+            .count(&Topic::User(identity.user.id));
+        if cap != 0 && open >= cap {
+            metrics::counter!("meshi_sockets_refused_total", "limit" => "per_user").increment(1);
+            return Err(Error::RateLimited {
+                retry_after_ms: 5_000,
+            });
+        }
         let session_id = identity.session_label();
         let Session { user, .. } = self.open_session(identity);
         let user = user.clone();

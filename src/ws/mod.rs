@@ -1,10 +1,13 @@
 //! The socket endpoint: upgrade at `/ws`, then one [`conn`] task per socket
 //! that reads frames, runs ops ([`dispatch`]) and feeds a writer task.
 
+mod caps;
 mod conn;
 mod conversations;
 mod dispatch;
 mod rate;
+
+pub use caps::SocketsByAddr;
 
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -13,20 +16,36 @@ use futures_util::StreamExt;
 use meshi_protocol::SUBPROTOCOL;
 
 use crate::app::AppState;
+use crate::error::Error;
+use crate::http::ClientAddr;
 
 /// How far past the protocol limit the transport still reads a frame, so an
 /// oversized frame is read whole and answered with a clean 1009 close.
 const TRANSPORT_SLACK: usize = 4;
 const IDLE_READ_BUFFER: usize = 512;
 
+/// How long a client refused for too many sockets is told to wait.
+const RETRY_AFTER_MS: u64 = 5_000;
+
 pub async fn upgrade(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining").into_response();
     }
+    let Some(counted) = state
+        .sockets_by_addr
+        .admit(client, state.config.max_sockets_per_addr)
+    else {
+        metrics::counter!("meshi_sockets_refused_total", "limit" => "per_addr").increment(1);
+        return Error::RateLimited {
+            retry_after_ms: RETRY_AFTER_MS,
+        }
+        .into_response();
+    };
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     let origin_allowed = state.config.origin_allowed(origin);
     let transport_limit = state.config.max_frame_bytes.saturating_mul(TRANSPORT_SLACK);
@@ -41,6 +60,10 @@ pub async fn upgrade(
             // Split before the task starts, so the task's future holds two
             // handles rather than a whole socket, in every idle socket.
             let (sink, stream) = socket.split();
-            tasks.track_future(conn::run(sink, stream, state, origin_allowed))
+            let serve = conn::run(sink, stream, state, origin_allowed);
+            tasks.track_future(async move {
+                serve.await;
+                drop(counted);
+            })
         })
 }
