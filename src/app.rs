@@ -200,6 +200,11 @@ pub async fn serve(
     }
     .start(&state.tasks, state.shutdown.clone());
 
+    let metrics_server = match state.config.metrics_addr {
+        Some(addr) => Some(serve_metrics(addr, state.clone()).await?),
+        None => None,
+    };
+
     let draining = state.shutdown.clone();
     // Pushes are small and latency is the point: without TCP_NODELAY a
     // frame written while the previous one is unacknowledged waits for the
@@ -234,6 +239,9 @@ pub async fn serve(
         Ok(Err(join)) => tracing::error!(error = %join, "server task failed"),
         Err(_) => tracing::warn!("HTTP connections still open after the drain time"),
     }
+    if let Some(metrics_server) = metrics_server {
+        let _ = metrics_server.await;
+    }
     if let (Some(upkeep), Some(cluster)) = (upkeep, &state.cluster) {
         upkeep_stop.cancel();
         let _ = upkeep.await;
@@ -243,4 +251,23 @@ pub async fn serve(
     state.store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves `/metrics` on `addr` until the node drains.
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    state: AppState,
+) -> Result<tokio::task::JoinHandle<()>, ServeError> {
+    let listener = TcpListener::bind(addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving metrics");
+    let draining = state.shutdown.clone();
+    let router = crate::http::metrics_router(state);
+    Ok(tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { draining.cancelled().await })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "the metrics listener failed");
+        }
+    }))
 }

@@ -187,7 +187,8 @@ pub struct Config {
     #[arg(long, env = "MESHI_TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_proxy)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
-    /// Password hashes waiting for a core at once; more answer 503.
+    /// Password hashes queued or running at once (register and login);
+    /// more answer 503 at once. 0 means no limit.
     #[arg(long, env = "MESHI_HASH_QUEUE", default_value_t = 64)]
     pub hash_queue: usize,
 
@@ -385,11 +386,43 @@ impl Config {
             if !self.has_jwt_key() {
                 missing.push(JWT_KEY_SETTINGS);
             }
+            // Without an audience, a token the same provider minted for any
+            // other service of the operator's would open a session here.
+            if self.jwt_audience.is_none() {
+                missing.push("MESHI_JWT_AUDIENCE");
+            }
             if !missing.is_empty() {
                 return Err(ConfigError::MissingInProduction(missing));
             }
         }
         Ok(())
+    }
+
+    /// What production runs with that it should not, to be logged loudly
+    /// at start. These warn rather than refuse: each is safe for some
+    /// deployments.
+    pub fn production_warnings(&self) -> Vec<&'static str> {
+        let mut warnings = Vec::new();
+        if !self.production {
+            return warnings;
+        }
+        if self.allowed_origins.is_empty() {
+            // Credentials travel in `hello` and bearer headers, never in
+            // cookies, so a foreign page cannot act as a user it has no
+            // token for; it can still open anonymous sockets, and a client
+            // that keeps tokens where pages can read them is exposed.
+            warnings.push(
+                "MESHI_ALLOWED_ORIGINS is unset: pages on every origin may open sockets; \
+                 list the origins of your web clients",
+            );
+        }
+        if self.metrics_addr.is_none() {
+            warnings.push(
+                "MESHI_METRICS_ADDR is unset: /metrics is served on MESHI_ADDR, to anyone \
+                 who can reach it",
+            );
+        }
+        warnings
     }
 
     /// Whether some identity-provider key is configured (not yet read).
@@ -673,10 +706,17 @@ mod tests {
             "MESHI_JWT_SECRET",
             "MESHI_JWT_SECRET_FILE",
             "MESHI_JWT_PUBLIC_KEY_FILE",
+            "MESHI_JWT_AUDIENCE",
         ] {
             assert!(text.contains(name), "{name} missing from `{text}`");
         }
         config.jwt_public_key_file = Some("idp.pem".into());
+        let text = config.validate(true).expect_err("refused").to_string();
+        assert!(
+            text.contains("MESHI_JWT_AUDIENCE") && !text.contains("MESHI_DATABASE_URL"),
+            "{text}"
+        );
+        config.jwt_audience = Some("meshi".into());
         let text = config.validate(false).expect_err("refused").to_string();
         assert!(
             text.contains("MESHI_DATABASE_URL") && !text.contains("JWT"),

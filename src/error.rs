@@ -119,6 +119,14 @@ pub struct ErrorResponse {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
-        (status, Json(ErrorResponse { error: self.body() })).into_response()
+        let mut response = (status, Json(ErrorResponse { error: self.body() })).into_response();
+        if let Error::RateLimited { retry_after_ms } = self {
+            // Whole seconds, rounded up: waiting as told must be enough.
+            let seconds = retry_after_ms.div_ceil(1000).max(1);
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }

@@ -27,6 +27,36 @@ enum Command {
         #[command(flatten)]
         config: Config,
     },
+    /// Make an administrator. The first admin can come only from here:
+    /// handles listed in MESHI_ADMIN_HANDLES cannot be registered.
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminAction {
+    /// Create a new account that is an admin. The password is read from
+    /// --password-file, or else from the first line of standard input; it
+    /// is never an argument, where other users of the machine could see it.
+    Create {
+        handle: String,
+        /// File whose first line is the password.
+        #[arg(long, value_name = "PATH")]
+        password_file: Option<std::path::PathBuf>,
+        /// Display name; the handle when omitted.
+        #[arg(long)]
+        display_name: Option<String>,
+        #[command(flatten)]
+        config: Config,
+    },
+    /// Make an existing account an admin.
+    Promote {
+        handle: String,
+        #[command(flatten)]
+        config: Config,
+    },
 }
 
 #[tokio::main]
@@ -43,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
         None => {
             let config = Config::defaults();
             init_logs(config.log_format);
-            run(config, false).await
+            run(config, Config::database_url_from_env()).await
         }
         Some(Command::Serve { config }) => {
             init_logs(config.log_format);
@@ -56,11 +86,78 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(backend = store.backend(), "migrations applied");
             Ok(())
         }
+        Some(Command::Admin { action }) => admin(action).await,
     }
+}
+
+async fn admin(action: AdminAction) -> anyhow::Result<()> {
+    let config = match &action {
+        AdminAction::Create { config, .. } | AdminAction::Promote { config, .. } => config.clone(),
+    };
+    init_logs(config.log_format);
+    let store = meshi::store::Store::connect(&config.database_url).await?;
+    store.migrate().await?;
+    let accounts = meshi::auth::Accounts::new(store.clone(), config.into(), None);
+    let outcome = match action {
+        AdminAction::Create {
+            handle,
+            password_file,
+            display_name,
+            ..
+        } => {
+            let password = read_password(password_file.as_deref())?;
+            let user = accounts
+                .create_admin(&handle, &password, display_name.as_deref())
+                .await
+                .map_err(|err| match err {
+                    meshi::error::Error::Conflict(_) => anyhow::anyhow!(
+                        "the handle {handle} is taken; `meshi admin promote {handle}` makes \
+                         that account admin, if it is yours"
+                    ),
+                    other => other.into(),
+                })?;
+            format!("created admin {} (id {})", user.handle, user.id)
+        }
+        AdminAction::Promote { handle, .. } => match accounts.promote_to_admin(&handle).await? {
+            Some(user) => format!("{} (id {}) is now an admin", user.handle, user.id),
+            None => format!("{handle} already is an admin"),
+        },
+    };
+    store.close().await;
+    println!("{outcome}");
+    Ok(())
+}
+
+/// The first line of `file`, or of standard input without one.
+fn read_password(file: Option<&std::path::Path>) -> anyhow::Result<String> {
+    use std::io::{BufRead, IsTerminal};
+    let text = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the password file {}", path.display()))?,
+        None => {
+            if std::io::stdin().is_terminal() {
+                eprintln!(
+                    "password (shown as typed; pipe it in or use --password-file to avoid that):"
+                );
+            }
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("cannot read the password from standard input")?;
+            line
+        }
+    };
+    let password = text.lines().next().unwrap_or_default().to_owned();
+    anyhow::ensure!(!password.is_empty(), "the password is empty");
+    Ok(password)
 }
 
 async fn run(config: Config, explicit_database: bool) -> anyhow::Result<()> {
     config.validate(explicit_database)?;
+    for warning in config.production_warnings() {
+        tracing::warn!("production: {warning}");
+    }
     let listener =
         listen(config.addr).with_context(|| format!("cannot listen on {}", config.addr))?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
@@ -81,14 +178,47 @@ fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener
     socket.listen(4096)
 }
 
+/// Crates that log what passes through them at debug and trace: frames,
+/// headers and bodies, and so `hello` tokens and passwords. They are held
+/// at `info` whatever `MESHI_LOG` asks, so no filter an operator writes
+/// puts a credential in the logs.
+const CHATTY_CRATES: &[&str] = &[
+    "tungstenite",
+    "tokio_tungstenite",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "http",
+    "axum",
+    "tower",
+    "tower_http",
+    "reqwest",
+    "sqlx",
+    "redis",
+];
+
 fn init_logs(format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let filter = EnvFilter::try_from_env("MESHI_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,tower_http=warn,sqlx=warn"));
-    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    let cap = tracing_subscriber::filter::filter_fn(|meta| {
+        *meta.level() <= tracing::Level::INFO || !is_chatty(meta.target())
+    });
+    let logs = tracing_subscriber::registry().with(filter).with(cap);
     match format {
-        LogFormat::Json => logs.json().init(),
-        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.with(tracing_subscriber::fmt::layer().json()).init(),
+        LogFormat::Text => logs.with(tracing_subscriber::fmt::layer()).init(),
     }
+}
+
+fn is_chatty(target: &str) -> bool {
+    CHATTY_CRATES.iter().any(|krate| {
+        target
+            .strip_prefix(krate)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    })
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -5,10 +5,63 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 
-/// Trims `value` and checks its length in characters.
-pub fn text(field: &str, value: &str, min: usize, max: usize) -> Result<String> {
+/// One line of text people read as a name or a label (titles, names,
+/// venues, tags): trimmed, `min`-`max` characters, with no control
+/// character (a newline in a name breaks every list it shows in) and no
+/// bidirectional control (which makes a name display as something it is
+/// not: `\u{202E}nimda` displays as `admin`).
+pub fn line(field: &str, value: &str, min: usize, max: usize) -> Result<String> {
     let trimmed = value.trim();
-    let len = trimmed.chars().count();
+    if trimmed
+        .chars()
+        .any(|c| c.is_control() || is_bidi_control(c))
+    {
+        return Err(Error::bad(
+            field,
+            "must not contain control or bidirectional-override characters",
+        ));
+    }
+    check_length(field, trimmed, min, max)?;
+    Ok(trimmed.to_owned())
+}
+
+/// Free text of several lines (descriptions, bios, card bodies): trimmed,
+/// `min`-`max` characters; newlines and tabs are kept, every other control
+/// character is refused.
+pub fn prose(field: &str, value: &str, min: usize, max: usize) -> Result<String> {
+    let trimmed = value.trim();
+    check_prose_chars(field, trimmed)?;
+    check_length(field, trimmed, min, max)?;
+    Ok(trimmed.to_owned())
+}
+
+/// Refuses control characters other than line breaks and tabs, which
+/// terminals and logs would act on rather than show.
+pub fn check_prose_chars(field: &str, value: &str) -> Result<()> {
+    if value
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(Error::bad(
+            field,
+            "must not contain control characters other than newlines and tabs",
+        ));
+    }
+    Ok(())
+}
+
+/// The characters that reorder how text displays: the Arabic letter mark,
+/// the left-to-right and right-to-left marks, embeddings, overrides and
+/// isolates.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
+}
+
+fn check_length(field: &str, value: &str, min: usize, max: usize) -> Result<()> {
+    let len = value.chars().count();
     if len < min || len > max {
         let why = if min == 0 {
             format!("must be at most {max} characters")
@@ -17,14 +70,14 @@ pub fn text(field: &str, value: &str, min: usize, max: usize) -> Result<String> 
         };
         return Err(Error::bad(field, &why));
     }
-    Ok(trimmed.to_owned())
+    Ok(())
 }
 
 /// Trims and de-duplicates tags, keeping their order; each 1-30 characters.
 pub fn tags(field: &str, tags: &[String], max_count: usize) -> Result<Vec<String>> {
     let mut clean: Vec<String> = Vec::with_capacity(tags.len());
     for tag in tags {
-        let tag = text(field, tag, 1, 30)?;
+        let tag = line(field, tag, 1, 30)?;
         if !clean.contains(&tag) {
             clean.push(tag);
         }
@@ -99,6 +152,45 @@ mod tests {
         assert!(tags("tags", &["x".repeat(31)], 5).is_err());
         let many: Vec<String> = (0..6).map(|i| format!("t{i}")).collect();
         assert!(tags("tags", &many, 5).is_err());
+    }
+
+    #[test]
+    fn lines_refuse_controls_and_bidi_overrides() {
+        assert_eq!(
+            line("name", "  ramen night ", 1, 60).unwrap(),
+            "ramen night"
+        );
+        assert_eq!(
+            line("name", "東京 ラーメン", 1, 60).unwrap(),
+            "東京 ラーメン"
+        );
+        for bad in [
+            "a\nb",
+            "a\tb",
+            "a\u{0}b",
+            "a\u{1b}[31mb",
+            "\u{202E}nimda",
+            "x\u{2066}y",
+            "a\u{200F}b",
+        ] {
+            let err = line("name", bad, 1, 60).unwrap_err().to_string();
+            assert!(
+                err.starts_with("name:"),
+                "{bad:?} refused naming the field: {err}"
+            );
+        }
+        assert!(tags("tags", &["ok\u{202E}".to_owned()], 5).is_err());
+    }
+
+    #[test]
+    fn prose_keeps_newlines_and_tabs_only() {
+        assert_eq!(
+            prose("body", "line one\n\tline two\r\n", 0, 100).unwrap(),
+            "line one\n\tline two"
+        );
+        assert!(prose("body", "bell\u{7}", 0, 100).is_err());
+        assert!(prose("body", "nul\u{0}", 0, 100).is_err());
+        assert!(prose("body", &"x".repeat(101), 0, 100).is_err());
     }
 
     #[test]

@@ -140,8 +140,52 @@ async fn role_of(server: &TestServer, token: &str) -> String {
     me["role"].as_str().expect("role").to_owned()
 }
 
+/// Runs `meshi admin ...` on the database at `url`, with `stdin` piped
+/// in; returns its exit status, stdout and stderr.
+fn meshi_admin(url: &str, args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut command = Command::new(env!("CARGO_BIN_EXE_meshi"));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("MESHI_") {
+            command.env_remove(key);
+        }
+    }
+    let mut child = command
+        .arg("admin")
+        .args(args)
+        .env("MESHI_DATABASE_URL", url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn meshi admin");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write the password");
+    let out = child.wait_with_output().expect("meshi admin finishes");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn login(server: &TestServer, handle: &str, password: &str) -> (u16, Value) {
+    server
+        .post(
+            "/api/v1/auth/login",
+            None,
+            json!({"handle": handle, "password": password}),
+        )
+        .await
+}
+
 #[tokio::test]
-async fn the_first_admin_comes_only_from_configuration() {
+async fn a_listed_admin_handle_cannot_be_registered_and_the_command_line_makes_it() {
     // No configuration, no admin: not even a handle that says so.
     let bare = TestServer::start().await;
     for handle in ["admin", "root", "root_admin"] {
@@ -150,13 +194,58 @@ async fn the_first_admin_comes_only_from_configuration() {
     }
     bare.shutdown().await;
 
-    let server = admin_server().await;
-    let (admin_token, admin_id) = server.register(ADMIN).await;
-    assert_eq!(role_of(&server, &admin_token).await, "admin");
-    let (carol_token, _) = server.register("carol").await;
-    assert_eq!(role_of(&server, &carol_token).await, "member");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("meshi.db").display());
+    let server = TestServer::start_on(
+        config_on(url.clone(), &[ADMIN]),
+        tempfile::tempdir().expect("temp dir"),
+    )
+    .await;
+    // The attacker who comes first gets nothing.
+    let (status, body) = server
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"handle": ADMIN, "password": "attacker-pass", "display_name": "Root"}),
+        )
+        .await;
+    let message = assert_error(status, &body, 409, "conflict");
+    assert!(message.contains("reserved"), "{message}");
+    let (status, _) = login(&server, ADMIN, "attacker-pass").await;
+    assert_eq!(status, 401, "no account was made");
 
-    // The configured promotion is itself on the record, by no person.
+    // The operator makes it, the password from a file.
+    let password_file = dir.path().join("admin-password");
+    std::fs::write(&password_file, "operator-secret-1\n").expect("write the password file");
+    let password_path = password_file.display().to_string();
+    let (ok, out, err) = meshi_admin(
+        &url,
+        &[
+            "create",
+            ADMIN,
+            "--password-file",
+            &password_path,
+            "--display-name",
+            "Root",
+        ],
+        "",
+    );
+    assert!(ok, "meshi admin create succeeds: {out}{err}");
+    assert!(out.contains("created admin root_admin"), "{out}");
+    assert!(!out.contains("operator-secret-1") && !err.contains("operator-secret-1"));
+    let (status, body) = login(&server, ADMIN, "operator-secret-1").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"]["role"], "admin");
+    assert_eq!(body["user"]["display_name"], "Root");
+    let admin_token = body["token"].as_str().expect("token").to_owned();
+    let admin_id = body["user"]["id"].as_str().expect("id").to_owned();
+
+    // Creating it again is refused, and says what to do instead.
+    let (ok, _, err) = meshi_admin(&url, &["create", ADMIN], "another-password\n");
+    assert!(!ok, "a taken handle is not created twice");
+    assert!(err.contains("meshi admin promote"), "{err}");
+
+    // The promotion is on the record, by no person.
     let entries = whole_audit(&server, &admin_token, 50).await;
     assert_eq!(entries.len(), 1, "one entry: {entries:?}");
     let entry = &entries[0];
@@ -166,51 +255,61 @@ async fn the_first_admin_comes_only_from_configuration() {
     assert_eq!(entry["target"], format!("user:{admin_id}"));
     assert_eq!(
         entry["data"],
-        json!({"from": "member", "to": "admin", "source": "MESHI_ADMIN_HANDLES"})
+        json!({"from": "member", "to": "admin", "source": "command line"})
     );
+    let (token, _) = server.register("carol").await;
+    assert_eq!(role_of(&server, &token).await, "member");
     server.shutdown().await;
 }
 
 #[tokio::test]
-async fn a_handle_listed_later_becomes_admin_at_its_next_login() {
+async fn the_command_line_reads_the_password_from_stdin_and_promotes_existing_accounts() {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("meshi.db").display());
-
-    let before = TestServer::start_on(
+    let server = TestServer::start_on(
         config_on(url.clone(), &[]),
         tempfile::tempdir().expect("temp dir"),
     )
     .await;
-    let (token, id) = before.register("late_admin").await;
-    assert_eq!(role_of(&before, &token).await, "member");
-    before.shutdown().await;
-
-    let after = TestServer::start_on(
-        config_on(url, &["late_admin"]),
-        tempfile::tempdir().expect("temp dir"),
-    )
-    .await;
-    let (status, body) = after
-        .post(
-            "/api/v1/auth/login",
-            None,
-            json!({"handle": "late_admin", "password": "password123"}),
-        )
-        .await;
-    assert_eq!(status, 200, "login answered {body}");
+    let (ok, out, err) = meshi_admin(&url, &["create", "night_admin"], "from-stdin-pw\r\n");
+    assert!(ok, "{out}{err}");
+    let (status, body) = login(&server, "night_admin", "from-stdin-pw").await;
+    assert_eq!(
+        status, 200,
+        "the first line of stdin, without its line end: {body}"
+    );
     assert_eq!(body["user"]["role"], "admin");
-    let token = body["token"].as_str().expect("token");
-    let entries = whole_audit(&after, token, 50).await;
-    assert_eq!(entries.len(), 1, "{entries:?}");
-    assert_eq!(entries[0]["target"], format!("user:{id}"));
-    assert_eq!(entries[0]["data"]["source"], "MESHI_ADMIN_HANDLES");
-    after.shutdown().await;
+
+    // A too-short password is refused and makes nothing.
+    let (ok, _, err) = meshi_admin(&url, &["create", "weak_admin"], "short\n");
+    assert!(!ok && err.contains("password"), "{err}");
+    let (status, _) = login(&server, "weak_admin", "short").await;
+    assert_eq!(status, 401);
+
+    let (token, id) = server.register("late_admin").await;
+    assert_eq!(role_of(&server, &token).await, "member");
+    let (ok, out, err) = meshi_admin(&url, &["promote", "late_admin"], "");
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("now an admin"), "{out}");
+    // Roles are read per request: the same token is now an admin's.
+    assert_eq!(role_of(&server, &token).await, "admin");
+    let (ok, out, _) = meshi_admin(&url, &["promote", "late_admin"], "");
+    assert!(ok && out.contains("already"), "{out}");
+    let (ok, _, err) = meshi_admin(&url, &["promote", "nobody_here"], "");
+    assert!(!ok && err.contains("not found"), "{err}");
+
+    let entries = whole_audit(&server, &token, 50).await;
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert!(entries
+        .iter()
+        .any(|e| e["target"] == format!("user:{id}") && e["data"]["source"] == "command line"));
+    server.shutdown().await;
 }
 
 #[tokio::test]
 async fn admins_change_roles_and_each_change_is_audited() {
     let server = admin_server().await;
-    let (admin_token, admin_id) = server.register(ADMIN).await;
+    let (admin_token, admin_id) = server.admin(ADMIN).await;
     let (carol_token, carol_id) = server.register("carol").await;
 
     let (status, body) = set_role(
@@ -284,7 +383,7 @@ async fn admins_change_roles_and_each_change_is_audited() {
 #[tokio::test]
 async fn only_admins_change_roles() {
     let server = admin_server().await;
-    let (admin_token, _) = server.register(ADMIN).await;
+    let (admin_token, _) = server.admin(ADMIN).await;
     let (mod_token, mod_id) = server.register("mod_mia").await;
     let (member_token, member_id) = server.register("member_max").await;
     let (status, _) = set_role(&server, &admin_token, &mod_id, json!({"role": "moderator"})).await;
@@ -328,7 +427,7 @@ async fn only_admins_change_roles() {
 #[tokio::test]
 async fn role_changes_are_validated_and_unknown_users_are_404() {
     let server = admin_server().await;
-    let (admin_token, _) = server.register(ADMIN).await;
+    let (admin_token, _) = server.admin(ADMIN).await;
     let (member_token, member_id) = server.register("member_max").await;
 
     for bad in [
@@ -369,7 +468,11 @@ async fn role_changes_are_validated_and_unknown_users_are_404() {
         assert!(message.contains("user"), "{unknown}: {message}");
     }
     let entries = whole_audit(&server, &admin_token, 100).await;
-    assert_eq!(entries.len(), 1, "only the configured admin: {entries:?}");
+    assert_eq!(
+        entries.len(),
+        1,
+        "only the admin made at start: {entries:?}"
+    );
 
     // The route takes PUT only.
     let (status, body) = send(
@@ -387,7 +490,7 @@ async fn role_changes_are_validated_and_unknown_users_are_404() {
 #[tokio::test]
 async fn moderators_close_rooms_for_everyone_inside() {
     let server = admin_server().await;
-    let (admin_token, _) = server.register(ADMIN).await;
+    let (admin_token, _) = server.admin(ADMIN).await;
     let (mod_token, mod_id) = server.register("mod_mia").await;
     let (status, _) = set_role(&server, &admin_token, &mod_id, json!({"role": "moderator"})).await;
     assert_eq!(status, 204);
@@ -484,7 +587,7 @@ async fn moderators_close_rooms_for_everyone_inside() {
 #[tokio::test]
 async fn members_cannot_close_rooms() {
     let server = admin_server().await;
-    let (admin_token, _) = server.register(ADMIN).await;
+    let (admin_token, _) = server.admin(ADMIN).await;
     let (mut alice, alice_token, _) = server.user("alice").await;
     let (mut bob, bob_token, _) = server.user("bob").await;
     let created = alice
@@ -527,7 +630,7 @@ async fn members_cannot_close_rooms() {
 #[tokio::test]
 async fn closing_an_unknown_room_is_404() {
     let server = admin_server().await;
-    let (admin_token, _) = server.register(ADMIN).await;
+    let (admin_token, _) = server.admin(ADMIN).await;
     let long_id = "r".repeat(500);
     for room_id in ["r_no_such_room", "123", long_id.as_str()] {
         let (status, body) = close_room(&server, &admin_token, room_id).await;
@@ -545,7 +648,7 @@ async fn closing_an_unknown_room_is_404() {
 #[tokio::test]
 async fn the_audit_log_is_for_admins_and_pages_newest_first() {
     let server = admin_server().await;
-    let (admin_token, _) = server.register(ADMIN).await;
+    let (admin_token, _) = server.admin(ADMIN).await;
     let (mod_token, mod_id) = server.register("mod_mia").await;
     let (member_token, member_id) = server.register("member_max").await;
     let (status, _) = set_role(&server, &admin_token, &mod_id, json!({"role": "moderator"})).await;
@@ -604,7 +707,7 @@ async fn roles_rooms_and_audit_work_on_postgres() {
     let url = fresh_database().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let server = TestServer::start_on(config_on(url, &[ADMIN]), dir).await;
-    let (admin_token, admin_id) = server.register(ADMIN).await;
+    let (admin_token, admin_id) = server.admin(ADMIN).await;
     assert_eq!(role_of(&server, &admin_token).await, "admin");
     let (mod_token, mod_id) = server.register("mod_mia").await;
     let (status, _) = set_role(&server, &admin_token, &mod_id, json!({"role": "moderator"})).await;
@@ -664,7 +767,7 @@ async fn roles_rooms_and_audit_work_on_postgres() {
 #[tokio::test]
 async fn concurrent_role_changes_record_what_each_replaced() {
     let server = admin_server().await;
-    let (admin_token, _) = server.register(ADMIN).await;
+    let (admin_token, _) = server.admin(ADMIN).await;
     let (_, target_id) = server.register("contested").await;
     let roles = [
         "moderator",
@@ -712,7 +815,7 @@ async fn concurrent_role_changes_record_what_each_replaced() {
 #[tokio::test]
 async fn role_changes_apply_to_the_next_request() {
     let server = admin_server().await;
-    let (admin_token, _) = server.register(ADMIN).await;
+    let (admin_token, _) = server.admin(ADMIN).await;
     let (mut mia, mia_token, mia_id) = server.user("mod_mia").await;
     let (mut alice, _, _) = server.user("alice").await;
     let created = alice.ok(json!({"type": "room.create", "name": "r"})).await;

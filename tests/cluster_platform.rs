@@ -624,7 +624,7 @@ async fn a_moderator_close_on_one_node_reaches_members_on_another() {
     };
     let cluster = Cluster::start(NodeKind::InProcess, 2, redis, settings).await;
     let (n1, n2) = (cluster.node(1), cluster.node(2));
-    let (admin_token, _) = n1.register(ADMIN).await;
+    let (admin_token, _) = n1.admin(ADMIN).await;
     let (status, me) = n2.get("/api/v1/me", Some(&admin_token)).await;
     assert_eq!((status, &me["role"]), (200, &json!("admin")), "{me}");
 

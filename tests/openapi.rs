@@ -195,7 +195,7 @@ impl World {
     async fn build() -> Self {
         let server =
             TestServer::start_with(|config| config.admin_handles = vec![ADMIN.into()]).await;
-        let (owner, _) = server.register(ADMIN).await;
+        let (owner, _) = server.admin(ADMIN).await;
         let (other, other_id) = server.register("bob").await;
         let (leaving, _) = server.register("carol").await;
 

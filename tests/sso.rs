@@ -587,8 +587,8 @@ async fn provider_users_never_take_a_configured_admin_handle() {
     assert_eq!(status, 200, "{profile}");
     assert_eq!(profile["handle"], "boss_2");
     assert_eq!(profile["role"], "member");
-    // The real admin can still claim the handle.
-    let (admin_token, _) = server.register("boss").await;
+    // The operator can still make the real admin under that handle.
+    let (admin_token, _) = server.server.admin("boss").await;
     let (_, admin) = me(&server, &admin_token).await;
     assert_eq!(admin["role"], "admin");
     server.server.shutdown().await;
@@ -817,6 +817,7 @@ fn production_refuses_to_start_naming_every_missing_variable() {
             "MESHI_JWT_SECRET",
             "MESHI_JWT_SECRET_FILE",
             "MESHI_JWT_PUBLIC_KEY_FILE",
+            "MESHI_JWT_AUDIENCE",
         ],
         &[],
     );
@@ -849,7 +850,9 @@ fn production_refuses_to_start_naming_every_missing_variable() {
     );
 
     let mut command = meshi(dir.path(), &["serve", "--production"]);
-    command.env("MESHI_JWT_SECRET", SECRET);
+    command
+        .env("MESHI_JWT_SECRET", SECRET)
+        .env("MESHI_JWT_AUDIENCE", AUDIENCE);
     let done = assert_refused(command, &["MESHI_DATABASE_URL"], &["MESHI_JWT"]);
     assert!(
         !done.stderr.contains(SECRET) && !done.stdout.contains(SECRET),

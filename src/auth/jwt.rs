@@ -233,12 +233,14 @@ pub fn with_suffix(base: &str, suffix: &str) -> String {
     format!("{stem}_{suffix}")
 }
 
-/// A display name (1-50 characters, no control characters) from the
+/// A display name (1-50 characters, no control or bidirectional
+/// characters) from the
 /// provider's `name`, or `None` when nothing usable is left.
 pub fn display_name(name: &str) -> Option<String> {
     let cleaned: String = name
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
+        .filter(|c| !crate::validate::is_bidi_control(*c))
         .collect();
     let trimmed: String = cleaned.trim().chars().take(50).collect();
     let trimmed = trimmed.trim_end().to_owned();

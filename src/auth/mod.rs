@@ -7,11 +7,13 @@
 //! What a caller may do beyond their own data is decided in [`roles`].
 
 pub mod jwt;
+pub mod limits;
 mod password;
 pub mod revocation;
 pub mod roles;
 mod token;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::clock::now_ms;
@@ -19,6 +21,8 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::store::{NewAudit, NewUser, Store, StoreError, UserRow, AUDIT_ROLE_CHANGE};
 use jwt::JwtVerifier;
+use limits::AuthLimits;
+use password::Hasher;
 use roles::Role;
 
 /// Longest bearer token looked at. Identity-provider JWTs carrying many
@@ -81,6 +85,8 @@ pub struct Accounts {
     config: Arc<Config>,
     /// `None` when no identity provider is configured: JWTs are refused.
     jwt: Option<Arc<JwtVerifier>>,
+    hasher: Hasher,
+    limits: Arc<AuthLimits>,
 }
 
 /// Numbered handle suffixes tried before random ones.
@@ -91,60 +97,110 @@ const RANDOM_SUFFIX_TRIES: usize = 8;
 impl Accounts {
     pub fn new(store: Store, config: Arc<Config>, jwt: Option<JwtVerifier>) -> Self {
         Accounts {
+            hasher: Hasher::new(config.hash_queue),
+            limits: Arc::new(AuthLimits::new(config.auth_rate_per_min)),
             store,
             config,
             jwt: jwt.map(Arc::new),
         }
     }
 
+    /// A new password account for a client at `addr`. Handles listed in
+    /// `MESHI_ADMIN_HANDLES` are refused: they are made from the command
+    /// line ([`Accounts::create_admin`]), or the first to register one would
+    /// be admin.
     pub async fn register(
         &self,
+        addr: IpAddr,
         handle: &str,
         password: &str,
         display_name: &str,
     ) -> Result<Issued> {
+        self.limits.attempt(addr, handle)?;
         validate_handle(handle)?;
         validate_password(password)?;
         validate_display_name(display_name)?;
-        let hash = password::hash(password.to_owned()).await?;
-        let mut user = self
+        if self.config.is_admin_handle(handle) {
+            return Err(Error::Conflict(
+                "handle is reserved for an administrator".into(),
+            ));
+        }
+        let hash = self.hasher.hash(password.to_owned()).await?;
+        let user = self
             .store
             .create_user(NewUser {
                 handle,
-                display_name,
+                display_name: display_name.trim(),
                 password_hash: Some(&hash),
                 external_sub: None,
                 role: Role::Member.as_str(),
                 now: now_ms(),
             })
             .await?;
-        // Created as a member and promoted through the audited path, so a
-        // configured admin is recorded like any other role change, and a
-        // failed record leaves a member rather than an unrecorded admin.
-        if self.config.is_admin_handle(handle) {
-            self.promote_configured_admin(&mut user).await?;
-        }
         self.issue(user).await
     }
 
-    pub async fn login(&self, handle: &str, password: &str) -> Result<Issued> {
+    /// A new session for a client at `addr` that knows the password. An
+    /// unknown handle costs a full password check too.
+    pub async fn login(&self, addr: IpAddr, handle: &str, password: &str) -> Result<Issued> {
         const REFUSED: Error = Error::Unauthenticated("wrong handle or password");
-        let Some((mut user, Some(hash))) = self.store.user_with_password(handle).await? else {
-            return Err(REFUSED);
+        self.limits.attempt(addr, handle)?;
+        let (user, hash) = match self.store.user_with_password(handle).await? {
+            Some((user, hash)) => (Some(user), hash),
+            None => (None, None),
         };
-        if !password::verify(password.to_owned(), hash).await? {
+        if !self.hasher.verify(password.to_owned(), hash).await? {
             return Err(REFUSED);
         }
-        if self.config.is_admin_handle(&user.handle) && Role::from_stored(&user.role) != Role::Admin
-        {
-            self.promote_configured_admin(&mut user).await?;
-        }
-        self.issue(user).await
+        self.issue(user.ok_or(REFUSED)?).await
     }
 
-    /// Makes a user listed in `MESHI_ADMIN_HANDLES` an admin, recording
-    /// that the configuration, not a person, did it.
-    async fn promote_configured_admin(&self, user: &mut UserRow) -> Result<()> {
+    /// Creates `handle` as an admin, from the command line. A handle that
+    /// is taken is refused, not promoted: whoever registered it before it
+    /// was listed is not to become admin by accident.
+    pub async fn create_admin(
+        &self,
+        handle: &str,
+        password: &str,
+        display_name: Option<&str>,
+    ) -> Result<UserRow> {
+        validate_handle(handle)?;
+        validate_password(password)?;
+        let display_name = display_name.unwrap_or(handle);
+        validate_display_name(display_name)?;
+        let hash = self.hasher.hash(password.to_owned()).await?;
+        let user = self
+            .store
+            .create_user(NewUser {
+                handle,
+                display_name: display_name.trim(),
+                password_hash: Some(&hash),
+                external_sub: None,
+                role: Role::Member.as_str(),
+                now: now_ms(),
+            })
+            .await?;
+        // Created as a member and promoted through the audited path, so the
+        // first admin is on the record like every later role change.
+        self.record_admin(user).await
+    }
+
+    /// Makes the existing account `handle` an admin, from the command line.
+    /// `None` when it already is one.
+    pub async fn promote_to_admin(&self, handle: &str) -> Result<Option<UserRow>> {
+        let (user, _) = self
+            .store
+            .user_with_password(handle)
+            .await?
+            .ok_or(Error::NotFound("user"))?;
+        if Role::from_stored(&user.role) == Role::Admin {
+            return Ok(None);
+        }
+        self.record_admin(user).await.map(Some)
+    }
+
+    /// Makes `user` an admin, on the record as done by no person.
+    async fn record_admin(&self, mut user: UserRow) -> Result<UserRow> {
         let target = format!("user:{}", user.id);
         let changed = self
             .store
@@ -155,7 +211,7 @@ impl Accounts {
                     actor_id: None,
                     action: AUDIT_ROLE_CHANGE,
                     target: &target,
-                    data: r#"{"source":"MESHI_ADMIN_HANDLES"}"#,
+                    data: r#"{"source":"command line"}"#,
                     now: now_ms(),
                 },
             )
@@ -163,9 +219,9 @@ impl Accounts {
         if changed.is_none() {
             return Err(Error::internal("a user vanished while being promoted"));
         }
-        tracing::info!(user_id = user.id, "admin named by MESHI_ADMIN_HANDLES");
+        tracing::info!(user_id = user.id, "admin made from the command line");
         user.role = Role::Admin.as_str().to_owned();
-        Ok(())
+        Ok(user)
     }
 
     /// The identity behind a bearer token (a session token or an
@@ -218,9 +274,8 @@ impl Accounts {
         let base = jwt::handle_base(verified.username.as_deref().unwrap_or(subject));
         let display_name = verified.name.as_deref().and_then(jwt::display_name);
         for handle in handle_candidates(&base) {
-            // A listed admin handle taken by a provider user would either
-            // lock the real admin out or hand the provider's user admin
-            // rights on a later password login; neither may happen.
+            // Listed admin handles are kept for the accounts the operator
+            // makes from the command line.
             if self.config.is_admin_handle(&handle) {
                 continue;
             }
@@ -322,9 +377,8 @@ pub fn validate_password(password: &str) -> Result<()> {
 }
 
 pub fn validate_display_name(name: &str) -> Result<()> {
-    let len = name.trim().chars().count();
-    if !(1..=50).contains(&len) || name.chars().count() > 50 {
+    if name.chars().count() > 50 {
         return Err(Error::bad("display_name", "must be 1-50 characters"));
     }
-    Ok(())
+    crate::validate::line("display_name", name, 1, 50).map(drop)
 }

@@ -7,6 +7,7 @@
 //! never gave back. Hashes are CPU-bound anyway, so they run on a few
 //! dedicated threads, one per core, and wait their turn.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -48,40 +49,107 @@ fn hashing_threads() -> &'static Mutex<mpsc::Sender<Job>> {
     })
 }
 
-async fn on_a_slot<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    let (done, result) = oneshot::channel();
-    let job: Job = Box::new(move || {
-        let _ = done.send(work());
-    });
-    hashing_threads()
-        .lock()
-        .map_err(|_| Error::Unavailable("password hashing"))?
-        .send(job)
-        .map_err(|_| Error::Unavailable("password hashing"))?;
-    result
+/// The hashing threads' front door: at most `limit` hashes queued or
+/// running at once, so a burst of registrations or logins answers 503 at
+/// once rather than waiting in a backlog that only grows.
+#[derive(Clone)]
+pub struct Hasher {
+    in_flight: Arc<AtomicUsize>,
+    /// 0 means no limit.
+    limit: usize,
+}
+
+/// Gives the slot back however the job ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Hasher {
+    pub fn new(limit: usize) -> Self {
+        let hasher = Hasher {
+            in_flight: Arc::default(),
+            limit,
+        };
+        // The stand-in hash is made now, so the first login for an unknown
+        // handle costs no more than any other.
+        let job: Job = Box::new(|| {
+            stand_in_hash();
+        });
+        if let Ok(jobs) = hashing_threads().lock() {
+            let _ = jobs.send(job);
+        }
+        hasher
+    }
+
+    pub async fn hash(&self, password: String) -> Result<String> {
+        self.on_a_slot(move || {
+            let salt = SaltString::generate(&mut OsRng);
+            Argon2::default()
+                .hash_password(password.as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(|e| Error::internal(e.to_string()))
+        })
         .await
-        .map_err(|_| Error::Unavailable("password hashing"))?
+    }
+
+    /// Whether `password` matches `stored`. With no stored hash (no such
+    /// account, or one that signs on through a provider) it checks against
+    /// a stand-in and says no, at the cost of a real check: how long a
+    /// login takes must not tell who has an account.
+    pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool> {
+        self.on_a_slot(move || {
+            let Some(stored) = stored else {
+                let stand_in = PasswordHash::new(stand_in_hash())
+                    .map_err(|e| Error::internal(e.to_string()))?;
+                let _ = Argon2::default().verify_password(password.as_bytes(), &stand_in);
+                return Ok(false);
+            };
+            let parsed = PasswordHash::new(&stored).map_err(|e| Error::internal(e.to_string()))?;
+            Ok(Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok())
+        })
+        .await
+    }
+
+    async fn on_a_slot<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        const BUSY: Error = Error::Unavailable("password hashing");
+        let taken = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let slot = Slot(self.in_flight.clone());
+        if self.limit != 0 && taken >= self.limit {
+            return Err(BUSY);
+        }
+        let (done, result) = oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _slot = slot;
+            let _ = done.send(work());
+        });
+        hashing_threads()
+            .lock()
+            .map_err(|_| BUSY)?
+            .send(job)
+            .map_err(|_| BUSY)?;
+        result.await.map_err(|_| BUSY)?
+    }
 }
 
-pub async fn hash(password: String) -> Result<String> {
-    on_a_slot(move || {
+/// A hash of a random password, made once, that unknown handles are
+/// checked against.
+fn stand_in_hash() -> &'static str {
+    static STAND_IN: OnceLock<String> = OnceLock::new();
+    STAND_IN.get_or_init(|| {
         let salt = SaltString::generate(&mut OsRng);
+        let password = SaltString::generate(&mut OsRng);
         Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
+            .hash_password(password.as_str().as_bytes(), &salt)
             .map(|h| h.to_string())
-            .map_err(|e| Error::internal(e.to_string()))
+            .unwrap_or_default()
     })
-    .await
-}
-
-pub async fn verify(password: String, stored: String) -> Result<bool> {
-    on_a_slot(move || {
-        let parsed = PasswordHash::new(&stored).map_err(|e| Error::internal(e.to_string()))?;
-        Ok(Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok())
-    })
-    .await
 }

@@ -131,8 +131,8 @@ impl ClusterRooms {
         let view = RoomView {
             id: ids::random("r"),
             kind: RoomKind::DropIn,
-            name: name.to_owned(),
-            topic: topic.map(str::to_owned),
+            name,
+            topic,
             capacity,
             member_count: 1,
             host_id: Some(creator.user.to_string()),

@@ -7,6 +7,7 @@ use meshi_protocol::close;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::client_addr::ClientAddr;
 use super::extract::{Body, Caller};
 use crate::app::AppState;
 use crate::auth::Issued;
@@ -51,17 +52,20 @@ impl From<Issued> for TokenAndUser {
     responses(
         (status = 201, description = "the account and a session token", body = TokenAndUser),
         (status = 400, description = "a field is invalid; the message names it", body = ErrorResponse),
-        (status = 409, description = "the handle is taken", body = ErrorResponse),
+        (status = 409, description = "the handle is taken or reserved for an administrator", body = ErrorResponse),
         (status = 413, description = "the body is too large", body = ErrorResponse),
+        (status = 429, description = "too many attempts from this address or at this handle; see `Retry-After`", body = ErrorResponse),
+        (status = 503, description = "too many passwords are being hashed; try again shortly", body = ErrorResponse),
     ),
 )]
 pub async fn register(
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     Body(body): Body<Register>,
 ) -> Result<(StatusCode, Json<TokenAndUser>)> {
     let issued = state
         .accounts
-        .register(&body.handle, &body.password, &body.display_name)
+        .register(addr, &body.handle, &body.password, &body.display_name)
         .await?;
     Ok((StatusCode::CREATED, Json(issued.into())))
 }
@@ -77,13 +81,19 @@ pub async fn register(
         (status = 400, description = "the body is malformed", body = ErrorResponse),
         (status = 401, description = "wrong handle or password", body = ErrorResponse),
         (status = 413, description = "the body is too large", body = ErrorResponse),
+        (status = 429, description = "too many attempts from this address or at this handle; see `Retry-After`", body = ErrorResponse),
+        (status = 503, description = "too many passwords are being hashed; try again shortly", body = ErrorResponse),
     ),
 )]
 pub async fn login(
     State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     Body(body): Body<Login>,
 ) -> Result<Json<TokenAndUser>> {
-    let issued = state.accounts.login(&body.handle, &body.password).await?;
+    let issued = state
+        .accounts
+        .login(addr, &body.handle, &body.password)
+        .await?;
     Ok(Json(issued.into()))
 }
 

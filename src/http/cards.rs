@@ -106,8 +106,8 @@ pub async fn create(
     Caller(me): Caller,
     Body(new): Body<NewCard>,
 ) -> Result<(StatusCode, Json<Card>)> {
-    let title = validate::text("title", &new.title, 1, 80)?;
-    let body = validate::text("body", &new.body, 0, 1000)?;
+    let title = validate::line("title", &new.title, 1, 80)?;
+    let body = validate::prose("body", &new.body, 0, 1000)?;
     let tags = validate::tags("tags", &new.tags, 5)?;
     let card = state
         .store
@@ -222,12 +222,12 @@ pub async fn update(
     let title = patch
         .title
         .as_deref()
-        .map(|t| validate::text("title", t, 1, 80))
+        .map(|t| validate::line("title", t, 1, 80))
         .transpose()?;
     let body = patch
         .body
         .as_deref()
-        .map(|b| validate::text("body", b, 0, 1000))
+        .map(|b| validate::prose("body", b, 0, 1000))
         .transpose()?;
     let tags = patch
         .tags

@@ -98,11 +98,11 @@ pub async fn create(
     Caller(me): Caller,
     Body(new): Body<NewCommunity>,
 ) -> Result<(StatusCode, Json<Community>)> {
-    let name = validate::text("name", &new.name, 3, 60)?;
+    let name = validate::line("name", &new.name, 3, 60)?;
     if name.chars().any(char::is_control) {
         return Err(Error::bad("name", "must not contain control characters"));
     }
-    let description = validate::text("description", &new.description, 0, 1000)?;
+    let description = validate::prose("description", &new.description, 0, 1000)?;
     let tags = validate::tags("tags", &new.tags, 10)?;
     let community = state
         .store

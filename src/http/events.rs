@@ -184,7 +184,7 @@ fn capacity(value: i64) -> Result<i64> {
 
 /// An optional text: blank counts as absent.
 fn optional_text(field: &str, value: &str, max: usize) -> Result<Option<String>> {
-    let clean = validate::text(field, value, 0, max)?;
+    let clean = validate::line(field, value, 0, max)?;
     Ok((!clean.is_empty()).then_some(clean))
 }
 
@@ -227,8 +227,8 @@ pub async fn create(
     Caller(me): Caller,
     Body(new): Body<NewEventBody>,
 ) -> Result<(StatusCode, Json<Event>)> {
-    let title = validate::text("title", &new.title, 1, TITLE_MAX)?;
-    let description = validate::text("description", &new.description, 0, DESCRIPTION_MAX)?;
+    let title = validate::line("title", &new.title, 1, TITLE_MAX)?;
+    let description = validate::prose("description", &new.description, 0, DESCRIPTION_MAX)?;
     let starts_at = validate::timestamp("starts_at", &new.starts_at)?;
     let ends_at = new
         .ends_at
@@ -386,12 +386,12 @@ pub async fn update(
     let title = patch
         .title
         .as_deref()
-        .map(|t| validate::text("title", t, 1, TITLE_MAX))
+        .map(|t| validate::line("title", t, 1, TITLE_MAX))
         .transpose()?;
     let description = patch
         .description
         .as_deref()
-        .map(|d| validate::text("description", d, 0, DESCRIPTION_MAX))
+        .map(|d| validate::prose("description", d, 0, DESCRIPTION_MAX))
         .transpose()?;
     let starts_at = patch
         .starts_at

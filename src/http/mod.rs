@@ -78,15 +78,26 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 pub fn router(state: AppState) -> Router {
     // The document is built from the same registrations, in `openapi()`.
-    let (routes, _) = documented().split_for_parts();
+    let (mut routes, _) = documented().split_for_parts();
+    // With a listener of their own, the metrics are not on the public one.
+    if state.config.metrics_addr.is_none() {
+        routes = routes.route("/metrics", get(ops::metrics));
+    }
     routes
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
         .route("/ws", get(crate::ws::upgrade))
         .fallback(|| async { Error::NotFound("route") })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// What `MESHI_METRICS_ADDR` serves: `/metrics` and nothing else.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(ops::metrics))
+        .fallback(|| async { Error::NotFound("route") })
         .with_state(state)
 }

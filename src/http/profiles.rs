@@ -47,7 +47,7 @@ pub async fn update_me(
     let bio = patch
         .bio
         .as_deref()
-        .map(|b| validate::text("bio", b, 0, 500))
+        .map(|b| validate::prose("bio", b, 0, 500))
         .transpose()?;
     let tags = patch
         .tags

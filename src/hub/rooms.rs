@@ -164,8 +164,8 @@ impl Hub {
         let room = Arc::new(Room {
             id: ids::random("r").into(),
             kind: RoomKind::DropIn,
-            name: name.to_owned(),
-            topic: topic.map(str::to_owned),
+            name,
+            topic,
             capacity,
             host_id: Some(creator.user),
             created_at: now_ms(),
@@ -527,19 +527,16 @@ fn remember_client_id(state: &mut RoomState, user: UserId, id: String, sent: Sen
 }
 
 /// A new drop-in room's name, topic and capacity, trimmed and checked.
-pub fn validate_new_room<'a>(
-    name: &'a str,
-    topic: Option<&'a str>,
+pub fn validate_new_room(
+    name: &str,
+    topic: Option<&str>,
     capacity: Option<u32>,
-) -> Result<(&'a str, Option<&'a str>, u32)> {
-    let name = name.trim();
-    if !(1..=60).contains(&name.chars().count()) {
-        return Err(Error::bad("name", "must be 1-60 characters"));
-    }
-    let topic = topic.map(str::trim).filter(|t| !t.is_empty());
-    if topic.is_some_and(|t| t.chars().count() > 200) {
-        return Err(Error::bad("topic", "must be at most 200 characters"));
-    }
+) -> Result<(String, Option<String>, u32)> {
+    let name = crate::validate::line("name", name, 1, 60)?;
+    let topic = topic
+        .map(|t| crate::validate::line("topic", t, 0, 200))
+        .transpose()?
+        .filter(|t| !t.is_empty());
     let capacity = capacity.unwrap_or(DEFAULT_CAPACITY);
     if !(2..=500).contains(&capacity) {
         return Err(Error::bad("capacity", "must be 2-500"));
@@ -566,5 +563,5 @@ pub fn validate_text(text: &str) -> Result<()> {
             "text: must be at most 4000 characters".into(),
         ));
     }
-    Ok(())
+    crate::validate::check_prose_chars("text", text)
 }

@@ -328,6 +328,7 @@ enum Running {
 pub struct Node {
     pub id: String,
     pub addr: SocketAddr,
+    database_url: String,
     pub http: reqwest::Client,
     running: Running,
 }
@@ -355,6 +356,7 @@ impl Node {
         let mut node = Node {
             id: spec.node_id.clone(),
             addr,
+            database_url: spec.database_url.clone(),
             http: http_client(),
             running: Running::InProcess {
                 stop: Some(stop),
@@ -390,6 +392,7 @@ impl Node {
             let mut node = Node {
                 id: spec.node_id.clone(),
                 addr,
+                database_url: spec.database_url.clone(),
                 http: http_client(),
                 running: Running::Process {
                     child: Some(child),
@@ -673,6 +676,28 @@ impl Node {
             .unwrap_or_else(|e| panic!("PUT {path} on node {}: {e}", self.id))
             .status()
             .as_u16()
+    }
+
+    /// Makes `handle` an admin as the operator would (see
+    /// [`super::make_admin`]) and logs it in here; returns token and id.
+    pub async fn admin(&self, handle: &str) -> (String, String) {
+        super::make_admin(&self.database_url, handle).await;
+        let (status, body) = self
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"handle": handle, "password": "password123"}),
+            )
+            .await;
+        assert_eq!(
+            status, 200,
+            "admin {handle} logs in on node {}: {body}",
+            self.id
+        );
+        (
+            body["token"].as_str().expect("token").to_owned(),
+            body["user"]["id"].as_str().expect("user id").to_owned(),
+        )
     }
 
     /// Registers `handle` (password `password123`); returns token and id.

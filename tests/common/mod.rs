@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod binary;
 pub mod cluster;
 pub mod postgres;
 pub mod store;
@@ -109,6 +110,25 @@ impl TestServer {
         )
     }
 
+    /// Makes `handle` an admin the way an operator does, from the command
+    /// line's code path, then logs it in (password `password123`): listed
+    /// admin handles cannot be registered. Returns the token and user id.
+    pub async fn admin(&self, handle: &str) -> (String, String) {
+        make_admin(&self.config.database_url, handle).await;
+        let (status, body) = self
+            .post(
+                "/api/v1/auth/login",
+                None,
+                json!({"handle": handle, "password": "password123"}),
+            )
+            .await;
+        assert_eq!(status, 200, "admin {handle} logs in: {body}");
+        (
+            body["token"].as_str().expect("token").to_owned(),
+            body["user"]["id"].as_str().expect("user id").to_owned(),
+        )
+    }
+
     /// Registers a user and opens a socket that has said hello.
     pub async fn user(&self, handle: &str) -> (WsClient, String, String) {
         let (token, id) = self.register(handle).await;
@@ -179,6 +199,22 @@ impl Drop for TestServer {
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A socket client that keeps pushes aside while it waits for replies.
+/// Creates `handle` (password `password123`) as an admin in the database
+/// at `database_url`, as `meshi admin create` does.
+pub async fn make_admin(database_url: &str, handle: &str) {
+    let store = meshi::store::Store::connect(database_url)
+        .await
+        .expect("open the database to make an admin");
+    let accounts =
+        meshi::auth::Accounts::new(store.clone(), std::sync::Arc::new(Config::defaults()), None);
+    let user = accounts
+        .create_admin(handle, "password123", None)
+        .await
+        .unwrap_or_else(|e| panic!("make {handle} an admin: {e}"));
+    assert_eq!(user.role, "admin");
+    store.close().await;
+}
+
 pub struct WsClient {
     ws: Socket,
     next_ref: u64,
