@@ -125,18 +125,7 @@ impl Accounts {
                 "handle is reserved for an administrator".into(),
             ));
         }
-        let hash = self.hasher.hash(password.to_owned()).await?;
-        let user = self
-            .store
-            .create_user(NewUser {
-                handle,
-                display_name: display_name.trim(),
-                password_hash: Some(&hash),
-                external_sub: None,
-                role: Role::Member.as_str(),
-                now: now_ms(),
-            })
-            .await?;
+        let user = self.create_member(handle, password, display_name).await?;
         self.issue(user).await
     }
 
@@ -168,18 +157,7 @@ impl Accounts {
         validate_password(password)?;
         let display_name = display_name.unwrap_or(handle);
         validate_display_name(display_name)?;
-        let hash = self.hasher.hash(password.to_owned()).await?;
-        let user = self
-            .store
-            .create_user(NewUser {
-                handle,
-                display_name: display_name.trim(),
-                password_hash: Some(&hash),
-                external_sub: None,
-                role: Role::Member.as_str(),
-                now: now_ms(),
-            })
-            .await?;
+        let user = self.create_member(handle, password, display_name).await?;
         // Created as a member and promoted through the audited path, so the
         // first admin is on the record like every later role change.
         self.record_admin(user).await
@@ -197,6 +175,28 @@ impl Accounts {
             return Ok(None);
         }
         self.record_admin(user).await.map(Some)
+    }
+
+    /// A new password account with the member role; the caller has
+    /// validated its fields.
+    async fn create_member(
+        &self,
+        handle: &str,
+        password: &str,
+        display_name: &str,
+    ) -> Result<UserRow> {
+        let hash = self.hasher.hash(password.to_owned()).await?;
+        Ok(self
+            .store
+            .create_user(NewUser {
+                handle,
+                display_name: display_name.trim(),
+                password_hash: Some(&hash),
+                external_sub: None,
+                role: Role::Member.as_str(),
+                now: now_ms(),
+            })
+            .await?)
     }
 
     /// Makes `user` an admin, on the record as done by no person.
