@@ -85,14 +85,7 @@ fn run_with_timeout(mut command: Command) -> Finished {
 /// The built binary with a clean `MESHI_*` environment, run in `dir` so a
 /// stray default database lands in a throwaway place.
 fn meshi(dir: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_meshi"));
-    command.args(args).current_dir(dir);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("MESHI_") {
-            command.env_remove(&name);
-        }
-    }
-    command
+    common::binary::command(dir, args)
 }
 
 /// Runs `meshi migrate` on `url` and asserts it succeeds.
