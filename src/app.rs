@@ -16,6 +16,7 @@ use crate::bus::{Bus, BusError, LocalBus, RedisBus};
 use crate::cluster::{Cluster, ClusterError, ClusterPresence, ClusterRooms, Upkeep};
 use crate::config::Config;
 use crate::dm::DirectMessages;
+use crate::hub::quota::RoomQuota;
 use crate::hub::subscribers::Subscribers;
 use crate::hub::{Hub, RoomSettings};
 use crate::notify::Notifier;
@@ -104,6 +105,10 @@ impl AppState {
             RoomSettings {
                 empty_grace: config.room_empty_grace(),
                 history: config.room_history as usize,
+                quota: RoomQuota {
+                    max_hosted: config.max_hosted_rooms,
+                    create_per_min: config.room_create_per_min,
+                },
             },
             tasks.clone(),
             shutdown.clone(),

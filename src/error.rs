@@ -28,8 +28,12 @@ pub enum Error {
     Conflict(String),
     #[error("room is full")]
     RoomFull,
-    #[error("rate limit exceeded")]
-    RateLimited { retry_after_ms: u64 },
+    /// Refused for now; `limit` says which limit, for the message.
+    #[error("{limit}")]
+    RateLimited {
+        limit: std::borrow::Cow<'static, str>,
+        retry_after_ms: u64,
+    },
     #[error("{0}")]
     TooLarge(String),
     #[error("{0} is unavailable")]
@@ -46,6 +50,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     pub fn bad(field: &str, why: &str) -> Self {
         Error::BadRequest(format!("{field}: {why}"))
+    }
+
+    /// A refusal of the common kind: too many requests of one sort.
+    pub fn rate_limited(retry_after_ms: u64) -> Self {
+        Error::RateLimited {
+            limit: "rate limit exceeded".into(),
+            retry_after_ms,
+        }
     }
 
     pub fn internal(cause: impl Into<Cause>) -> Self {
@@ -93,7 +105,7 @@ impl Error {
             code: self.code(),
             message: self.to_string(),
             retry_after_ms: match self {
-                Error::RateLimited { retry_after_ms } => Some(*retry_after_ms),
+                Error::RateLimited { retry_after_ms, .. } => Some(*retry_after_ms),
                 _ => None,
             },
         }
@@ -120,7 +132,7 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
         let mut response = (status, Json(ErrorResponse { error: self.body() })).into_response();
-        if let Error::RateLimited { retry_after_ms } = self {
+        if let Error::RateLimited { retry_after_ms, .. } = self {
             // Whole seconds, rounded up: waiting as told must be enough.
             let seconds = retry_after_ms.div_ceil(1000).max(1);
             response

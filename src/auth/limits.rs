@@ -67,6 +67,7 @@ impl AuthLimits {
             .unwrap_or_default();
         if !wait.is_zero() {
             return Err(Error::RateLimited {
+                limit: "too many sign-in attempts; wait before trying again".into(),
                 retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1),
             });
         }
@@ -113,7 +114,7 @@ mod tests {
 
     fn refused_for(result: Result<()>) -> u64 {
         match result {
-            Err(Error::RateLimited { retry_after_ms }) => retry_after_ms,
+            Err(Error::RateLimited { retry_after_ms, .. }) => retry_after_ms,
             other => panic!("expected rate_limited, got {other:?}"),
         }
     }

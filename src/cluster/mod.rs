@@ -15,6 +15,7 @@
 //! | `<p>:r:<room>\|d`, `\|q` | `client_msg_id` -> first result, and their order for eviction |
 //! | `<p>:rooms` | sorted set: open drop-in rooms by creation time |
 //! | `<p>:empty` | sorted set: drop-in rooms by when they emptied |
+//! | `<p>:u:<user>:hosts`, `:created` | the drop-in rooms a user hosts, and when they created their latest, for `MESHI_MAX_HOSTED_ROOMS` and `MESHI_ROOM_CREATE_PER_MIN` |
 //! | `<p>:on:<user>` | hash: the nodes holding a socket of the user |
 //! | `<p>:nodes`, `<p>:node:<id>` | live nodes, and each one's heartbeat with a TTL |
 //! | `<p>:node:<id>:rooms`, `:users` | what a node holds, for cleaning up after it dies |

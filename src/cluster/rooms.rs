@@ -146,9 +146,11 @@ impl ClusterRooms {
         held.add_socket(creator.user, &summary);
         let opened = async {
             self.listen(&topic).await?;
-            self.cluster
-                .run::<String>(
-                    &scripts::OPEN,
+            let quota = self.hub.settings().quota;
+            let answer: Vec<String> = self
+                .cluster
+                .run(
+                    &scripts::CREATE,
                     &args![
                         &*room,
                         "drop_in",
@@ -160,10 +162,21 @@ impl ClusterRooms {
                         0u64,
                         creator.user,
                         summary,
+                        quota.max_hosted,
+                        quota.create_per_min,
+                        created_ms,
                     ],
                 )
                 .await?;
-            Ok::<_, Error>(())
+            match answer.first().map(String::as_str) {
+                Some("ok") => Ok(()),
+                Some("hosted") => Err(quota.too_many_hosted()),
+                Some("rate") => {
+                    let wait: i64 = parse_number(answer.get(1))?;
+                    Err(quota.too_many_created(wait.max(1) as u64))
+                }
+                _ => Err(Error::internal(format!("room create answered {answer:?}"))),
+            }
         };
         if let Err(err) = opened.await {
             self.hub.unsubscribe(&topic, creator.conn);

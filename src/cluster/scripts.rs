@@ -54,6 +54,8 @@ local function close(reason)
   if kind == 'drop_in' then
     redis.call('PUBLISH', DIR_CH, '\1P\0' .. '0:0 {"type":"rooms.changed","room_id":' .. ROOM_JSON .. ',"closed":true}')
   end
+  local host = redis.call('HGET', K.meta, 'host')
+  if host then redis.call('SREM', P .. ':u:' .. host .. ':hosts', room) end
   redis.call('DEL', K.meta, K.mem, K.at, K.cnt, K.hist, K.cid, K.cidq)
   redis.call('ZREM', ROOMS, room)
   redis.call('ZREM', EMPTY, room)
@@ -84,6 +86,16 @@ local function hold(user, summary)
   end
   redis.call('SADD', P .. ':node:' .. NODE .. ':rooms', room)
 end
+
+-- Opens the room from ARGV 4..12, as OPEN describes them.
+local function open()
+  local kind = ARGV[4]
+  redis.call('HSET', K.meta, 'kind', kind, 'vh', ARGV[5], 'vt', ARGV[6], 'cap', ARGV[7],
+    'created', ARGV[8], 'seq', ARGV[9], 'ev', ARGV[10])
+  if kind == 'drop_in' then redis.call('ZADD', ROOMS, ARGV[8], room) end
+  if ARGV[11] then hold(ARGV[11], ARGV[12]) end
+  announce()
+end
 "#;
 
 fn room_script(body: &str) -> Script {
@@ -99,13 +111,47 @@ pub static OPEN: LazyLock<Script> = LazyLock::new(|| {
     room_script(
         r#"
 if redis.call('EXISTS', K.meta) == 1 then return view() end
-local kind = ARGV[4]
-redis.call('HSET', K.meta, 'kind', kind, 'vh', ARGV[5], 'vt', ARGV[6], 'cap', ARGV[7],
-  'created', ARGV[8], 'seq', ARGV[9], 'ev', ARGV[10])
-if kind == 'drop_in' then redis.call('ZADD', ROOMS, ARGV[8], room) end
-if ARGV[11] then hold(ARGV[11], ARGV[12]) end
-announce()
+open()
 return view()
+"#,
+    )
+});
+
+/// A user opening a drop-in room they host. ARGV 4..12 as for OPEN, the
+/// creator given; then the most rooms one user hosts at once and the most
+/// they create per minute (0: no limit), and now (ms). Returns `{"ok"}`,
+/// `{"hosted"}` when they host the most already, or `{"rate", wait_ms}`.
+/// Hosted rooms are `<p>:u:<user>:hosts`, which a room leaves as it
+/// closes; ids whose room is gone anyway (Redis lost it) are dropped
+/// before counting. Recent creates are `<p>:u:<user>:created`, scored by
+/// time, so the limit holds in any sliding minute.
+pub static CREATE: LazyLock<Script> = LazyLock::new(|| {
+    room_script(
+        r#"
+local user, max_hosted, per_min, now = ARGV[11], tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15])
+local hosts = P .. ':u:' .. user .. ':hosts'
+local created = P .. ':u:' .. user .. ':created'
+if max_hosted > 0 then
+  for _, id in ipairs(redis.call('SMEMBERS', hosts)) do
+    if redis.call('EXISTS', P .. ':r:' .. id) == 0 then redis.call('SREM', hosts, id) end
+  end
+  if redis.call('SCARD', hosts) >= max_hosted then return {'hosted'} end
+end
+if per_min > 0 then
+  redis.call('ZREMRANGEBYSCORE', created, '-inf', now - 60000)
+  if redis.call('ZCARD', created) >= per_min then
+    local oldest = redis.call('ZRANGE', created, 0, 0, 'WITHSCORES')
+    return {'rate', tostring(tonumber(oldest[2]) + 60000 - now)}
+  end
+end
+open()
+redis.call('HSET', K.meta, 'host', user)
+redis.call('SADD', hosts, room)
+if per_min > 0 then
+  redis.call('ZADD', created, now, room)
+  redis.call('PEXPIRE', created, 60000)
+end
+return {'ok'}
 "#,
     )
 });

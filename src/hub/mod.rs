@@ -7,6 +7,7 @@
 
 pub mod gate;
 pub mod outbox;
+pub mod quota;
 mod rooms;
 pub mod subscribers;
 
@@ -39,6 +40,9 @@ struct Inner {
     bus: Arc<dyn Bus>,
     subscribers: Arc<Subscribers>,
     settings: RoomSettings,
+    /// Rooms each user hosts and has created lately, when this node runs
+    /// alone; a cluster counts them in Redis.
+    quota: quota::LocalQuota,
     next_conn: AtomicU64,
     /// Timers (empty-room grace) are tracked and cancelled with the node.
     tasks: TaskTracker,
@@ -59,6 +63,7 @@ impl Hub {
                 bus,
                 subscribers,
                 settings,
+                quota: quota::LocalQuota::default(),
                 next_conn: AtomicU64::new(1),
                 tasks,
                 shutdown,

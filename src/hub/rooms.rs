@@ -16,6 +16,7 @@ use meshi_protocol::{
     UserSummary,
 };
 
+use super::quota::RoomQuota;
 use super::subscribers::{Delivery, Subscriber, Topic};
 use super::{encode, Hub, UserId};
 use crate::clock::{now_ms, rfc3339};
@@ -28,6 +29,8 @@ pub struct RoomSettings {
     pub empty_grace: Duration,
     /// Messages kept per room for `since_seq` recovery.
     pub history: usize,
+    /// What one user may open; see `quota`.
+    pub quota: RoomQuota,
 }
 
 /// An event's or a community's room, as the store describes it.
@@ -161,6 +164,9 @@ impl Hub {
         capacity: Option<u32>,
     ) -> Result<RoomView> {
         let (name, topic, capacity) = validate_new_room(name, topic, capacity)?;
+        self.inner
+            .quota
+            .claim(&self.inner.settings.quota, creator.user)?;
         let room = Arc::new(Room {
             id: ids::random("r").into(),
             kind: RoomKind::DropIn,
@@ -446,6 +452,9 @@ impl Hub {
         );
         self.announce(room, RoomsChanged::closed(room.id.to_string()));
         self.inner.rooms.remove(&room.id);
+        if let (RoomKind::DropIn, Some(host)) = (room.kind, room.host_id) {
+            self.inner.quota.release(host);
+        }
         metrics::gauge!("meshi_rooms_open").decrement(1.0);
     }
 

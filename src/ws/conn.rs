@@ -240,7 +240,7 @@ impl Connection {
                 let reference = serde_json::from_str::<meshi_protocol::Header>(text)
                     .ok()
                     .and_then(|h| h.reference);
-                self.reply_error(reference, &Error::RateLimited { retry_after_ms });
+                self.reply_error(reference, &Error::rate_limited(retry_after_ms));
                 Admission::Refused
             }
             Verdict::Abuse => {

@@ -265,6 +265,10 @@ impl Connection {
         if cap != 0 && open >= cap {
             metrics::counter!("meshi_sockets_refused_total", "limit" => "per_user").increment(1);
             return Err(Error::RateLimited {
+                limit: format!(
+                    "this user already has {cap} sockets open (MESHI_MAX_SOCKETS_PER_USER)"
+                )
+                .into(),
                 retry_after_ms: 5_000,
             });
         }

@@ -42,6 +42,7 @@ pub async fn upgrade(
     else {
         metrics::counter!("meshi_sockets_refused_total", "limit" => "per_addr").increment(1);
         return Error::RateLimited {
+            limit: "too many sockets from this address (MESHI_MAX_SOCKETS_PER_ADDR)".into(),
             retry_after_ms: RETRY_AFTER_MS,
         }
         .into_response();

@@ -217,6 +217,10 @@ pub struct Settings {
     /// Handles that are admins (`MESHI_ADMIN_HANDLES`); none by default.
     pub admin_handles: Vec<String>,
     pub revocation_check_secs: u64,
+    /// `MESHI_MAX_HOSTED_ROOMS` and `MESHI_ROOM_CREATE_PER_MIN`; lifted (0)
+    /// by default, as every per-user limit is.
+    pub max_hosted_rooms: usize,
+    pub room_create_per_min: u32,
 }
 
 impl Default for Settings {
@@ -229,6 +233,8 @@ impl Default for Settings {
             reconnect_after_ms: 200,
             admin_handles: Vec::new(),
             revocation_check_secs: 15,
+            max_hosted_rooms: 0,
+            room_create_per_min: 0,
         }
     }
 }
@@ -268,6 +274,8 @@ impl NodeSpec {
         config.revocation_check_secs = self.settings.revocation_check_secs;
         config.rate_per_sec = 1_000;
         config.rate_burst = 1_000;
+        config.max_hosted_rooms = self.settings.max_hosted_rooms;
+        config.room_create_per_min = self.settings.room_create_per_min;
         if !self.settings.admin_handles.is_empty() {
             config.admin_handles = self.settings.admin_handles.clone();
         }
@@ -301,8 +309,11 @@ impl NodeSpec {
             ("MESHI_MAX_CONNECTIONS_PER_ADDR", "0".into()),
             ("MESHI_MAX_SOCKETS_PER_USER", "0".into()),
             ("MESHI_MAX_SOCKETS_PER_ADDR", "0".into()),
-            ("MESHI_MAX_HOSTED_ROOMS", "0".into()),
-            ("MESHI_ROOM_CREATE_PER_MIN", "0".into()),
+            ("MESHI_MAX_HOSTED_ROOMS", s.max_hosted_rooms.to_string()),
+            (
+                "MESHI_ROOM_CREATE_PER_MIN",
+                s.room_create_per_min.to_string(),
+            ),
             ("MESHI_MAX_ROOMS_PER_SOCKET", "0".into()),
             ("MESHI_LOG", "info,tower_http=warn,sqlx=warn".into()),
         ];
