@@ -1,10 +1,9 @@
 //! Wires the services together and runs the server until shutdown.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -56,7 +55,7 @@ pub struct Services {
     /// Every socket and timer, so shutdown can wait for them.
     pub tasks: TaskTracker,
     /// Open sockets per client address, for `MESHI_MAX_SOCKETS_PER_ADDR`.
-    pub sockets_by_addr: crate::ws::SocketsByAddr,
+    pub sockets_by_addr: crate::net::CountsByAddr,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -210,23 +209,12 @@ pub async fn serve(
         None => None,
     };
 
-    let draining = state.shutdown.clone();
-    // Pushes are small and latency is the point: without TCP_NODELAY a
-    // frame written while the previous one is unacknowledged waits for the
-    // peer's delayed ACK, up to 40 ms on Linux.
-    let listener = listener.tap_io(|socket| {
-        if let Err(error) = socket.set_nodelay(true) {
-            tracing::debug!(%error, "could not set TCP_NODELAY");
-        }
-    });
-    let server = tokio::spawn(
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { draining.cancelled().await })
-        .into_future(),
-    );
+    let server = tokio::spawn(crate::net::serve(
+        listener,
+        router,
+        crate::net::Limits::from_config(state.config.clone()),
+        state.shutdown.clone(),
+    ));
     tracing::info!(backend = state.store.backend(), "serving");
 
     shutdown.await;
@@ -240,7 +228,7 @@ pub async fn serve(
         tracing::warn!("drain time ran out with sockets still open");
     }
     match tokio::time::timeout(drain_time, server).await {
-        Ok(Ok(result)) => result?,
+        Ok(Ok(())) => {}
         Ok(Err(join)) => tracing::error!(error = %join, "server task failed"),
         Err(_) => tracing::warn!("HTTP connections still open after the drain time"),
     }
@@ -265,14 +253,12 @@ async fn serve_metrics(
 ) -> Result<tokio::task::JoinHandle<()>, ServeError> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving metrics");
-    let draining = state.shutdown.clone();
-    let router = crate::http::metrics_router(state);
-    Ok(tokio::spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { draining.cancelled().await })
-            .await;
-        if let Err(error) = served {
-            tracing::error!(%error, "the metrics listener failed");
-        }
-    }))
+    let router = crate::http::metrics_router(state.clone());
+    let limits = crate::net::Limits::from_config(state.config.clone());
+    Ok(tokio::spawn(crate::net::serve(
+        listener,
+        router,
+        limits,
+        state.shutdown.clone(),
+    )))
 }

@@ -128,6 +128,13 @@ pub struct ErrorResponse {
     error: ErrorBody,
 }
 
+impl Error {
+    /// The REST error body as bytes, for answers written below axum.
+    pub fn response_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&ErrorResponse { error: self.body() }).unwrap_or_default()
+    }
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`config`]: the one place that reads the environment.
 //! - [`app`]: wires services together; `serve(listener, config, shutdown)`.
+//! - [`net`]: the TCP listener: connection caps and HTTP deadlines.
 //! - [`http`]: REST handlers under `/api/v1`, plus health and metrics.
 //! - [`ws`]: the socket endpoint: connection loop and one function per op.
 //! - [`hub`]: live state (sockets, subscriptions, rooms); synchronous.
@@ -28,6 +29,7 @@ pub mod http;
 pub mod hub;
 mod ids;
 pub mod metrics;
+pub mod net;
 pub mod notify;
 pub mod presence;
 pub mod profile;

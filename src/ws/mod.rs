@@ -1,13 +1,10 @@
 //! The socket endpoint: upgrade at `/ws`, then one [`conn`] task per socket
 //! that reads frames, runs ops ([`dispatch`]) and feeds a writer task.
 
-mod caps;
 mod conn;
 mod conversations;
 mod dispatch;
 mod rate;
-
-pub use caps::SocketsByAddr;
 
 use axum::extract::{State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, StatusCode};

@@ -1,5 +1,6 @@
-//! How many sockets each client address holds open on this node, so one
-//! address cannot take every socket (`MESHI_MAX_SOCKETS_PER_ADDR`).
+//! How many connections or sockets each client address holds open on this
+//! node, so one address cannot take them all (`MESHI_MAX_CONNECTIONS_PER_ADDR`,
+//! `MESHI_MAX_SOCKETS_PER_ADDR`).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -8,16 +9,16 @@ use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
 #[derive(Default, Clone)]
-pub struct SocketsByAddr(Arc<DashMap<IpAddr, usize>>);
+pub struct CountsByAddr(Arc<DashMap<IpAddr, usize>>);
 
-/// One socket counted against its address until it drops.
+/// One connection or socket counted against its address until it drops.
 pub struct Counted {
-    counts: SocketsByAddr,
+    counts: CountsByAddr,
     addr: IpAddr,
 }
 
-impl SocketsByAddr {
-    /// Counts one more socket for `addr`, unless it holds `cap` already
+impl CountsByAddr {
+    /// Counts one more for `addr`, unless it holds `cap` already
     /// (0 means no cap). The check and the count are one step, so racing
     /// upgrades cannot overshoot.
     pub fn admit(&self, addr: IpAddr, cap: usize) -> Option<Counted> {
@@ -56,7 +57,7 @@ mod tests {
 
     #[test]
     fn an_address_holds_at_most_its_cap_and_gets_slots_back() {
-        let counts = SocketsByAddr::default();
+        let counts = CountsByAddr::default();
         let addr: IpAddr = "198.51.100.4".parse().unwrap();
         let first = counts.admit(addr, 2).expect("first");
         let _second = counts.admit(addr, 2).expect("second");
@@ -68,7 +69,7 @@ mod tests {
 
     #[test]
     fn the_map_forgets_addresses_without_sockets() {
-        let counts = SocketsByAddr::default();
+        let counts = CountsByAddr::default();
         let addr: IpAddr = "198.51.100.4".parse().unwrap();
         drop(counts.admit(addr, 0));
         assert!(counts.0.is_empty());
