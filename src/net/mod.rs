@@ -77,7 +77,7 @@ pub struct Admitted {
 impl Drop for Admitted {
     fn drop(&mut self) {
         self.open.fetch_sub(1, Ordering::Relaxed);
-        metrics::gauge!("meshi_connections_open").decrement(1.0);
+        metrics::gauge!("meshi_tcp_connections").decrement(1.0);
     }
 }
 
@@ -141,7 +141,7 @@ fn admit(
     let before = open.fetch_add(1, Ordering::Relaxed);
     if limits.max_connections != 0 && before >= limits.max_connections {
         open.fetch_sub(1, Ordering::Relaxed);
-        metrics::counter!("meshi_connections_refused_total", "limit" => "total").increment(1);
+        metrics::counter!("meshi_tcp_connections_refused_total", "limit" => "total").increment(1);
         return Err(Error::Unavailable(
             "a connection (this node holds MESHI_MAX_CONNECTIONS)",
         ));
@@ -152,7 +152,7 @@ fn admit(
     } else {
         let Some(counted) = by_addr.admit(ip, limits.max_connections_per_addr) else {
             open.fetch_sub(1, Ordering::Relaxed);
-            metrics::counter!("meshi_connections_refused_total", "limit" => "per_addr")
+            metrics::counter!("meshi_tcp_connections_refused_total", "limit" => "per_addr")
                 .increment(1);
             return Err(Error::RateLimited {
                 limit: "too many connections from this address (MESHI_MAX_CONNECTIONS_PER_ADDR)"
@@ -162,7 +162,7 @@ fn admit(
         };
         Some(counted)
     };
-    metrics::gauge!("meshi_connections_open").increment(1.0);
+    metrics::gauge!("meshi_tcp_connections").increment(1.0);
     Ok(Admitted {
         open: open.clone(),
         _per_addr: per_addr,
