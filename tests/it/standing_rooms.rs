@@ -1,0 +1,194 @@
+//! Event and community rooms: who may enter, and where they are listed.
+
+use crate::common::{TestServer, WsClient};
+use serde_json::{json, Value};
+
+async fn put(server: &TestServer, path: &str, token: &str) -> u16 {
+    server
+        .http
+        .put(server.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("PUT")
+        .status()
+        .as_u16()
+}
+
+fn room_ids(list: &Value) -> Vec<String> {
+    list["rooms"]
+        .as_array()
+        .expect("rooms")
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_event_room_admits_the_host_and_going_attendees_only() {
+    let server = TestServer::start().await;
+    let (host_token, host_id) = server.register("host").await;
+    let (guest_token, guest_id) = server.register("guest").await;
+    let (late_token, _) = server.register("late").await;
+    let (stranger_token, _) = server.register("stranger").await;
+    let (status, event) = server
+        .post(
+            "/api/v1/events",
+            Some(&host_token),
+            json!({"title": "ramen night", "description": "", "starts_at": "2030-01-01T19:00:00Z",
+                   "venue": "station ramen", "capacity": 1}),
+        )
+        .await;
+    assert_eq!(status, 201, "{event}");
+    let event_id = event["id"].as_str().unwrap();
+    let room_id = format!("event:{event_id}");
+    assert_eq!(
+        put(
+            &server,
+            &format!("/api/v1/events/{event_id}/rsvp"),
+            &guest_token
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        put(
+            &server,
+            &format!("/api/v1/events/{event_id}/rsvp"),
+            &late_token
+        )
+        .await,
+        200
+    );
+
+    let mut host = WsClient::hello(&server, &host_token).await;
+    let mut guest = WsClient::hello(&server, &guest_token).await;
+    let mut late = WsClient::hello(&server, &late_token).await;
+    let mut stranger = WsClient::hello(&server, &stranger_token).await;
+
+    let listed = host.ok(json!({"type": "room.list"})).await;
+    assert!(room_ids(&listed).contains(&room_id), "{listed}");
+    let listed = stranger.ok(json!({"type": "room.list"})).await;
+    assert!(!room_ids(&listed).contains(&room_id), "{listed}");
+    let listed = late.ok(json!({"type": "room.list"})).await;
+    assert!(
+        !room_ids(&listed).contains(&room_id),
+        "waitlisted: {listed}"
+    );
+
+    let joined = host
+        .ok(json!({"type": "room.join", "room_id": room_id}))
+        .await;
+    assert_eq!(joined["room"]["kind"], "event");
+    assert_eq!(joined["room"]["id"], room_id.as_str());
+    assert_eq!(joined["room"]["name"], room_id.as_str());
+    assert_eq!(joined["room"]["topic"], "ramen night");
+    assert_eq!(joined["room"]["host_id"], host_id.as_str());
+    guest
+        .ok(json!({"type": "room.join", "room_id": room_id}))
+        .await;
+    let arrived = host.next_of("room.member_joined").await;
+    assert_eq!(arrived["user"]["id"], guest_id.as_str());
+    late.err(
+        json!({"type": "room.join", "room_id": room_id}),
+        "forbidden",
+    )
+    .await;
+    stranger
+        .err(
+            json!({"type": "room.join", "room_id": room_id}),
+            "forbidden",
+        )
+        .await;
+    stranger
+        .err(
+            json!({"type": "room.join", "room_id": "event:999999"}),
+            "not_found",
+        )
+        .await;
+    stranger
+        .err(
+            json!({"type": "room.join", "room_id": "event:abc"}),
+            "not_found",
+        )
+        .await;
+
+    guest
+        .ok(json!({"type": "room.send", "room_id": room_id, "text": "see you there"}))
+        .await;
+    assert_eq!(host.next_of("room.message").await["text"], "see you there");
+
+    // Cancelling the event closes its room for everyone inside.
+    let resp = server
+        .http
+        .delete(server.url(&format!("/api/v1/events/{event_id}")))
+        .bearer_auth(&host_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let closed = guest.next_of("room.closed").await;
+    assert_eq!(closed["room_id"], room_id.as_str());
+    assert_eq!(closed["reason"], "host");
+    guest
+        .err(
+            json!({"type": "room.join", "room_id": room_id}),
+            "not_found",
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn a_community_room_is_for_members() {
+    let server = TestServer::start().await;
+    let (owner_token, _) = server.register("owner").await;
+    let (member_token, _) = server.register("member").await;
+    let (outsider_token, _) = server.register("outsider").await;
+    let (status, community) = server
+        .post(
+            "/api/v1/communities",
+            Some(&owner_token),
+            json!({"name": "rustaceans", "description": "crabs"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{community}");
+    let community_id = community["id"].as_str().unwrap();
+    let room_id = format!("community:{community_id}");
+    assert_eq!(
+        put(
+            &server,
+            &format!("/api/v1/communities/{community_id}/membership"),
+            &member_token
+        )
+        .await,
+        204
+    );
+
+    let mut member = WsClient::hello(&server, &member_token).await;
+    let mut outsider = WsClient::hello(&server, &outsider_token).await;
+    let listed = member.ok(json!({"type": "room.list"})).await;
+    assert!(room_ids(&listed).contains(&room_id), "{listed}");
+    let joined = member
+        .ok(json!({"type": "room.join", "room_id": room_id}))
+        .await;
+    assert_eq!(joined["room"]["kind"], "community");
+    assert_eq!(joined["room"]["name"], room_id.as_str());
+    assert_eq!(joined["room"]["topic"], "rustaceans");
+    let listed = outsider.ok(json!({"type": "room.list"})).await;
+    assert!(!room_ids(&listed).contains(&room_id), "{listed}");
+    outsider
+        .err(
+            json!({"type": "room.join", "room_id": room_id}),
+            "forbidden",
+        )
+        .await;
+
+    // A standing room stays open when its last member leaves.
+    member
+        .ok(json!({"type": "room.leave", "room_id": room_id}))
+        .await;
+    let rejoined = member
+        .ok(json!({"type": "room.join", "room_id": room_id}))
+        .await;
+    assert_eq!(rejoined["room"]["id"], room_id.as_str());
+}
