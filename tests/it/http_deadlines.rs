@@ -234,6 +234,19 @@ async fn ask(source: &str, server: SocketAddr) -> (String, TcpStream, String) {
     (status, stream, response)
 }
 
+/// Waits until a connection from `source` is served again: a closed
+/// connection gives its place back once the server has seen it close.
+async fn admitted_again(source: &str, server: SocketAddr) {
+    for _ in 0..50 {
+        let (status, _stream, _) = ask(source, server).await;
+        if status.contains("200") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("closed connections never gave their places back");
+}
+
 #[tokio::test]
 async fn connections_over_the_per_address_cap_get_429() {
     let server = TestServer::start_with(|c| c.max_connections_per_addr = 2).await;
@@ -259,16 +272,7 @@ async fn connections_over_the_per_address_cap_get_429() {
     assert!(elsewhere.contains("200"), "{elsewhere}");
     // A closed connection gives its place back.
     drop(first_stream);
-    let mut freed = false;
-    for _ in 0..50 {
-        let (status, _stream, _) = ask("127.0.0.2", server.addr).await;
-        if status.contains("200") {
-            freed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(freed, "the closed connection's place never came back");
+    admitted_again("127.0.0.2", server.addr).await;
 }
 
 #[tokio::test]
@@ -307,16 +311,7 @@ async fn connections_over_the_total_cap_get_503_and_places_come_back() {
     assert!(refusal.contains("\"code\":\"unavailable\""), "{refusal}");
     assert!(refusal.contains("MESHI_MAX_CONNECTIONS"), "{refusal}");
     held.clear();
-    let mut freed = false;
-    for _ in 0..50 {
-        let (status, _stream, _) = ask("127.0.0.2", server.addr).await;
-        if status.contains("200") {
-            freed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(freed, "closed connections never gave their places back");
+    admitted_again("127.0.0.2", server.addr).await;
 }
 
 #[tokio::test]
