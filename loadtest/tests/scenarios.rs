@@ -259,23 +259,17 @@ async fn a_run_that_found_loss_duplicates_or_disorder_fails() {
     server.stop().await;
 }
 
-/// Two nodes of one cluster: one SQLite file between them, and the Redis
-/// at 127.0.0.1:6379 under a key prefix of their own.
+/// Two nodes of one cluster: one SQLite file between them, and the tests'
+/// shared Redis (see `meshi_testkit`) under a key prefix of their own.
 async fn start_cluster() -> (Server, Server, String) {
-    const REDIS: &str = "127.0.0.1:6379";
-    if std::net::TcpStream::connect(REDIS).is_err() {
-        panic!(
-            "this test needs Redis at {REDIS}; start one with `redis-server --daemonize yes \
-             --bind 127.0.0.1 -::1 --port 6379 --save \"\" --appendonly no`"
-        );
-    }
+    let redis_url = meshi_testkit::redis_url();
     let prefix = format!("meshi-loadtest-{:016x}", fastrand::u64(..));
     let node = |id: &'static str, database_url: Option<String>| {
         let prefix = prefix.clone();
         move |config: &mut meshi::config::Config| {
             config.rate_per_sec = 10_000;
             config.rate_burst = 10_000;
-            config.redis_url = Some(format!("redis://{REDIS}"));
+            config.redis_url = Some(redis_url.to_owned());
             config.redis_prefix = prefix;
             config.node_id = Some(id.to_owned());
             if let Some(url) = database_url {
@@ -291,7 +285,7 @@ async fn start_cluster() -> (Server, Server, String) {
 
 /// Deletes every key under `<prefix>:` in the Redis the cluster used.
 async fn clear_prefix(prefix: &str) {
-    let client = redis::Client::open("redis://127.0.0.1:6379").expect("Redis URL");
+    let client = redis::Client::open(meshi_testkit::redis_url()).expect("Redis URL");
     let mut redis = client
         .get_multiplexed_async_connection()
         .await

@@ -2,54 +2,18 @@
 //! real Redis. Each test uses its own key prefix, so tests share one Redis
 //! without hearing each other.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use meshi::bus::{Bus, RedisBus};
 use meshi::hub::outbox::{Inbox, Kill, Outbound, Outbox};
 use meshi::hub::subscribers::{Delivery, Subscriber, Subscribers, Topic};
-use rand::Rng;
 use tokio::time::{sleep, timeout, Instant};
+
+use crate::common::cluster::{random_prefix, shared_redis, ThrowawayRedis};
 
 const WAIT: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_millis(300);
-
-fn shared_url() -> String {
-    std::env::var("MESHI_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// The shared Redis, checked to answer; a test without it fails and says
-/// how to start one.
-async fn shared_redis() -> String {
-    let url = shared_url();
-    if let Err(error) = ping(&url).await {
-        panic!(
-            "these tests need Redis at {url} ({error}); start one with \
-             `redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save \"\" \
-             --appendonly no` or set MESHI_TEST_REDIS_URL"
-        );
-    }
-    url
-}
-
-async fn ping(url: &str) -> Result<(), String> {
-    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-    let attempt = async {
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PING").query_async::<String>(&mut conn).await
-    };
-    match timeout(Duration::from_secs(2), attempt).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err("no answer within 2 s".into()),
-    }
-}
-
-fn random_prefix() -> String {
-    format!("meshi-test-{:016x}", rand::thread_rng().gen::<u64>())
-}
 
 struct Node {
     subscribers: Arc<Subscribers>,
@@ -308,9 +272,8 @@ async fn a_storm_of_arrivals_and_departures_ends_in_the_right_channels() {
 
 #[tokio::test]
 async fn buses_recover_when_redis_restarts() {
-    let port = free_port();
-    let url = format!("redis://127.0.0.1:{port}");
-    let mut server = ThrowawayRedis::start(port).await;
+    let mut server = ThrowawayRedis::start().await;
+    let url = server.url();
     let prefix = random_prefix();
     let a = node(&url, &prefix, "a").await;
     let b = node(&url, &prefix, "b").await;
@@ -338,7 +301,7 @@ async fn buses_recover_when_redis_restarts() {
     // A socket that joins during the outage is listened for on reconnect.
     let mut late_on_b = b.attach(&room("late"), 3, 3);
 
-    let server = ThrowawayRedis::start(port).await;
+    server.start_again().await;
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut probe = 0;
     'resumed: loop {
@@ -375,63 +338,4 @@ async fn buses_recover_when_redis_restarts() {
 
     a.send(&room("late"), "after", None);
     assert_eq!(late_on_b.next().await, "after");
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A Redis of the test's own, so it can be killed without disturbing the
-/// shared one; killed when dropped.
-struct ThrowawayRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl ThrowawayRedis {
-    async fn start(port: u16) -> ThrowawayRedis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run redis-server ({e}); install it, e.g. `apt-get install redis-server`")
-            });
-        let server = ThrowawayRedis {
-            port,
-            child: Some(child),
-        };
-        let deadline = Instant::now() + WAIT;
-        while let Err(error) = ping(&server.url()).await {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {port} did not come up: {error}"
-            );
-            sleep(Duration::from_millis(20)).await;
-        }
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for ThrowawayRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }

@@ -18,7 +18,7 @@
 //! to start it.
 
 use std::fs::File;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -42,12 +42,7 @@ pub fn random_prefix() -> String {
 }
 
 /// A port on 127.0.0.1 nobody listened on a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port")
-}
+pub use meshi_testkit::free_port;
 
 /// Awaits `work` for at most `wait`; `None` when it did not finish.
 /// `WsClient` reads are cancel-safe: frames read while waiting stay pending.
@@ -79,7 +74,7 @@ where
 // ---------------------------------------------------------------- Redis
 
 pub fn shared_redis_url() -> String {
-    std::env::var("MESHI_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    meshi_testkit::redis_url().to_owned()
 }
 
 /// The shared Redis, checked to answer. Never stopped by any test.
@@ -996,23 +991,11 @@ pub struct ThrowawayPostgres {
 }
 
 impl ThrowawayPostgres {
-    /// The newest `/usr/lib/postgresql/<version>/bin` holding `initdb`.
-    pub fn binaries() -> Option<PathBuf> {
-        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()?
-            .filter_map(|e| e.ok())
-            .map(|e| e.path().join("bin"))
-            .filter(|bin| bin.join("initdb").exists() && bin.join("postgres").exists())
-            .collect();
-        found.sort();
-        found.pop()
-    }
-
     pub async fn start() -> Option<Self> {
-        let bin = Self::binaries()?;
+        let bin = meshi_testkit::postgres_binaries()?;
         let dir = tempfile::tempdir().expect("temp dir for Postgres");
         // Postgres refuses to run as root; run it as the `postgres` user then.
-        let as_postgres_user = is_root();
+        let as_postgres_user = meshi_testkit::is_root();
         if as_postgres_user {
             let status = Command::new("chown")
                 .args(["-R", "postgres:postgres"])
@@ -1171,14 +1154,6 @@ impl Drop for ThrowawayPostgres {
             let _ = child.wait();
         }
     }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }
 
 // ---------------------------------------------------------------- Chat

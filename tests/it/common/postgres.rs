@@ -1,13 +1,10 @@
-//! A throwaway Postgres database per test on the shared server.
-//!
-//! `MESHI_TEST_POSTGRES_URL` points at a server where the user may create
-//! databases (default `postgres://postgres@127.0.0.1:5432/postgres`).
+//! A throwaway Postgres database per test on the shared server, which
+//! `meshi_testkit` finds or starts.
 
 use sqlx::{Connection, Executor, PgConnection};
 
 pub fn admin_url() -> String {
-    std::env::var("MESHI_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    meshi_testkit::postgres_admin_url().to_owned()
 }
 
 /// Creates an empty database and returns its URL. Fails, saying how to
@@ -17,8 +14,8 @@ pub async fn fresh_database() -> String {
     let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
         panic!(
             "Postgres is needed for this test and is unreachable at {admin} ({e}). Start it with \
-             `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` or set \
-             MESHI_TEST_POSTGRES_URL."
+             `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`, stop \
+             whatever holds 5432 so the tests start their own, or set MESHI_TEST_POSTGRES_URL."
         )
     });
     sweep_leftovers(&mut conn).await;
