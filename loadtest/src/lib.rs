@@ -18,8 +18,11 @@
 //! - [`provision`]: registering users and matching pairs over REST.
 //! - [`jwt`]: JWTs minted with the server's secret, to sign users on
 //!   instead of registering them (`--jwt-secret-file`).
-//! - [`run`]: the context a scenario runs in, and the sampler that builds
-//!   the timeline.
+//! - [`ctx`]: the context a scenario runs in: the checked options, the
+//!   shared statistics, phase marks, and what a worker asks of its parent.
+//! - `measure`: one run in this process, and the sampler and report that
+//!   every run, in one process or over workers, is measured by.
+//! - [`run`]: where a run starts: in this process or over workers.
 //! - [`scenario`]: `connect`, `rooms`, `pairs`, `churn` and `mixed`.
 //! - [`report`]: the result as data (JSON) and as a text summary.
 //! - [`html`]: the same result as a self-contained HTML page.
@@ -28,9 +31,11 @@
 
 pub mod check;
 pub mod client;
+pub mod ctx;
 pub mod frame;
 pub mod html;
 pub mod jwt;
+mod measure;
 pub mod progress;
 pub mod provision;
 pub mod report;
@@ -41,6 +46,7 @@ pub mod system;
 pub mod target;
 pub mod worker;
 
+pub use ctx::{Env, EnvOptions};
 pub use report::Report;
-pub use run::{run, Env, EnvOptions};
+pub use run::run;
 pub use scenario::Scenario;

@@ -17,8 +17,8 @@ use super::rooms::{join_room, observe, open_room, Member, Shared};
 use super::{check_duration, check_sockets, connect_all, load_for, settle, Stage};
 use crate::check::{CheckTotals, StreamCheck};
 use crate::client::{Conn, Event, Reply};
+use crate::ctx::Ctx;
 use crate::frame::Incoming;
-use crate::run::Ctx;
 use crate::stats::{Count, Lat, Stats};
 
 /// Capacity of the churned rooms: every churner may be in one at once.

@@ -13,8 +13,8 @@ use tokio::time::MissedTickBehavior;
 
 use super::{check_duration, check_sockets, load_for, Stage};
 use crate::client::{Conn, Event};
+use crate::ctx::Ctx;
 use crate::frame::Incoming;
-use crate::run::Ctx;
 use crate::stats::Count;
 
 /// How long the server is left alone after the last socket opened before

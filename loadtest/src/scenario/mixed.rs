@@ -9,7 +9,7 @@ use futures_util::future::try_join_all;
 use serde::{Deserialize, Serialize};
 
 use super::{check_duration, ChurnOpts, ConnectOpts, PairsOpts, RoomsOpts, Scenario};
-use crate::run::Ctx;
+use crate::ctx::Ctx;
 
 #[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]
 pub struct MixedOpts {

@@ -13,7 +13,7 @@ use futures_util::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::client::Conn;
-use crate::run::Ctx;
+use crate::ctx::Ctx;
 
 pub mod churn;
 pub mod connect;

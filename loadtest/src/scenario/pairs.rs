@@ -18,8 +18,8 @@ use super::rooms::Shared;
 use super::{check_duration, check_sockets, connect_all, load_for, settle, until, Stage};
 use crate::check::{CheckTotals, StreamCheck};
 use crate::client::{Conn, Ended, Event};
+use crate::ctx::Ctx;
 use crate::frame::{Incoming, SeqData, Stamp};
-use crate::run::Ctx;
 use crate::stats::{Count, Lat};
 
 #[derive(Debug, Clone, clap::Args, Serialize, Deserialize)]

@@ -18,8 +18,8 @@ use tokio::time::MissedTickBehavior;
 use super::{check_duration, check_sockets, connect_all, load_for, settle, tick, until, Stage};
 use crate::check::{CheckTotals, StreamCheck};
 use crate::client::{Conn, Ended, Event, Reply};
+use crate::ctx::Ctx;
 use crate::frame::{Incoming, SeqData, Stamp};
-use crate::run::Ctx;
 use crate::stats::{Count, Lat, Stats};
 
 /// The largest room the server allows.
