@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::jwt::{JwtSetupError, JwtVerifier};
 use crate::auth::Accounts;
 use crate::bus::{Bus, BusError, LocalBus, RedisBus};
-use crate::cluster::{Cluster, ClusterError, ClusterPresence, ClusterRooms, Upkeep};
+use crate::cluster::{Cluster, ClusterError, ClusterPresence, ClusterRooms};
 use crate::config::Config;
 use crate::dm::DirectMessages;
 use crate::hub::quota::RoomQuota;
@@ -22,6 +22,7 @@ use crate::notify::Notifier;
 use crate::presence::Presence;
 use crate::rooms::Rooms;
 use crate::store::{Store, StoreError};
+use crate::upkeep::Upkeep;
 
 /// Everything a handler or a socket needs, behind one pointer: axum clones
 /// the state for every request and every socket, and cloning each service

@@ -14,6 +14,8 @@
 //! - [`notify`]: notifications, stored then pushed.
 //! - [`dm`]: direct messages, group-committed then pushed.
 //! - [`presence`]: online/offline and telling partners.
+//! - [`upkeep`]: this node's share of a cluster's upkeep (heartbeats, dead
+//!   nodes, emptied rooms, state put back after Redis lost it).
 //! - [`standing`]: event and community rooms and who may enter them.
 //! - [`validate`]: input rules shared by REST and socket ops.
 
@@ -36,6 +38,7 @@ pub mod profile;
 pub mod rooms;
 pub mod standing;
 pub mod store;
+pub mod upkeep;
 pub mod validate;
 pub mod ws;
 

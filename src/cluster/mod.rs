@@ -8,7 +8,7 @@
 //!
 //! | key | what |
 //! |---|---|
-//! | `<p>:r:<room>` | hash: kind, capacity, created, `seq`, `ev` (event position), the room view around its member count |
+//! | `<p>:r:<room>` | hash: kind, capacity, created, `seq`, `ev` (event position), host, and the room's frames (its view and `rooms.changed` around the member count, `room.member_left` around the user id, `room.closed` for each reason) |
 //! | `<p>:r:<room>\|m` | hash: user id -> user summary, the members |
 //! | `<p>:r:<room>\|n`, `\|c` | which nodes hold which member, and how many nodes hold each |
 //! | `<p>:r:<room>\|h` | list: the latest messages, capped at the history window |
@@ -66,12 +66,11 @@ macro_rules! args {
     }};
 }
 
-mod node;
+mod frames;
 mod presence;
 pub mod rooms;
 mod scripts;
 
-pub use node::Upkeep;
 pub use presence::ClusterPresence;
 pub use rooms::ClusterRooms;
 

@@ -18,6 +18,7 @@ use meshi_protocol::{
     UserSummary,
 };
 
+use super::frames::{self, reason_name, split_at_mark, SEQ_MARK};
 use super::{scripts, Cluster, RESEED_GAP};
 use crate::clock::{now_ms, rfc3339};
 use crate::error::{Error, Result};
@@ -31,10 +32,6 @@ use crate::ids;
 /// How long a join waits for this node to hear the room's channel.
 const LISTEN_WITHIN: Duration = Duration::from_secs(3);
 const MAX_ROOM_ID_BYTES: usize = 64;
-/// The room view's member count and a message's seq are written into the
-/// frames by Redis; these stand in for them until then.
-const COUNT_MARK: &str = "\"member_count\":4294967295";
-const SEQ_MARK: &str = "\"seq\":18446744073709551615";
 
 pub struct ClusterRooms {
     cluster: Cluster,
@@ -48,8 +45,8 @@ pub struct ClusterRooms {
 
 struct Held {
     kind: RoomKind,
-    view_head: String,
-    view_tail: String,
+    /// The room's frames, as its hash keeps them (see `frames`).
+    fields: String,
     capacity: u32,
     created_ms: i64,
     /// Users inside through this node: sockets, and their summary JSON.
@@ -154,8 +151,7 @@ impl ClusterRooms {
                     &args![
                         &*room,
                         "drop_in",
-                        held.view_head,
-                        held.view_tail,
+                        held.fields,
                         capacity,
                         created_ms,
                         0u64,
@@ -200,7 +196,7 @@ impl ClusterRooms {
             host_id: spec.host_id.map(|id| id.to_string()),
             created_at: rfc3339(created_ms),
         };
-        let (head, tail) = split_view(&template);
+        let fields = frames::room_fields(&template);
         let (position, seq) = self.floors(&spec.id);
         let view: String = self
             .cluster
@@ -209,8 +205,7 @@ impl ClusterRooms {
                 &args![
                     spec.id,
                     kind_name(spec.kind),
-                    head,
-                    tail,
+                    fields,
                     spec.capacity,
                     created_ms,
                     seq,
@@ -619,8 +614,7 @@ impl ClusterRooms {
         let mut args = args![
             room_id,
             kind_name(held.kind),
-            held.view_head,
-            held.view_tail,
+            held.fields,
             held.capacity,
             held.created_ms,
             seq,
@@ -652,11 +646,9 @@ impl ClusterRooms {
         self.held
             .entry(room.clone())
             .or_insert_with(|| {
-                let (view_head, view_tail) = split_view(view);
                 Arc::new(Held {
                     kind: view.kind,
-                    view_head,
-                    view_tail,
+                    fields: frames::room_fields(view),
                     capacity: view.capacity,
                     created_ms,
                     users: Mutex::default(),
@@ -761,35 +753,6 @@ fn kind_name(kind: RoomKind) -> &'static str {
     }
 }
 
-fn reason_name(reason: RoomClosedReason) -> &'static str {
-    match reason {
-        RoomClosedReason::Empty => "empty",
-        RoomClosedReason::Host => "host",
-        RoomClosedReason::Moderator => "moderator",
-    }
-}
-
-/// The room view as JSON, split around its member count.
-fn split_view(view: &RoomView) -> (String, String) {
-    let marked = RoomView {
-        member_count: u32::MAX,
-        ..view.clone()
-    };
-    split_at_mark(&encode(&marked), COUNT_MARK)
-}
-
-/// Splits serialized JSON around the number in `mark` (`"field":<n>`).
-/// A JSON string cannot hold an unescaped `"`, so the first match is the
-/// field itself, never text inside a value.
-fn split_at_mark(json: &str, mark: &str) -> (String, String) {
-    let at = json.find(mark).expect("the marked field is serialized");
-    let name_len = mark.find(':').expect("marks are `\"field\":n`") + 1;
-    (
-        json[..at + name_len].to_owned(),
-        json[at + mark.len()..].to_owned(),
-    )
-}
-
 fn parse_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<T> {
     serde_json::from_str(json).map_err(|err| Error::internal(format!("room state in Redis: {err}")))
 }
@@ -832,23 +795,6 @@ fn parse_joined(fields: &[String]) -> Result<RoomJoined> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_view_splits_around_its_member_count_whatever_its_name() {
-        let view = RoomView {
-            id: "r_1".into(),
-            kind: RoomKind::DropIn,
-            name: r#""member_count":4294967295"#.into(),
-            topic: None,
-            capacity: 5,
-            member_count: 3,
-            host_id: Some("1".into()),
-            created_at: "2026-01-01T00:00:00Z".into(),
-        };
-        let (head, tail) = split_view(&view);
-        let back: RoomView = parse_json(&format!("{head}3{tail}")).unwrap();
-        assert_eq!(back, view);
-    }
 
     #[test]
     fn room_ids_that_could_meet_other_keys_are_refused() {

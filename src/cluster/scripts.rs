@@ -9,6 +9,10 @@
 //! derived from those (`<prefix>:r:<room>` and `|`-suffixed siblings);
 //! room ids never contain `|`, so no two rooms' keys meet. The layout is
 //! described in `cluster/mod.rs`.
+//!
+//! Scripts write no JSON of their own: each frame they publish is one a
+//! room keeps in its hash, made from the protocol's types in `frames`, or
+//! such a template with its one hole filled.
 
 use std::sync::LazyLock;
 
@@ -25,7 +29,6 @@ local K = {
 }
 local ROOMS, EMPTY = P .. ':rooms', P .. ':empty'
 local ROOM_CH, DIR_CH = P .. ':room:' .. room, P .. ':dir'
-local ROOM_JSON = cjson.encode(room)
 
 -- Publishes a room event at the room's next position; `seq` is the
 -- message seq, or 0 for other events.
@@ -41,18 +44,24 @@ end
 
 -- Drop-in rooms are listed for everyone; event and community rooms are not.
 local function announce()
-  if redis.call('HGET', K.meta, 'kind') == 'drop_in' then
-    redis.call('PUBLISH', DIR_CH, '\1P\0' .. '0:0 {"type":"rooms.changed","room":' .. view() .. '}')
+  local meta = redis.call('HMGET', K.meta, 'kind', 'dh', 'dt')
+  if meta[1] == 'drop_in' then
+    redis.call('PUBLISH', DIR_CH, '\1P\0' .. '0:0 ' .. meta[2] .. redis.call('HLEN', K.mem) .. meta[3])
   end
 end
 
+local function member_left(user)
+  local template = redis.call('HMGET', K.meta, 'lh', 'lt')
+  publish(0, template[1] .. user .. template[2])
+end
+
 local function close(reason)
-  local kind = redis.call('HGET', K.meta, 'kind')
+  local meta = redis.call('HMGET', K.meta, 'kind', 'c:' .. reason, 'dc')
   local ev = redis.call('HINCRBY', K.meta, 'ev', 1)
   -- Kind X: the last event of the room; nodes forget the room after it.
-  redis.call('PUBLISH', ROOM_CH, '\1X\0' .. ev .. ':0 {"type":"room.closed","room_id":' .. ROOM_JSON .. ',"reason":"' .. reason .. '"}')
-  if kind == 'drop_in' then
-    redis.call('PUBLISH', DIR_CH, '\1P\0' .. '0:0 {"type":"rooms.changed","room_id":' .. ROOM_JSON .. ',"closed":true}')
+  redis.call('PUBLISH', ROOM_CH, '\1X\0' .. ev .. ':0 ' .. meta[2])
+  if meta[1] == 'drop_in' then
+    redis.call('PUBLISH', DIR_CH, '\1P\0' .. '0:0 ' .. meta[3])
   end
   local host = redis.call('HGET', K.meta, 'host')
   if host then redis.call('SREM', P .. ':u:' .. host .. ':hosts', room) end
@@ -68,7 +77,7 @@ local function release(user, node, close_at_once, now)
   if redis.call('HINCRBY', K.cnt, user, -1) > 0 then return end
   redis.call('HDEL', K.cnt, user)
   redis.call('HDEL', K.mem, user)
-  publish(0, '{"type":"room.member_left","room_id":' .. ROOM_JSON .. ',"user_id":"' .. user .. '"}')
+  member_left(user)
   announce()
   if redis.call('HLEN', K.mem) == 0 and redis.call('HGET', K.meta, 'kind') == 'drop_in' then
     if close_at_once == '1' then
@@ -87,13 +96,23 @@ local function hold(user, summary)
   redis.call('SADD', P .. ':node:' .. NODE .. ':rooms', room)
 end
 
--- Opens the room from ARGV 4..12, as OPEN describes them.
-local function open()
+-- Writes a new room's hash from ARGV 4..9, as OPEN describes them: its
+-- kind, its frames (a JSON object of hash fields, from
+-- `frames::room_fields`), capacity, creation time, seq and position floors.
+local function store_room()
   local kind = ARGV[4]
-  redis.call('HSET', K.meta, 'kind', kind, 'vh', ARGV[5], 'vt', ARGV[6], 'cap', ARGV[7],
-    'created', ARGV[8], 'seq', ARGV[9], 'ev', ARGV[10])
-  if kind == 'drop_in' then redis.call('ZADD', ROOMS, ARGV[8], room) end
-  if ARGV[11] then hold(ARGV[11], ARGV[12]) end
+  redis.call('HSET', K.meta, 'kind', kind, 'cap', ARGV[6], 'created', ARGV[7],
+    'seq', ARGV[8], 'ev', ARGV[9])
+  for field, value in pairs(cjson.decode(ARGV[5])) do
+    redis.call('HSET', K.meta, field, value)
+  end
+  if kind == 'drop_in' then redis.call('ZADD', ROOMS, ARGV[7], room) end
+end
+
+-- Opens the room, with its creator (ARGV 10, 11) inside if given.
+local function open()
+  store_room()
+  if ARGV[10] then hold(ARGV[10], ARGV[11]) end
   announce()
 end
 "#;
@@ -102,7 +121,7 @@ fn room_script(body: &str) -> Script {
     Script::new(&format!("{ROOM_PRELUDE}\n{body}"))
 }
 
-/// ARGV 4..: kind, view head, view tail, capacity, created (ms), seq
+/// ARGV 4..: kind, the room's frames (JSON), capacity, created (ms), seq
 /// floor, position floor, then the creator (user id, summary JSON) or
 /// nothing. Opens the
 /// room unless it is open; the seq floor keeps a room reopened after Redis
@@ -117,7 +136,7 @@ return view()
     )
 });
 
-/// A user opening a drop-in room they host. ARGV 4..12 as for OPEN, the
+/// A user opening a drop-in room they host. ARGV 4..11 as for OPEN, the
 /// creator given; then the most rooms one user hosts at once and the most
 /// they create per minute (0: no limit), and now (ms). Returns `{"ok"}`,
 /// `{"hosted"}` when they host the most already, or `{"rate", wait_ms}`.
@@ -128,7 +147,7 @@ return view()
 pub static CREATE: LazyLock<Script> = LazyLock::new(|| {
     room_script(
         r#"
-local user, max_hosted, per_min, now = ARGV[11], tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15])
+local user, max_hosted, per_min, now = ARGV[10], tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14])
 local hosts = P .. ':u:' .. user .. ':hosts'
 local created = P .. ':u:' .. user .. ':created'
 if max_hosted > 0 then
@@ -263,7 +282,7 @@ local ev = redis.call('HINCRBY', K.meta, 'ev', 1)
 redis.call('PUBLISH', ROOM_CH, '\1R\0' .. ev .. ':' .. user .. ' ' .. ARGV[5])
 redis.call('HDEL', K.cnt, user)
 redis.call('HDEL', K.mem, user)
-publish(0, '{"type":"room.member_left","room_id":' .. ROOM_JSON .. ',"user_id":"' .. user .. '"}')
+member_left(user)
 announce()
 if redis.call('HLEN', K.mem) == 0 and redis.call('HGET', K.meta, 'kind') == 'drop_in' then
   if ARGV[6] == '1' then
@@ -316,22 +335,19 @@ return 1
 });
 
 /// Puts back what this node knows of a room after Redis lost it. ARGV
-/// 4..: kind, view head, view tail, capacity, created (ms), seq floor,
+/// 4..: kind, the room's frames (JSON), capacity, created (ms), seq floor,
 /// position floor, then (user id, summary JSON) pairs.
 pub static RESTORE: LazyLock<Script> = LazyLock::new(|| {
     room_script(
         r#"
-local kind = ARGV[4]
 if redis.call('EXISTS', K.meta) == 0 then
-  redis.call('HSET', K.meta, 'kind', kind, 'vh', ARGV[5], 'vt', ARGV[6], 'cap', ARGV[7],
-    'created', ARGV[8], 'seq', ARGV[9], 'ev', ARGV[10])
-  if kind == 'drop_in' then redis.call('ZADD', ROOMS, ARGV[8], room) end
+  store_room()
 else
   local meta = redis.call('HMGET', K.meta, 'seq', 'ev')
-  if tonumber(meta[1]) < tonumber(ARGV[9]) then redis.call('HSET', K.meta, 'seq', ARGV[9]) end
-  if tonumber(meta[2]) < tonumber(ARGV[10]) then redis.call('HSET', K.meta, 'ev', ARGV[10]) end
+  if tonumber(meta[1]) < tonumber(ARGV[8]) then redis.call('HSET', K.meta, 'seq', ARGV[8]) end
+  if tonumber(meta[2]) < tonumber(ARGV[9]) then redis.call('HSET', K.meta, 'ev', ARGV[9]) end
 end
-local i = 11
+local i = 10
 while ARGV[i] do
   hold(ARGV[i], ARGV[i + 1])
   i = i + 2

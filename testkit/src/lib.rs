@@ -213,8 +213,8 @@ fn start_postgres() -> String {
 }
 
 /// `program`, run as the `postgres` user when `as_postgres` (setpriv execs,
-/// so the process is the program itself).
-fn as_user(as_postgres: bool, program: &Path) -> Command {
+/// so the process is the program itself, and its pid the server's).
+pub fn as_user(as_postgres: bool, program: &Path) -> Command {
     if !as_postgres {
         return Command::new(program);
     }

@@ -1,44 +1,12 @@
 //! Accounts over REST against the real server: register, login, the
 //! caller's profile, logout, and the error shape every failure shares.
 
+use crate::common::api::send;
+use crate::common::json::{assert_error, keys, parse_time};
 use crate::common::TestServer;
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{json, Value};
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-
-/// Asserts an error answer: the status, and a body that is exactly
-/// `{"error": {"code", "message"}}` with this code and a non-empty message.
-/// Returns the message.
-fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str) -> String {
-    assert_eq!(status, want_status, "status (body {body})");
-    let top = body
-        .as_object()
-        .unwrap_or_else(|| panic!("error body is a JSON object: {body}"));
-    let top_keys: Vec<&str> = top.keys().map(String::as_str).collect();
-    assert_eq!(top_keys, ["error"], "error body keys in {body}");
-    let error = body["error"]
-        .as_object()
-        .unwrap_or_else(|| panic!("`error` is an object: {body}"));
-    let mut keys: Vec<&str> = error.keys().map(String::as_str).collect();
-    keys.sort_unstable();
-    assert_eq!(keys, ["code", "message"], "error object keys in {body}");
-    assert_eq!(body["error"]["code"], want_code, "code in {body}");
-    let message = body["error"]["message"]
-        .as_str()
-        .unwrap_or_else(|| panic!("message is a string: {body}"));
-    assert!(!message.is_empty(), "message is not empty: {body}");
-    message.to_owned()
-}
-
-/// Sends a raw request and returns the status and the body as JSON
-/// (`Null` when the body is not JSON).
-async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
-    let resp = req.send().await.expect("request is answered");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.expect("response body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
 
 async fn register(server: &TestServer, body: Value) -> (u16, Value) {
     server.post("/api/v1/auth/register", None, body).await
@@ -59,22 +27,12 @@ async fn register_answers_201_with_token_and_full_profile() {
     .await;
     assert_eq!(status, 201, "register answered {body}");
 
-    let mut top: Vec<&str> = body
-        .as_object()
-        .expect("object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    top.sort_unstable();
-    assert_eq!(top, ["token", "user"], "register body {body}");
+    assert_eq!(keys(&body), ["token", "user"], "register body {body}");
     let token = body["token"].as_str().expect("token is a string");
     assert!(token.len() >= 32, "token looks random enough: {token}");
 
-    let user = body["user"].as_object().expect("user is an object");
-    let mut keys: Vec<&str> = user.keys().map(String::as_str).collect();
-    keys.sort_unstable();
     assert_eq!(
-        keys,
+        keys(&body["user"]),
         [
             "bio",
             "created_at",
@@ -96,9 +54,7 @@ async fn register_answers_201_with_token_and_full_profile() {
     assert_eq!(body["user"]["bio"], "");
     assert_eq!(body["user"]["tags"], json!([]));
     assert_eq!(body["user"]["role"], "member");
-    let created = body["user"]["created_at"].as_str().expect("created_at");
-    let created = OffsetDateTime::parse(created, &Rfc3339)
-        .unwrap_or_else(|e| panic!("created_at `{created}` is RFC 3339: {e}"));
+    let created = parse_time(&body["user"]["created_at"]);
     let slack = time::Duration::seconds(5);
     assert!(
         created >= before - slack && created <= OffsetDateTime::now_utc() + slack,
@@ -129,13 +85,7 @@ async fn duplicate_handle_is_409_conflict() {
     assert_error(status, &body, 409, "conflict");
 
     // The first owner keeps the handle and the password.
-    let (status, body) = server
-        .post(
-            "/api/v1/auth/login",
-            None,
-            json!({"handle": "dupe", "password": "password123"}),
-        )
-        .await;
+    let (status, body) = server.login_with("dupe", "password123").await;
     assert_eq!(status, 200, "login as the first owner: {body}");
     assert_eq!(body["user"]["display_name"], "Valid Name");
     server.shutdown().await;
@@ -356,13 +306,7 @@ async fn non_json_content_type_message_names_the_content_type() {
 async fn login_issues_a_new_token() {
     let server = TestServer::start().await;
     let (first_token, id) = server.register("carol").await;
-    let (status, body) = server
-        .post(
-            "/api/v1/auth/login",
-            None,
-            json!({"handle": "carol", "password": "password123"}),
-        )
-        .await;
+    let (status, body) = server.login_with("carol", "password123").await;
     assert_eq!(status, 200, "login answered {body}");
     let token = body["token"].as_str().expect("token");
     assert_ne!(token, first_token, "login issues a new token");
@@ -382,21 +326,9 @@ async fn login_issues_a_new_token() {
 async fn login_refuses_wrong_password_and_unknown_handle_alike() {
     let server = TestServer::start().await;
     server.register("dave").await;
-    let (status, body) = server
-        .post(
-            "/api/v1/auth/login",
-            None,
-            json!({"handle": "dave", "password": "wrong-password"}),
-        )
-        .await;
+    let (status, body) = server.login_with("dave", "wrong-password").await;
     let wrong_password = assert_error(status, &body, 401, "unauthenticated");
-    let (status, body) = server
-        .post(
-            "/api/v1/auth/login",
-            None,
-            json!({"handle": "nobody_here", "password": "password123"}),
-        )
-        .await;
+    let (status, body) = server.login_with("nobody_here", "password123").await;
     let unknown_handle = assert_error(status, &body, 401, "unauthenticated");
     assert_eq!(
         wrong_password, unknown_handle,
@@ -440,15 +372,7 @@ async fn me_needs_a_valid_bearer_token() {
 async fn logout_ends_only_that_token() {
     let server = TestServer::start().await;
     let (first, id) = server.register("frank").await;
-    let (status, body) = server
-        .post(
-            "/api/v1/auth/login",
-            None,
-            json!({"handle": "frank", "password": "password123"}),
-        )
-        .await;
-    assert_eq!(status, 200, "login answered {body}");
-    let second = body["token"].as_str().expect("token").to_owned();
+    let second = server.login("frank").await;
 
     let resp = server
         .http

@@ -4,58 +4,27 @@
 
 use std::time::Duration;
 
+use crate::common::api::send;
+use crate::common::json::{assert_error, keys, parse_time};
 use crate::common::postgres::fresh_database;
-use crate::common::TestServer;
+use crate::common::{binary, test_config, TestServer};
 use meshi::config::Config;
+use reqwest::Method;
 use serde_json::{json, Value};
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 const ADMIN: &str = "root_admin";
 
-/// Asserts an error answer: the status, and a body that is exactly
-/// `{"error": {"code", "message"}}` with this code and a non-empty message.
-/// Returns the message.
-fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str) -> String {
-    assert_eq!(status, want_status, "status (body {body})");
-    let top: Vec<&str> = body
-        .as_object()
-        .unwrap_or_else(|| panic!("error body is a JSON object: {body}"))
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(top, ["error"], "error body keys in {body}");
-    let mut keys: Vec<&str> = body["error"]
-        .as_object()
-        .unwrap_or_else(|| panic!("`error` is an object: {body}"))
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
-    assert_eq!(keys, ["code", "message"], "error object keys in {body}");
-    assert_eq!(body["error"]["code"], want_code, "code in {body}");
-    let message = body["error"]["message"]
-        .as_str()
-        .unwrap_or_else(|| panic!("message is a string: {body}"));
-    assert!(!message.is_empty(), "message is not empty: {body}");
-    message.to_owned()
-}
-
-async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
-    let resp = req.send().await.expect("request is answered");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.expect("response body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
 async fn set_role(server: &TestServer, token: &str, user_id: &str, body: Value) -> (u16, Value) {
-    let url = server.url(&format!("/api/v1/admin/users/{user_id}/role"));
-    send(server.http.put(url).bearer_auth(token).json(&body)).await
+    server
+        .put_json(&format!("/api/v1/admin/users/{user_id}/role"), token, body)
+        .await
 }
 
 async fn close_room(server: &TestServer, token: &str, room_id: &str) -> (u16, Value) {
-    let url = server.url(&format!("/api/v1/admin/rooms/{room_id}"));
-    send(server.http.delete(url).bearer_auth(token)).await
+    server
+        .delete(&format!("/api/v1/admin/rooms/{room_id}"), token)
+        .await
 }
 
 /// Every audit entry, newest first, walking the pages `limit` at a time.
@@ -85,15 +54,8 @@ async fn whole_audit(server: &TestServer, token: &str, limit: u32) -> Vec<Value>
 
 /// Asserts the shape every audit entry has.
 fn assert_entry_shape(entry: &Value) {
-    let mut keys: Vec<&str> = entry
-        .as_object()
-        .unwrap_or_else(|| panic!("entry is an object: {entry}"))
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
     assert_eq!(
-        keys,
+        keys(entry),
         ["action", "actor_id", "created_at", "data", "id", "target"],
         "entry fields in {entry}"
     );
@@ -108,9 +70,7 @@ fn assert_entry_shape(entry: &Value) {
         "{entry}"
     );
     assert!(entry["data"].is_object(), "data is an object: {entry}");
-    let created = entry["created_at"].as_str().expect("created_at");
-    let created = OffsetDateTime::parse(created, &Rfc3339)
-        .unwrap_or_else(|e| panic!("created_at `{created}` is RFC 3339: {e}"));
+    let created = parse_time(&entry["created_at"]);
     let age = OffsetDateTime::now_utc() - created;
     assert!(
         age < time::Duration::minutes(5) && age > -time::Duration::minutes(1),
@@ -123,11 +83,7 @@ async fn admin_server() -> TestServer {
 }
 
 fn config_on(database_url: String, admin_handles: &[&str]) -> Config {
-    let mut config = Config::defaults();
-    config.lift_abuse_limits();
-    config.database_url = database_url;
-    config.rate_per_sec = 1_000;
-    config.rate_burst = 1_000;
+    let mut config = test_config(database_url);
     config.admin_handles = admin_handles.iter().map(|h| h.to_string()).collect();
     config
 }
@@ -142,15 +98,8 @@ async fn role_of(server: &TestServer, token: &str) -> String {
 /// in; returns its exit status, stdout and stderr.
 fn meshi_admin(url: &str, args: &[&str], stdin: &str) -> (bool, String, String) {
     use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut command = Command::new(env!("CARGO_BIN_EXE_meshi"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("MESHI_") {
-            command.env_remove(key);
-        }
-    }
-    let mut child = command
-        .arg("admin")
+    use std::process::Stdio;
+    let mut child = binary::command(std::path::Path::new("."), &["admin"])
         .args(args)
         .env("MESHI_DATABASE_URL", url)
         .stdin(Stdio::piped())
@@ -170,16 +119,6 @@ fn meshi_admin(url: &str, args: &[&str], stdin: &str) -> (bool, String, String) 
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-async fn login(server: &TestServer, handle: &str, password: &str) -> (u16, Value) {
-    server
-        .post(
-            "/api/v1/auth/login",
-            None,
-            json!({"handle": handle, "password": password}),
-        )
-        .await
 }
 
 #[tokio::test]
@@ -209,7 +148,7 @@ async fn a_listed_admin_handle_cannot_be_registered_and_the_command_line_makes_i
         .await;
     let message = assert_error(status, &body, 409, "conflict");
     assert!(message.contains("reserved"), "{message}");
-    let (status, _) = login(&server, ADMIN, "attacker-pass").await;
+    let (status, _) = server.login_with(ADMIN, "attacker-pass").await;
     assert_eq!(status, 401, "no account was made");
 
     // The operator makes it, the password from a file.
@@ -231,7 +170,7 @@ async fn a_listed_admin_handle_cannot_be_registered_and_the_command_line_makes_i
     assert!(ok, "meshi admin create succeeds: {out}{err}");
     assert!(out.contains("created admin root_admin"), "{out}");
     assert!(!out.contains("operator-secret-1") && !err.contains("operator-secret-1"));
-    let (status, body) = login(&server, ADMIN, "operator-secret-1").await;
+    let (status, body) = server.login_with(ADMIN, "operator-secret-1").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["user"]["role"], "admin");
     assert_eq!(body["user"]["display_name"], "Root");
@@ -271,7 +210,7 @@ async fn the_command_line_reads_the_password_from_stdin_and_promotes_existing_ac
     .await;
     let (ok, out, err) = meshi_admin(&url, &["create", "night_admin"], "from-stdin-pw\r\n");
     assert!(ok, "{out}{err}");
-    let (status, body) = login(&server, "night_admin", "from-stdin-pw").await;
+    let (status, body) = server.login_with("night_admin", "from-stdin-pw").await;
     assert_eq!(
         status, 200,
         "the first line of stdin, without its line end: {body}"
@@ -281,7 +220,7 @@ async fn the_command_line_reads_the_password_from_stdin_and_promotes_existing_ac
     // A too-short password is refused and makes nothing.
     let (ok, _, err) = meshi_admin(&url, &["create", "weak_admin"], "short\n");
     assert!(!ok && err.contains("password"), "{err}");
-    let (status, _) = login(&server, "weak_admin", "short").await;
+    let (status, _) = server.login_with("weak_admin", "short").await;
     assert_eq!(status, 401);
 
     let (token, id) = server.register("late_admin").await;
@@ -407,13 +346,14 @@ async fn only_admins_change_roles() {
         "refused attempts change nothing"
     );
 
-    let (status, body) = send(
-        server
-            .http
-            .put(server.url(&format!("/api/v1/admin/users/{member_id}/role")))
-            .json(&json!({"role": "admin"})),
-    )
-    .await;
+    let (status, body) = server
+        .call(
+            Method::PUT,
+            &format!("/api/v1/admin/users/{member_id}/role"),
+            None,
+            Some(json!({"role": "admin"})),
+        )
+        .await;
     assert_error(status, &body, 401, "unauthenticated");
     let (status, body) =
         set_role(&server, "not-a-token", &member_id, json!({"role": "admin"})).await;
@@ -473,14 +413,13 @@ async fn role_changes_are_validated_and_unknown_users_are_404() {
     );
 
     // The route takes PUT only.
-    let (status, body) = send(
-        server
-            .http
-            .post(server.url(&format!("/api/v1/admin/users/{member_id}/role")))
-            .bearer_auth(&admin_token)
-            .json(&json!({"role": "moderator"})),
-    )
-    .await;
+    let (status, body) = server
+        .post(
+            &format!("/api/v1/admin/users/{member_id}/role"),
+            Some(&admin_token),
+            json!({"role": "moderator"}),
+        )
+        .await;
     assert_error(status, &body, 405, "bad_request");
     server.shutdown().await;
 }
@@ -601,12 +540,14 @@ async fn members_cannot_close_rooms() {
         let message = assert_error(status, &body, 403, "forbidden");
         assert!(message.contains("close rooms"), "{message}");
     }
-    let (status, body) = send(
-        server
-            .http
-            .delete(server.url(&format!("/api/v1/admin/rooms/{room_id}"))),
-    )
-    .await;
+    let (status, body) = server
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/admin/rooms/{room_id}"),
+            None,
+            None,
+        )
+        .await;
     assert_error(status, &body, 401, "unauthenticated");
 
     bob.assert_no("room.closed", Duration::from_millis(300))
@@ -775,17 +716,11 @@ async fn concurrent_role_changes_record_what_each_replaced() {
         "admin",
         "member",
     ];
-    let changes = roles.iter().map(|role| {
-        let url = server.url(&format!("/api/v1/admin/users/{target_id}/role"));
-        let req = server
-            .http
-            .put(url)
-            .bearer_auth(&admin_token)
-            .json(&json!({"role": role}));
-        async move { req.send().await.expect("answered").status().as_u16() }
-    });
-    for status in futures_util::future::join_all(changes).await {
-        assert_eq!(status, 204);
+    let changes = roles
+        .iter()
+        .map(|role| set_role(&server, &admin_token, &target_id, json!({"role": role})));
+    for (status, body) in futures_util::future::join_all(changes).await {
+        assert_eq!(status, 204, "{body}");
     }
     // Read oldest first, each change's `from` is the previous one's `to`:
     // no two changes saw the same starting role.

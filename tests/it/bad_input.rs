@@ -5,20 +5,14 @@
 use std::time::Duration;
 
 use crate::common::{Ended, TestServer, WsClient, RECV_TIMEOUT};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
 use tokio::time::timeout;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::header::ORIGIN;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Generous bound for a close the server should send soon.
 const CLOSE_WITHIN: Duration = Duration::from_secs(15);
-
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Sends `text` as is and expects a `bad_request` error carrying
 /// `expected_ref` (or no `ref` at all); then checks the socket still works.
@@ -67,37 +61,10 @@ fn ping_of_len(len: usize) -> String {
     frame
 }
 
-/// Reads until the socket ends, dropping frames; returns how it ended.
-async fn read_until_closed(ws: &mut Socket, within: Duration) -> Ended {
-    timeout(within, async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(frame))) => {
-                    break Ended::Closed(frame.map_or(1005, |f| u16::from(f.code)))
-                }
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => break Ended::Dropped,
-            }
-        }
-    })
-    .await
-    .expect("the server closes the socket in time")
-}
-
-async fn connect_from(server: &TestServer, origin: &str) -> Socket {
-    let mut request = server
-        .ws_url()
-        .into_client_request()
-        .expect("a valid ws request");
-    request.headers_mut().insert(
-        ORIGIN,
-        HeaderValue::from_str(origin).expect("a header value"),
-    );
-    let (ws, _) = timeout(RECV_TIMEOUT, tokio_tungstenite::connect_async(request))
+async fn connect_from(server: &TestServer, origin: &str) -> WsClient {
+    WsClient::connect_with_header(server, ORIGIN, origin)
         .await
-        .expect("connect in time")
-        .expect("the upgrade succeeds");
-    ws
+        .0
 }
 
 #[tokio::test]
@@ -410,35 +377,17 @@ async fn a_refused_origin_is_closed_with_1008_and_an_allowed_one_works() {
     let mut evil = connect_from(&server, "https://evil.example").await;
     // Whatever it sends, the socket is refused.
     let _ = evil
+        .raw()
         .send(Message::text(
             json!({"type": "hello", "ref": 1, "token": token}).to_string(),
         ))
         .await;
-    assert_eq!(
-        read_until_closed(&mut evil, CLOSE_WITHIN).await,
-        Ended::Closed(1008)
-    );
+    assert_eq!(evil.closed_with(CLOSE_WITHIN).await, Ended::Closed(1008));
 
     let mut good = connect_from(&server, "https://good.example").await;
-    good.send(Message::text(
-        json!({"type": "hello", "ref": 1, "token": token}).to_string(),
-    ))
-    .await
-    .expect("send hello");
-    let reply = timeout(RECV_TIMEOUT, async {
-        loop {
-            match good.next().await {
-                Some(Ok(Message::Text(text))) => {
-                    break serde_json::from_str::<Value>(text.as_str()).expect("JSON")
-                }
-                Some(Ok(Message::Close(close))) => panic!("allowed origin closed: {close:?}"),
-                Some(Ok(_)) => {}
-                other => panic!("allowed origin ended: {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("a hello reply in time");
+    good.send(json!({"type": "hello", "ref": 1, "token": token}))
+        .await;
+    let reply = good.next().await;
     assert_eq!(
         reply["type"], "ok",
         "hello from the allowed origin: {reply}"

@@ -10,7 +10,7 @@ use meshi::hub::outbox::{Inbox, Kill, Outbound, Outbox};
 use meshi::hub::subscribers::{Delivery, Subscriber, Subscribers, Topic};
 use tokio::time::{sleep, timeout, Instant};
 
-use crate::common::cluster::{random_prefix, shared_redis, ThrowawayRedis};
+use crate::common::services::{random_prefix, shared_redis, ThrowawayRedis};
 
 const WAIT: Duration = Duration::from_secs(5);
 const QUIET: Duration = Duration::from_millis(300);

@@ -4,113 +4,18 @@
 
 use std::collections::HashSet;
 
+use crate::common::json::{
+    assert_bad_field, assert_error, assert_error_naming, ids, parse_time, text_of,
+};
+use crate::common::platform::new_card;
 use crate::common::TestServer;
 use reqwest::Method;
 use serde_json::{json, Value};
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-
-/// Sends any request with an optional bearer token and JSON body; returns
-/// the status and the body as JSON (`Null` when there is none).
-async fn call(
-    server: &TestServer,
-    method: Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = server.http.request(method, server.url(path));
-    if let Some(token) = token {
-        req = req.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let resp = req.send().await.expect("request is answered");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.expect("response body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-async fn patch(server: &TestServer, path: &str, token: &str, body: Value) -> (u16, Value) {
-    call(server, Method::PATCH, path, Some(token), Some(body)).await
-}
-
-async fn delete(server: &TestServer, path: &str, token: &str) -> (u16, Value) {
-    call(server, Method::DELETE, path, Some(token), None).await
-}
-
-/// Asserts the contract's error shape with this status and code; returns
-/// the message.
-fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str) -> String {
-    assert_eq!(status, want_status, "status (body {body})");
-    assert_eq!(body["error"]["code"], want_code, "code in {body}");
-    let message = body["error"]["message"]
-        .as_str()
-        .unwrap_or_else(|| panic!("error message is a string: {body}"));
-    assert!(!message.is_empty(), "error message is not empty: {body}");
-    message.to_owned()
-}
-
-/// Asserts a 400 `bad_request` whose message names `field`.
-fn assert_bad_field(status: u16, body: &Value, field: &str) {
-    let message = assert_error(status, body, 400, "bad_request");
-    assert!(
-        message.contains(field),
-        "the message names `{field}`: {message}"
-    );
-}
-
-fn parse_time(value: &Value) -> OffsetDateTime {
-    let text = value
-        .as_str()
-        .unwrap_or_else(|| panic!("timestamp is a string: {value}"));
-    OffsetDateTime::parse(text, &Rfc3339)
-        .unwrap_or_else(|e| panic!("timestamp `{text}` is RFC 3339: {e}"))
-}
-
-/// Creates a card that must succeed; returns it.
-async fn new_card(
-    server: &TestServer,
-    token: &str,
-    title: &str,
-    body: &str,
-    tags: &[&str],
-) -> Value {
-    let (status, card) = server
-        .post(
-            "/api/v1/cards",
-            Some(token),
-            json!({"title": title, "body": body, "tags": tags}),
-        )
-        .await;
-    assert_eq!(status, 201, "create card `{title}` answered {card}");
-    card
-}
-
-fn id_of(card: &Value) -> String {
-    card["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("card id is a string: {card}"))
-        .to_owned()
-}
 
 /// Lists cards with this query string; the answer must be a page.
 async fn list(server: &TestServer, token: &str, query: &str) -> (Vec<Value>, Option<String>) {
-    let (status, page) = server
-        .get(&format!("/api/v1/cards{query}"), Some(token))
-        .await;
-    assert_eq!(status, 200, "GET /cards{query} answered {page}");
-    let items = page["items"]
-        .as_array()
-        .unwrap_or_else(|| panic!("items is an array: {page}"))
-        .clone();
-    assert!(
-        page.get("next_cursor").is_some(),
-        "a page always has next_cursor: {page}"
-    );
-    let cursor = page["next_cursor"].as_str().map(str::to_owned);
-    (items, cursor)
+    server.page(&format!("/api/v1/cards{query}"), token).await
 }
 
 fn titles(cards: &[Value]) -> Vec<String> {
@@ -118,10 +23,6 @@ fn titles(cards: &[Value]) -> Vec<String> {
         .iter()
         .map(|c| c["title"].as_str().expect("title").to_owned())
         .collect()
-}
-
-fn ids(cards: &[Value]) -> Vec<String> {
-    cards.iter().map(id_of).collect()
 }
 
 /// Percent-encodes a query value (enough for the characters used here).
@@ -149,7 +50,7 @@ async fn create_card_answers_201_with_the_full_card() {
         .await;
     assert_eq!(status, 201, "create answered {card}");
 
-    let id = id_of(&card);
+    let id = text_of(&card["id"]);
     assert!(
         !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()),
         "card id is a numeric string: {id}"
@@ -184,7 +85,7 @@ async fn create_card_answers_201_with_the_full_card() {
 
     // A second card gets its own id.
     let second = new_card(&server, &token, "Second", "", &[]).await;
-    assert_ne!(id_of(&second), id);
+    assert_ne!(text_of(&second["id"]), id);
     assert_eq!(second["body"], "", "body defaults to empty");
     assert_eq!(second["tags"], json!([]));
     server.shutdown().await;
@@ -216,7 +117,7 @@ async fn create_card_validation_names_the_field_and_changes_nothing() {
     ];
     for (body, field) in cases {
         let (status, answer) = server.post("/api/v1/cards", Some(&token), body).await;
-        assert_bad_field(status, &answer, field);
+        assert_error_naming(status, &answer, 400, "bad_request", field);
     }
     let (items, _) = list(&server, &token, "").await;
     assert!(items.is_empty(), "refused cards were not stored: {items:?}");
@@ -349,13 +250,13 @@ async fn owner_filter_shows_closed_cards_that_the_plain_list_hides() {
     let kept = new_card(&server, &alice, "alice open", "", &["t"]).await;
     let closed = new_card(&server, &alice, "alice closed", "", &["t"]).await;
     new_card(&server, &bob, "bob open", "", &["t"]).await;
-    let (status, body) = patch(
-        &server,
-        &format!("/api/v1/cards/{}", id_of(&closed)),
-        &alice,
-        json!({"status": "closed"}),
-    )
-    .await;
+    let (status, body) = server
+        .patch(
+            &format!("/api/v1/cards/{}", text_of(&closed["id"])),
+            &alice,
+            json!({"status": "closed"}),
+        )
+        .await;
     assert_eq!(status, 200, "closing answered {body}");
     assert_eq!(body["status"], "closed");
 
@@ -376,7 +277,7 @@ async fn owner_filter_shows_closed_cards_that_the_plain_list_hides() {
     );
     assert_eq!(items[0]["status"], "closed");
     assert_eq!(items[1]["status"], "open");
-    assert_eq!(id_of(&items[1]), id_of(&kept));
+    assert_eq!(text_of(&items[1]["id"]), text_of(&kept["id"]));
     for card in &items {
         assert_eq!(card["owner_id"], alice_id.as_str());
     }
@@ -397,8 +298,8 @@ async fn paging_walks_three_pages_without_duplicates_or_gaps_while_cards_arrive(
     let (token, _) = server.register("pager").await;
     let mut created = Vec::new();
     for i in 0..7 {
-        created.push(id_of(
-            &new_card(&server, &token, &format!("card {i}"), "", &[]).await,
+        created.push(text_of(
+            &new_card(&server, &token, &format!("card {i}"), "", &[]).await["id"],
         ));
     }
     let newest_first: Vec<String> = created.iter().rev().cloned().collect();
@@ -485,7 +386,7 @@ async fn get_card_finds_it_and_unknown_or_garbage_ids_are_404() {
     let server = TestServer::start().await;
     let (token, _) = server.register("getter").await;
     let card = new_card(&server, &token, "findable", "body", &["x"]).await;
-    let id = id_of(&card);
+    let id = text_of(&card["id"]);
     let (status, body) = server
         .get(&format!("/api/v1/cards/{id}"), Some(&token))
         .await;
@@ -508,17 +409,17 @@ async fn the_owner_edits_title_tags_and_status() {
     let server = TestServer::start().await;
     let (owner, _) = server.register("editor").await;
     let card = new_card(&server, &owner, "before", "the body", &["old"]).await;
-    let id = id_of(&card);
+    let id = text_of(&card["id"]);
     let path = format!("/api/v1/cards/{id}");
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
 
-    let (status, edited) = patch(
-        &server,
-        &path,
-        &owner,
-        json!({"title": "after", "tags": ["new", "fresh"]}),
-    )
-    .await;
+    let (status, edited) = server
+        .patch(
+            &path,
+            &owner,
+            json!({"title": "after", "tags": ["new", "fresh"]}),
+        )
+        .await;
     assert_eq!(status, 200, "PATCH answered {edited}");
     assert_eq!(edited["id"], id.as_str());
     assert_eq!(edited["title"], "after");
@@ -539,7 +440,9 @@ async fn the_owner_edits_title_tags_and_status() {
     let (items, _) = list(&server, &owner, "?tag=old").await;
     assert!(items.is_empty(), "the old tag is gone: {items:?}");
 
-    let (status, closed) = patch(&server, &path, &owner, json!({"status": "closed"})).await;
+    let (status, closed) = server
+        .patch(&path, &owner, json!({"status": "closed"}))
+        .await;
     assert_eq!(status, 200, "{closed}");
     assert_eq!(closed["status"], "closed");
     assert_eq!(closed["title"], "after");
@@ -549,7 +452,7 @@ async fn the_owner_edits_title_tags_and_status() {
     assert_eq!(status, 200, "a closed card can still be read");
     assert_eq!(read["status"], "closed");
 
-    let (status, reopened) = patch(&server, &path, &owner, json!({"status": "open"})).await;
+    let (status, reopened) = server.patch(&path, &owner, json!({"status": "open"})).await;
     assert_eq!(status, 200, "{reopened}");
     assert_eq!(reopened["status"], "open");
     let (items, _) = list(&server, &owner, "").await;
@@ -560,17 +463,21 @@ async fn the_owner_edits_title_tags_and_status() {
     );
 
     // Bad edits name the field and change nothing.
-    let (status, body) = patch(&server, &path, &owner, json!({"title": "t".repeat(81)})).await;
+    let (status, body) = server
+        .patch(&path, &owner, json!({"title": "t".repeat(81)}))
+        .await;
     assert_bad_field(status, &body, "title");
-    let (status, body) = patch(&server, &path, &owner, json!({"status": "archived"})).await;
+    let (status, body) = server
+        .patch(&path, &owner, json!({"status": "archived"}))
+        .await;
     assert_bad_field(status, &body, "status");
-    let (status, body) = patch(
-        &server,
-        &path,
-        &owner,
-        json!({"title": "sneaky", "tags": ["a", "b", "c", "d", "e", "f"]}),
-    )
-    .await;
+    let (status, body) = server
+        .patch(
+            &path,
+            &owner,
+            json!({"title": "sneaky", "tags": ["a", "b", "c", "d", "e", "f"]}),
+        )
+        .await;
     assert_bad_field(status, &body, "tags");
     let (_, read) = server.get(&path, Some(&owner)).await;
     assert_eq!(read["title"], "after", "refused edits changed nothing");
@@ -584,25 +491,21 @@ async fn someone_else_may_not_edit_a_card() {
     let (owner, _) = server.register("real_owner").await;
     let (intruder, _) = server.register("intruder").await;
     let card = new_card(&server, &owner, "mine", "", &["t"]).await;
-    let path = format!("/api/v1/cards/{}", id_of(&card));
+    let path = format!("/api/v1/cards/{}", text_of(&card["id"]));
     for change in [
         json!({"title": "theirs"}),
         json!({"status": "closed"}),
         json!({"tags": ["hijack"]}),
     ] {
-        let (status, body) = patch(&server, &path, &intruder, change).await;
+        let (status, body) = server.patch(&path, &intruder, change).await;
         assert_error(status, &body, 403, "forbidden");
     }
     let (_, read) = server.get(&path, Some(&owner)).await;
     assert_eq!(read, card, "nothing changed");
 
-    let (status, body) = patch(
-        &server,
-        "/api/v1/cards/999999",
-        &owner,
-        json!({"title": "x"}),
-    )
-    .await;
+    let (status, body) = server
+        .patch("/api/v1/cards/999999", &owner, json!({"title": "x"}))
+        .await;
     assert_error(status, &body, 404, "not_found");
     server.shutdown().await;
 }
@@ -613,19 +516,19 @@ async fn the_owner_deletes_a_card_and_others_may_not() {
     let (owner, _) = server.register("deleter").await;
     let (other, _) = server.register("bystander").await;
     let card = new_card(&server, &owner, "short-lived", "", &[]).await;
-    let path = format!("/api/v1/cards/{}", id_of(&card));
+    let path = format!("/api/v1/cards/{}", text_of(&card["id"]));
 
-    let (status, body) = delete(&server, &path, &other).await;
+    let (status, body) = server.delete(&path, &other).await;
     assert_error(status, &body, 403, "forbidden");
     let (status, _) = server.get(&path, Some(&owner)).await;
     assert_eq!(status, 200, "a refused delete keeps the card");
 
-    let (status, body) = delete(&server, &path, &owner).await;
+    let (status, body) = server.delete(&path, &owner).await;
     assert_eq!(status, 204, "delete answered {body}");
     assert_eq!(body, Value::Null, "204 has no body");
     let (status, body) = server.get(&path, Some(&owner)).await;
     assert_error(status, &body, 404, "not_found");
-    let (status, body) = delete(&server, &path, &owner).await;
+    let (status, body) = server.delete(&path, &owner).await;
     assert_error(status, &body, 404, "not_found");
     let (items, _) = list(&server, &owner, "").await;
     assert!(
@@ -640,7 +543,7 @@ async fn cards_need_a_signed_in_caller() {
     let server = TestServer::start().await;
     let (token, _) = server.register("signed_in").await;
     let card = new_card(&server, &token, "guarded", "", &[]).await;
-    let path = format!("/api/v1/cards/{}", id_of(&card));
+    let path = format!("/api/v1/cards/{}", text_of(&card["id"]));
     let requests = [
         (
             Method::POST,
@@ -653,9 +556,9 @@ async fn cards_need_a_signed_in_caller() {
         (Method::DELETE, path.clone(), None),
     ];
     for (method, path, body) in requests {
-        let (status, answer) = call(&server, method.clone(), &path, None, body.clone()).await;
+        let (status, answer) = server.call(method.clone(), &path, None, body.clone()).await;
         assert_error(status, &answer, 401, "unauthenticated");
-        let (status, answer) = call(&server, method, &path, Some("not-a-token"), body).await;
+        let (status, answer) = server.call(method, &path, Some("not-a-token"), body).await;
         assert_error(status, &answer, 401, "unauthenticated");
     }
     let (_, read) = server.get(&path, Some(&token)).await;

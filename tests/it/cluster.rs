@@ -9,15 +9,19 @@
 //! 127.0.0.1:6379 (or MESHI_TEST_POSTGRES_URL / MESHI_TEST_REDIS_URL), plus
 //! `redis-server` on PATH, and fail saying how to start what is missing.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::common::cluster::{
-    assert_quiet, create_room, eventually, find_room, is_message_of, join, read_until_closed,
-    request_within, seq_of, shared_redis, text_of, wait_for, Cluster, Node, NodeKind, Settings,
-    ThrowawayPostgres, ThrowawayRedis,
+use crate::common::chat::{
+    burst, create_room, find_room, is_message_of, join, join_since, leave, presence_statuses,
+    relay, room_list, say, sees_joined, Burst,
 };
-use crate::common::{Ended, WsClient};
+use crate::common::cluster::{Cluster, Node, NodeKind, Settings};
+use crate::common::json::{seq_of, text_of};
+use crate::common::platform::pair;
+use crate::common::services::{random_prefix, shared_redis, ThrowawayPostgres, ThrowawayRedis};
+use crate::common::wait::{assert_quiet, eventually, read_until_closed, request_within, wait_for};
+use crate::common::{test_config, Ended, WsClient};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
@@ -26,46 +30,6 @@ const QUIET: Duration = Duration::from_millis(500);
 /// Bound for something that crosses nodes and may be eventually consistent
 /// (directory counts, re-announced membership).
 const SETTLE: Duration = Duration::from_secs(5);
-
-async fn join_since(client: &mut WsClient, room_id: &str, since_seq: u64) -> Value {
-    client
-        .ok(json!({"type": "room.join", "room_id": room_id, "since_seq": since_seq}))
-        .await
-}
-
-async fn leave(client: &mut WsClient, room_id: &str) {
-    client
-        .ok(json!({"type": "room.leave", "room_id": room_id}))
-        .await;
-}
-
-/// Sends `text` to the room; returns the acknowledged `(message_id, seq)`.
-async fn say(client: &mut WsClient, room_id: &str, text: &str) -> (String, u64) {
-    let sent = client
-        .ok(json!({"type": "room.send", "room_id": room_id, "text": text}))
-        .await;
-    (text_of(&sent["message_id"]), seq_of(&sent))
-}
-
-/// `from` says `text`; waits for `to` to receive it. Returns its seq.
-async fn relay(
-    from: &mut WsClient,
-    to: &mut WsClient,
-    room_id: &str,
-    text: &str,
-    who: &str,
-) -> u64 {
-    let (id, seq) = say(from, room_id, text).await;
-    let got = wait_for(
-        to,
-        crate::common::RECV_TIMEOUT,
-        &format!("{who} waits for `{text}`"),
-        |f| is_message_of(f, room_id) && f["message_id"] == id.as_str(),
-    )
-    .await;
-    assert_eq!(seq_of(&got), seq, "{got}");
-    seq
-}
 
 /// The next `room.message` of `room_id`.
 async fn next_message(client: &mut WsClient, room_id: &str, who: &str) -> Value {
@@ -76,22 +40,6 @@ async fn next_message(client: &mut WsClient, room_id: &str, who: &str) -> Value 
         |f| is_message_of(f, room_id),
     )
     .await
-}
-
-/// Waits for `room.member_joined` of `user_id` in `room_id`.
-async fn sees_joined(client: &mut WsClient, room_id: &str, user_id: &str, who: &str) {
-    let frame = wait_for(
-        client,
-        crate::common::RECV_TIMEOUT,
-        &format!("{who} waits for room.member_joined of user {user_id}"),
-        |f| {
-            f["type"] == "room.member_joined"
-                && f["room_id"] == room_id
-                && f["user"]["id"] == user_id
-        },
-    )
-    .await;
-    assert!(frame["user"]["handle"].is_string(), "{frame}");
 }
 
 async fn sees_left(
@@ -130,61 +78,6 @@ async fn directory_count_becomes(node: &Node, token: &str, room_id: &str, count:
     .await;
 }
 
-/// The rooms of `room.list` on this socket.
-async fn room_list(client: &mut WsClient) -> Vec<Value> {
-    let data = client.ok(json!({"type": "room.list"})).await;
-    data["rooms"]
-        .as_array()
-        .unwrap_or_else(|| panic!("rooms in {data}"))
-        .clone()
-}
-
-// ------------------------------------------------------------- pairs
-
-struct Pair {
-    a_token: String,
-    a_id: String,
-    b_token: String,
-    b_id: String,
-    conversation: String,
-}
-
-/// Registers `a` on `node_a` and `b` on `node_b` and matches them: `a`
-/// posts a card on its node, `b` presses interested on its node, `a`
-/// matches on its node.
-async fn pair(node_a: &Node, node_b: &Node, a: &str, b: &str) -> Pair {
-    let (a_token, a_id) = node_a.register(a).await;
-    let (b_token, b_id) = node_b.register(b).await;
-    let (status, card) = node_a
-        .post(
-            "/api/v1/cards",
-            Some(&a_token),
-            json!({"title": "talk", "body": "let us talk", "tags": []}),
-        )
-        .await;
-    assert_eq!(status, 201, "create card: {card}");
-    let card_id = text_of(&card["id"]);
-    let status = node_b
-        .put(&format!("/api/v1/cards/{card_id}/interest"), &b_token)
-        .await;
-    assert_eq!(status, 204, "press interested");
-    let (status, matched) = node_a
-        .post(
-            &format!("/api/v1/cards/{card_id}/matches"),
-            Some(&a_token),
-            json!({"user_id": b_id}),
-        )
-        .await;
-    assert_eq!(status, 201, "match: {matched}");
-    Pair {
-        a_token,
-        a_id,
-        b_token,
-        b_id,
-        conversation: text_of(&matched["match"]["conversation_id"]),
-    }
-}
-
 async fn dm_send(client: &mut WsClient, conversation: &str, text: &str) -> u64 {
     let sent = client
         .ok(json!({"type": "dm.send", "conversation_id": conversation, "text": text}))
@@ -203,10 +96,10 @@ async fn next_dm(client: &mut WsClient, conversation: &str, who: &str) -> Value 
 }
 
 async fn presence_of(client: &mut WsClient, user_id: &str) -> String {
-    let answer = client
-        .ok(json!({"type": "presence.query", "user_ids": [user_id]}))
-        .await;
-    text_of(&answer["presence"][0]["status"])
+    let mut statuses = presence_statuses(client, &[user_id]).await;
+    statuses
+        .remove(user_id)
+        .unwrap_or_else(|| panic!("{user_id} in {statuses:?}"))
 }
 
 fn is_presence(frame: &Value, user_id: &str, status: Option<&str>) -> bool {
@@ -220,71 +113,27 @@ fn is_presence(frame: &Value, user_id: &str, status: Option<&str>) -> bool {
 /// Messages each member sends in the ordering test.
 const PER_MEMBER: usize = 20;
 
-/// What one member of the ordering test saw.
-struct Burst {
-    client: WsClient,
-    /// `(message_id, seq)` acknowledged for each send, in send order.
-    acked: Vec<(String, u64)>,
-    /// Every `room.message` push, in arrival order.
-    pushes: Vec<Value>,
-}
-
 /// Sends [`PER_MEMBER`] messages without waiting, then reads until every
 /// reply and `total` pushes are in.
-async fn burst(mut client: WsClient, member: usize, room_id: String, total: usize) -> Burst {
-    for i in 0..PER_MEMBER {
-        client
-            .send(json!({
+async fn member_burst(client: WsClient, member: usize, room_id: String, total: usize) -> Burst {
+    let frames = (0..PER_MEMBER)
+        .map(|i| {
+            json!({
                 "type": "room.send",
-                "ref": format!("m{member}-{i}"),
                 "room_id": room_id,
                 "text": format!("member {member} message {i}"),
-            }))
-            .await;
-    }
-    let mut replies: HashMap<String, (String, u64)> = HashMap::new();
-    let mut pushes = Vec::new();
-    while replies.len() < PER_MEMBER || pushes.len() < total {
-        let frame = wait_for(
-            &mut client,
-            crate::common::RECV_TIMEOUT,
-            &format!(
-                "member {member} (has {} of {PER_MEMBER} replies and {} of {total} messages)",
-                replies.len(),
-                pushes.len()
-            ),
-            |_| true,
-        )
-        .await;
-        match frame["type"].as_str() {
-            Some("ok") => {
-                let reference = text_of(&frame["ref"]);
-                let acked = (
-                    text_of(&frame["data"]["message_id"]),
-                    seq_of(&frame["data"]),
-                );
-                assert!(
-                    replies.insert(reference, acked).is_none(),
-                    "two replies to one ref: {frame}"
-                );
-            }
-            Some("error") => panic!("member {member}: a send failed: {frame}"),
-            Some("room.message") => pushes.push(frame),
-            _ => {}
-        }
-    }
-    assert_quiet(&mut client, QUIET, &format!("member {member}"), |f| {
-        f["type"] == "room.message"
-    })
-    .await;
-    let acked = (0..PER_MEMBER)
-        .map(|i| replies[&format!("m{member}-{i}")].clone())
+            })
+        })
         .collect();
-    Burst {
+    burst(
         client,
-        acked,
-        pushes,
-    }
+        &format!("m{member}"),
+        frames,
+        "room.message",
+        total,
+        QUIET,
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -362,7 +211,7 @@ async fn room_chat_crosses_nodes_exactly_once_in_one_order() {
     let tasks: Vec<_> = clients
         .into_iter()
         .enumerate()
-        .map(|(member, client)| tokio::spawn(burst(client, member, room_id.clone(), total)))
+        .map(|(member, client)| tokio::spawn(member_burst(client, member, room_id.clone(), total)))
         .collect();
     let mut bursts = Vec::new();
     for (member, task) in tasks.into_iter().enumerate() {
@@ -1015,14 +864,21 @@ async fn nodes_recover_when_redis_restarts_empty() {
     join(&mut bob, &room_id).await;
 
     let mut max_seq = 0;
-    max_seq = max_seq.max(relay(&mut alice, &mut bob, &room_id, "before 1", "bob on node 2").await);
+    max_seq = max_seq.max(
+        relay(
+            &mut alice,
+            &mut [("bob on node 2", &mut bob)],
+            &room_id,
+            "before 1",
+        )
+        .await,
+    );
     max_seq = max_seq.max(
         relay(
             &mut bob,
-            &mut alice,
+            &mut [("alice on node 1", &mut alice)],
             &room_id,
             "before 2",
-            "alice on node 1",
         )
         .await,
     );
@@ -1090,12 +946,24 @@ async fn nodes_recover_when_redis_restarts_empty() {
     directory_count_becomes(n1, &p.a_token, &room_id, 2).await;
     directory_count_becomes(n2, &p.b_token, &room_id, 2).await;
 
-    let seq = relay(&mut alice, &mut bob, &room_id, "after 1", "bob on node 2").await;
+    let seq = relay(
+        &mut alice,
+        &mut [("bob on node 2", &mut bob)],
+        &room_id,
+        "after 1",
+    )
+    .await;
     assert!(
         seq > max_seq,
         "a message after the restart got seq {seq}, not above {max_seq} seen before it"
     );
-    let seq2 = relay(&mut bob, &mut alice, &room_id, "after 2", "alice on node 1").await;
+    let seq2 = relay(
+        &mut bob,
+        &mut [("alice on node 1", &mut alice)],
+        &room_id,
+        "after 2",
+    )
+    .await;
     assert!(seq2 > seq, "{seq2} after {seq}");
 
     // DMs across the nodes again.
@@ -1375,11 +1243,12 @@ async fn persisted_ops_are_unavailable_while_postgres_is_down() {
 #[tokio::test]
 async fn a_second_node_with_a_running_nodes_id_refuses_to_start() {
     let redis = shared_redis().await;
-    let prefix = crate::common::cluster::random_prefix();
+    let prefix = random_prefix();
     let config = |dir: &tempfile::TempDir| {
-        let mut config = meshi::config::Config::defaults();
-        config.lift_abuse_limits();
-        config.database_url = format!("sqlite://{}", dir.path().join("meshi.db").display());
+        let mut config = test_config(format!(
+            "sqlite://{}",
+            dir.path().join("meshi.db").display()
+        ));
         config.redis_url = Some(redis.clone());
         config.redis_prefix = prefix.clone();
         config.node_id = Some("twin".into());

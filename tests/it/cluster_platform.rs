@@ -13,10 +13,18 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::common::cluster::{
-    assert_quiet, create_room, eventually, find_room, is_message_of, join, seq_of, shared_redis,
-    text_of, wait_for, Cluster, Node, NodeKind, Settings,
+use crate::common::chat::{
+    assert_alive, create_room, find_room, is_message_of, join, presence_statuses, relay, room_list,
+    sees_joined,
 };
+use crate::common::cluster::{Cluster, Node, NodeKind, Settings};
+use crate::common::json::{ids, notification_in, seq_of, text_of};
+use crate::common::platform::{
+    create_match, join_community, match_pair, new_card, new_community, new_event, press_interest,
+    rsvp,
+};
+use crate::common::services::shared_redis;
+use crate::common::wait::{assert_quiet, eventually, wait_for};
 use crate::common::{Ended, WsClient};
 use serde_json::{json, Value};
 
@@ -30,48 +38,6 @@ const CLOSE_WITHIN: Duration = Duration::from_secs(10);
 const STARTS_AT: &str = "2099-03-01T18:00:00Z";
 
 // ------------------------------------------------------------- helpers
-
-/// `from` says `text` in the room; waits for every one of `to` to receive
-/// it with the acknowledged seq. Returns that seq.
-async fn relay(
-    from: &mut WsClient,
-    to: &mut [(&str, &mut WsClient)],
-    room_id: &str,
-    text: &str,
-) -> u64 {
-    let sent = from
-        .ok(json!({"type": "room.send", "room_id": room_id, "text": text}))
-        .await;
-    let message_id = text_of(&sent["message_id"]);
-    let seq = seq_of(&sent);
-    for (who, client) in to.iter_mut() {
-        let got = wait_for(
-            client,
-            crate::common::RECV_TIMEOUT,
-            &format!("{who} waits for `{text}` in {room_id}"),
-            |f| is_message_of(f, room_id) && f["message_id"] == message_id.as_str(),
-        )
-        .await;
-        assert_eq!(seq_of(&got), seq, "{who}: {got}");
-        assert_eq!(got["text"], text, "{who}: {got}");
-    }
-    seq
-}
-
-/// Waits for `room.member_joined` of `user_id` in `room_id`.
-async fn sees_joined(client: &mut WsClient, room_id: &str, user_id: &str, who: &str) {
-    wait_for(
-        client,
-        crate::common::RECV_TIMEOUT,
-        &format!("{who} waits for room.member_joined of user {user_id}"),
-        |f| {
-            f["type"] == "room.member_joined"
-                && f["room_id"] == room_id
-                && f["user"]["id"] == user_id
-        },
-    )
-    .await;
-}
 
 /// Waits for `room.closed` of `room_id` and checks its reason.
 async fn sees_closed(client: &mut WsClient, room_id: &str, reason: &str, who: &str) {
@@ -116,16 +82,11 @@ async fn join_after_close(client: &mut WsClient, room_id: &str, who: &str) {
 
 /// The ids of `room.list` on this socket.
 async fn listed_room_ids(client: &mut WsClient) -> Vec<String> {
-    let data = client.ok(json!({"type": "room.list"})).await;
-    data["rooms"]
-        .as_array()
-        .unwrap_or_else(|| panic!("rooms in {data}"))
-        .iter()
-        .map(|r| text_of(&r["id"]))
-        .collect()
+    ids(&room_list(client).await)
 }
 
-/// Checks a live `notification` push of this kind; returns its body.
+/// Waits for a `notification` push of this kind; checks it and returns
+/// its body.
 async fn notification(client: &mut WsClient, kind: &str, who: &str) -> Value {
     let frame = wait_for(
         client,
@@ -134,106 +95,12 @@ async fn notification(client: &mut WsClient, kind: &str, who: &str) -> Value {
         |f| f["type"] == "notification" && f["notification"]["kind"] == kind,
     )
     .await;
-    let body = frame["notification"].clone();
-    assert!(
-        body["id"].as_str().is_some_and(|id| !id.is_empty()),
-        "{who}: notification id in {frame}"
-    );
-    assert!(body["data"].is_object(), "{who}: data in {frame}");
-    assert!(
-        body["created_at"].is_string(),
-        "{who}: created_at in {frame}"
-    );
-    assert!(
-        frame.get("ref").is_none(),
-        "{who}: a push with a ref: {frame}"
-    );
-    body
+    notification_in(&frame, kind)
 }
 
 /// The stored notifications of `token`'s user, newest first, read on `node`.
 async fn stored_notifications(node: &Node, token: &str) -> Vec<Value> {
-    let (status, page) = node.get("/api/v1/notifications", Some(token)).await;
-    assert_eq!(status, 200, "GET /notifications on {}: {page}", node.id);
-    page["items"]
-        .as_array()
-        .unwrap_or_else(|| panic!("items in {page}"))
-        .clone()
-}
-
-/// Posts a card for `token` on `node`; returns its id.
-async fn new_card(node: &Node, token: &str, title: &str) -> String {
-    let (status, card) = node
-        .post(
-            "/api/v1/cards",
-            Some(token),
-            json!({"title": title, "body": "let us talk", "tags": []}),
-        )
-        .await;
-    assert_eq!(status, 201, "create card on {}: {card}", node.id);
-    text_of(&card["id"])
-}
-
-async fn press_interest(node: &Node, card_id: &str, token: &str) {
-    let status = node
-        .put(&format!("/api/v1/cards/{card_id}/interest"), token)
-        .await;
-    assert_eq!(status, 204, "press interested on {}", node.id);
-}
-
-/// The card's owner matches `user_id`; returns the match record.
-async fn match_with(node: &Node, card_id: &str, owner_token: &str, user_id: &str) -> Value {
-    let (status, body) = node
-        .post(
-            &format!("/api/v1/cards/{card_id}/matches"),
-            Some(owner_token),
-            json!({"user_id": user_id}),
-        )
-        .await;
-    assert_eq!(status, 201, "match on {}: {body}", node.id);
-    body["match"].clone()
-}
-
-/// `owner` (REST on `owner_node`) posts a card, `fan` (REST on
-/// `fan_node`) presses interested, `owner` matches; returns the
-/// conversation id.
-async fn pair_up(
-    owner_node: &Node,
-    owner_token: &str,
-    fan_node: &Node,
-    fan_token: &str,
-    fan_id: &str,
-) -> String {
-    let card = new_card(owner_node, owner_token, "talk").await;
-    press_interest(fan_node, &card, fan_token).await;
-    let record = match_with(owner_node, &card, owner_token, fan_id).await;
-    text_of(&record["conversation_id"])
-}
-
-/// Asserts the socket is alive: nothing closes it for a moment and a ping
-/// still round-trips.
-async fn assert_alive(client: &mut WsClient, who: &str) {
-    assert_quiet(client, QUIET, &format!("{who} (should stay open)"), |f| {
-        f["type"] == "error"
-    })
-    .await;
-    let pong = client.ok(json!({"type": "ping"})).await;
-    assert!(
-        pong["server_time"].is_string(),
-        "{who}: ping answered {pong}"
-    );
-}
-
-async fn presence_statuses(client: &mut WsClient, user_ids: &[&str]) -> HashMap<String, String> {
-    let answer = client
-        .ok(json!({"type": "presence.query", "user_ids": user_ids}))
-        .await;
-    answer["presence"]
-        .as_array()
-        .unwrap_or_else(|| panic!("presence in {answer}"))
-        .iter()
-        .map(|p| (text_of(&p["user_id"]), text_of(&p["status"])))
-        .collect()
+    node.page("/api/v1/notifications", token).await.0
 }
 
 // ------------------------------------------------------------- 1. notifications
@@ -249,7 +116,7 @@ async fn notifications_reach_sockets_on_other_nodes() {
     let mut a_ws2 = n2.client(&a_token).await;
 
     // B's card, made on node 2; A presses interested through node 1.
-    let card = new_card(n2, &b_token, "Let's talk Rust").await;
+    let card = text_of(&new_card(n2, &b_token, "Let's talk Rust", "let us talk", &[]).await["id"]);
     press_interest(n1, &card, &a_token).await;
     let interest = notification(&mut b_ws, "interest_received", "B on node 2").await;
     assert_eq!(interest["data"]["card_id"], card.as_str(), "{interest}");
@@ -270,7 +137,7 @@ async fn notifications_reach_sockets_on_other_nodes() {
     );
 
     // B matches A through node 2: A hears of it on node 1 (and node 2).
-    let record = match_with(n2, &card, &b_token, &a_id).await;
+    let record = create_match(n2, &card, &b_token, &a_id).await;
     let conversation = text_of(&record["conversation_id"]);
     let to_a = notification(&mut a_ws, "matched", "A on node 1").await;
     assert_eq!(
@@ -351,7 +218,7 @@ async fn logout_on_one_node_closes_the_tokens_sockets_on_every_node() {
         let (status, body) = node.get("/api/v1/me", Some(&first)).await;
         assert_eq!(status, 401, "the revoked token on {}: {body}", node.id);
         assert_eq!(body["error"]["code"], "unauthenticated", "{body}");
-        let mut again = WsClient::connect_url(&node.ws_url()).await;
+        let mut again = WsClient::connect(node).await;
         again
             .err(json!({"type": "hello", "token": first}), "unauthenticated")
             .await;
@@ -391,37 +258,19 @@ async fn event_rooms_work_across_nodes_and_close_when_cancelled() {
 
     // Made on node 1 with one seat; the guest takes it through node 2,
     // the late one is waitlisted through node 1.
-    let (status, event) = n1
-        .post(
-            "/api/v1/events",
-            Some(&host_token),
-            json!({"title": "ramen night", "description": "", "starts_at": STARTS_AT,
-                   "venue": "station ramen", "capacity": 1}),
-        )
-        .await;
-    assert_eq!(status, 201, "create the event on node 1: {event}");
+    let event = new_event(
+        n1,
+        &host_token,
+        json!({"title": "ramen night", "description": "", "starts_at": STARTS_AT,
+               "venue": "station ramen", "capacity": 1}),
+    )
+    .await;
     let event_id = text_of(&event["id"]);
     let room_id = format!("event:{event_id}");
-    let (status, rsvp) = n2
-        .put_json(
-            &format!("/api/v1/events/{event_id}/rsvp"),
-            &guest_token,
-            json!({}),
-        )
-        .await;
-    assert_eq!((status, &rsvp["status"]), (200, &json!("going")), "{rsvp}");
-    let (status, rsvp) = n1
-        .put_json(
-            &format!("/api/v1/events/{event_id}/rsvp"),
-            &late_token,
-            json!({}),
-        )
-        .await;
-    assert_eq!(
-        (status, &rsvp["status"]),
-        (200, &json!("waitlisted")),
-        "{rsvp}"
-    );
+    let going = rsvp(n2, &event_id, &guest_token).await;
+    assert_eq!(going["status"], "going", "{going}");
+    let late = rsvp(n1, &event_id, &late_token).await;
+    assert_eq!(late["status"], "waitlisted", "{late}");
 
     assert!(
         listed_room_ids(&mut guest).await.contains(&room_id),
@@ -529,24 +378,16 @@ async fn community_rooms_work_across_nodes() {
     let (mut outsider_1, outsider_token, _) = n1.user("outsider_oz").await;
     let mut outsider_2 = n2.client(&outsider_token).await;
 
-    let (status, community) = n1
-        .post(
-            "/api/v1/communities",
-            Some(&owner_token),
-            json!({"name": "rustaceans", "description": "crabs"}),
-        )
-        .await;
-    assert_eq!(status, 201, "create the community on node 1: {community}");
+    let community = new_community(
+        n1,
+        &owner_token,
+        json!({"name": "rustaceans", "description": "crabs"}),
+    )
+    .await;
     let community_id = text_of(&community["id"]);
     let room_id = format!("community:{community_id}");
     // Joins the community through node 1, enters the room on node 2.
-    let status = n1
-        .put(
-            &format!("/api/v1/communities/{community_id}/membership"),
-            &member_token,
-        )
-        .await;
-    assert_eq!(status, 204, "join the community on node 1");
+    join_community(n1, &community_id, &member_token).await;
 
     assert!(
         listed_room_ids(&mut member).await.contains(&room_id),
@@ -905,7 +746,7 @@ async fn three_matched_users_on_three_nodes_talk_gap_free() {
     let mut conversations: HashMap<(usize, usize), String> = HashMap::new();
     for i in 0..3 {
         let j = (i + 1) % 3;
-        let conversation = pair_up(nodes[i], &tokens[i], nodes[j], &tokens[j], &ids[j]).await;
+        let conversation = match_pair(nodes[i], &tokens[i], nodes[j], &tokens[j], &ids[j]).await;
         conversations.insert((i.min(j), i.max(j)), conversation);
     }
     let conversation_of = |a: usize, b: usize| conversations[&(a.min(b), a.max(b))].clone();

@@ -5,33 +5,12 @@
 
 use std::collections::HashSet;
 
+use crate::common::json::{assert_bad_field, assert_error, keys, parse_time};
+use crate::common::platform::new_community;
 use crate::common::TestServer;
 use reqwest::Method;
 use serde_json::{json, Value};
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-
-/// Sends `method path` with an optional bearer token and JSON body;
-/// returns the status and the body (`Null` when empty or not JSON).
-async fn send(
-    server: &TestServer,
-    method: Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = server.http.request(method, server.url(path));
-    if let Some(token) = token {
-        req = req.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let resp = req.send().await.expect("request is answered");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.expect("response body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
 
 async fn create(server: &TestServer, token: &str, body: Value) -> (u16, Value) {
     server.post("/api/v1/communities", Some(token), body).await
@@ -39,14 +18,12 @@ async fn create(server: &TestServer, token: &str, body: Value) -> (u16, Value) {
 
 /// Creates a community that must succeed; returns it.
 async fn create_ok(server: &TestServer, token: &str, name: &str, tags: &[&str]) -> Value {
-    let (status, body) = create(
+    new_community(
         server,
         token,
         json!({"name": name, "description": format!("about {name}"), "tags": tags}),
     )
-    .await;
-    assert_eq!(status, 201, "create {name} answered {body}");
-    body
+    .await
 }
 
 async fn get_one(server: &TestServer, token: &str, id: &str) -> Value {
@@ -62,16 +39,7 @@ type Query<'a> = [(&'a str, &'a str)];
 
 /// `GET /communities` with query parameters, URL-encoded.
 async fn list(server: &TestServer, token: &str, query: &[(&str, &str)]) -> (u16, Value) {
-    let resp = server
-        .http
-        .get(server.url("/api/v1/communities"))
-        .query(query)
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("list is answered");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    server.get_query("/api/v1/communities", token, query).await
 }
 
 /// A list that must succeed; returns the item names and the next cursor.
@@ -92,45 +60,14 @@ async fn list_names(
 }
 
 async fn membership(server: &TestServer, method: Method, token: &str, id: &str) -> (u16, Value) {
-    send(
-        server,
-        method,
-        &format!("/api/v1/communities/{id}/membership"),
-        Some(token),
-        None,
-    )
-    .await
-}
-
-/// Asserts an error answer with this status and code; returns the message.
-fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str) -> String {
-    assert_eq!(status, want_status, "status (body {body})");
-    assert_eq!(body["error"]["code"], want_code, "code in {body}");
-    let message = body["error"]["message"]
-        .as_str()
-        .unwrap_or_else(|| panic!("message is a string: {body}"));
-    assert!(!message.is_empty(), "message is not empty: {body}");
-    message.to_owned()
-}
-
-/// Asserts a 400 whose message names `field`.
-fn assert_bad_field(status: u16, body: &Value, field: &str) {
-    let message = assert_error(status, body, 400, "bad_request");
-    assert!(
-        message.starts_with(&format!("{field}:")),
-        "the message names `{field}`: {message}"
-    );
-}
-
-fn keys(value: &Value) -> Vec<&str> {
-    let mut keys: Vec<&str> = value
-        .as_object()
-        .unwrap_or_else(|| panic!("an object: {value}"))
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
-    keys
+    server
+        .call(
+            method,
+            &format!("/api/v1/communities/{id}/membership"),
+            Some(token),
+            None,
+        )
+        .await
 }
 
 #[tokio::test]
@@ -170,8 +107,7 @@ async fn create_get_and_list_show_the_community() {
     assert_eq!(created["member_count"], 1, "the creator is a member");
     assert_eq!(created["is_member"], true);
     assert_eq!(created["room_id"], format!("community:{id}"));
-    let at = OffsetDateTime::parse(created["created_at"].as_str().expect("time"), &Rfc3339)
-        .expect("created_at is RFC 3339");
+    let at = parse_time(&created["created_at"]);
     assert!(at >= before && at <= OffsetDateTime::now_utc(), "{at}");
 
     let mine = get_one(&server, &alice, &id).await;
@@ -305,7 +241,7 @@ async fn every_route_needs_a_session() {
     ];
     for (method, path, body) in routes {
         for token in [None, Some("not-a-real-token")] {
-            let (status, answer) = send(&server, method.clone(), path, token, body.clone()).await;
+            let (status, answer) = server.call(method.clone(), path, token, body.clone()).await;
             assert_error(status, &answer, 401, "unauthenticated");
         }
     }
@@ -492,13 +428,7 @@ async fn paging_by_name_survives_inserts_between_pages() {
 
 #[tokio::test]
 async fn the_core_flow_runs_on_postgres() {
-    let mut config = meshi::config::Config::defaults();
-    config.lift_abuse_limits();
-    config.database_url = crate::common::postgres::fresh_database().await;
-    config.rate_per_sec = 1_000;
-    config.rate_burst = 1_000;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = TestServer::start_on(config, dir).await;
+    let server = TestServer::start_on_postgres(|_| {}).await;
     let (alice, alice_id) = server.register("alice").await;
     let (bob, _) = server.register("bob").await;
 

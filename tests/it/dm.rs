@@ -10,10 +10,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::common::chat::{burst, Burst};
+use crate::common::json::{parse_time, seqs};
+use crate::common::platform::{match_pair, pair};
 use crate::common::{TestServer, WsClient};
-use meshi::config::Config;
 use serde_json::{json, Value};
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 /// Messages each of the four sockets sends in the concurrency test.
@@ -21,82 +22,25 @@ const PER_SOCKET: usize = 50;
 const SOCKETS: usize = 4;
 const TOTAL: u64 = (PER_SOCKET * SOCKETS) as u64;
 
-/// Two matched users: tokens, ids and their conversation.
-struct Pair {
-    a_token: String,
-    a_id: String,
-    b_token: String,
-    b_id: String,
-    conversation: String,
-}
-
-/// Matches `a` and `b` through a card of `a` and returns the conversation id.
-async fn match_users(server: &TestServer, a_token: &str, b_token: &str, b_id: &str) -> String {
-    let (status, card) = server
-        .post(
-            "/api/v1/cards",
-            Some(a_token),
-            json!({"title": "talk", "tags": []}),
-        )
-        .await;
-    assert_eq!(status, 201, "create card: {card}");
-    let card_id = card["id"].as_str().expect("card id").to_owned();
-    let resp = server
-        .http
-        .put(server.url(&format!("/api/v1/cards/{card_id}/interest")))
-        .bearer_auth(b_token)
-        .send()
-        .await
-        .expect("PUT interest");
-    assert_eq!(resp.status(), 204, "press interested");
-    let (status, matched) = server
-        .post(
-            &format!("/api/v1/cards/{card_id}/matches"),
-            Some(a_token),
-            json!({"user_id": b_id}),
-        )
-        .await;
-    assert_eq!(status, 201, "match: {matched}");
-    matched["match"]["conversation_id"]
-        .as_str()
-        .expect("conversation id")
-        .to_owned()
-}
-
-/// Registers `a` and `b` and matches them.
-async fn pair(server: &TestServer, a: &str, b: &str) -> Pair {
-    let (a_token, a_id) = server.register(a).await;
-    let (b_token, b_id) = server.register(b).await;
-    let conversation = match_users(server, &a_token, &b_token, &b_id).await;
-    Pair {
-        a_token,
-        a_id,
-        b_token,
-        b_id,
-        conversation,
-    }
-}
-
-fn seqs_of(messages: &Value) -> Vec<u64> {
-    messages
-        .as_array()
-        .unwrap_or_else(|| panic!("a list of messages, got {messages}"))
-        .iter()
-        .map(|m| m["seq"].as_u64().unwrap_or_else(|| panic!("seq in {m}")))
-        .collect()
-}
-
 /// `dm.history` with extra fields; returns the messages.
-async fn history(client: &mut WsClient, conversation: &str, extra: Value) -> Value {
+async fn history(client: &mut WsClient, conversation: &str, extra: Value) -> Vec<Value> {
     let mut frame = json!({"type": "dm.history", "conversation_id": conversation});
     for (key, value) in extra.as_object().expect("extra fields are an object") {
         frame[key] = value.clone();
     }
     let data = client.ok(frame).await;
-    data["messages"].clone()
+    data["messages"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a list of messages, got {data}"))
+        .clone()
 }
 
-async fn rest_messages(server: &TestServer, token: &str, conversation: &str, query: &str) -> Value {
+async fn rest_messages(
+    server: &TestServer,
+    token: &str,
+    conversation: &str,
+    query: &str,
+) -> Vec<Value> {
     let (status, body) = server
         .get(
             &format!("/api/v1/conversations/{conversation}/messages{query}"),
@@ -104,7 +48,10 @@ async fn rest_messages(server: &TestServer, token: &str, conversation: &str, que
         )
         .await;
     assert_eq!(status, 200, "GET messages{query}: {body}");
-    body["items"].clone()
+    body["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("items in {body}"))
+        .clone()
 }
 
 /// The caller's entry for `conversation` in GET /conversations.
@@ -140,13 +87,6 @@ async fn send_texts(
     }
 }
 
-fn parse_time(value: &Value) -> OffsetDateTime {
-    let text = value
-        .as_str()
-        .unwrap_or_else(|| panic!("a timestamp string, got {value}"));
-    OffsetDateTime::parse(text, &Rfc3339).unwrap_or_else(|e| panic!("{text} is not RFC 3339: {e}"))
-}
-
 /// The frames of `kind` that arrive before `since + window`.
 async fn count_within(
     client: &mut WsClient,
@@ -162,67 +102,33 @@ async fn count_within(
     seen
 }
 
-/// What one socket of the concurrency test saw.
-struct SocketRun {
-    /// The `seq` acknowledged for each of this socket's sends, in send order.
-    acked: Vec<u64>,
-    /// Every `dm.message` push, in arrival order.
-    pushes: Vec<Value>,
-}
-
 /// Sends [`PER_SOCKET`] messages without waiting between them, then reads
 /// until every reply and all [`TOTAL`] pushes are in.
-async fn send_burst(mut client: WsClient, socket: usize, conversation: String) -> SocketRun {
-    for i in 0..PER_SOCKET {
-        client
-            .send(json!({
+async fn send_burst(client: WsClient, socket: usize, conversation: String) -> Burst {
+    let frames = (0..PER_SOCKET)
+        .map(|i| {
+            json!({
                 "type": "dm.send",
-                "ref": format!("s{socket}-{i}"),
                 "conversation_id": conversation,
                 "text": format!("socket {socket} message {i}"),
-            }))
-            .await;
-    }
-    let mut replies: HashMap<String, u64> = HashMap::new();
-    let mut pushes = Vec::new();
-    while replies.len() < PER_SOCKET || (pushes.len() as u64) < TOTAL {
-        let frame = client.next().await;
-        match frame["type"].as_str() {
-            Some("ok") => {
-                let reference = frame["ref"].as_str().expect("string ref").to_owned();
-                let seq = frame["data"]["seq"]
-                    .as_u64()
-                    .unwrap_or_else(|| panic!("seq in {frame}"));
-                assert!(
-                    frame["data"]["message_id"]
-                        .as_str()
-                        .is_some_and(|m| !m.is_empty()),
-                    "message_id in {frame}"
-                );
-                assert!(
-                    replies.insert(reference, seq).is_none(),
-                    "two replies to one ref: {frame}"
-                );
-            }
-            Some("error") => panic!("socket {socket}: a send failed: {frame}"),
-            Some("dm.message") => pushes.push(frame),
-            // Presence and the like are not what this test is about.
-            _ => {}
-        }
-    }
-    client
-        .assert_no("dm.message", Duration::from_millis(300))
-        .await;
-    let acked = (0..PER_SOCKET)
-        .map(|i| replies[&format!("s{socket}-{i}")])
+            })
+        })
         .collect();
-    SocketRun { acked, pushes }
+    burst(
+        client,
+        &format!("s{socket}"),
+        frames,
+        "dm.message",
+        TOTAL as usize,
+        Duration::from_millis(300),
+    )
+    .await
 }
 
 /// Both participants, two sockets each, send at once; seqs stay gap-free
 /// and every socket sees every message exactly once, in order.
 async fn concurrent_senders_keep_order(server: &TestServer) {
-    let p = pair(server, "alice", "bobby").await;
+    let p = pair(server, server, "alice", "bobby").await;
     let mut clients = Vec::new();
     for token in [&p.a_token, &p.a_token, &p.b_token, &p.b_token] {
         clients.push(WsClient::hello(server, token).await);
@@ -262,16 +168,10 @@ async fn concurrent_senders_keep_order(server: &TestServer) {
         json!({"after_seq": 200, "limit": 100}),
     )
     .await;
-    assert_eq!(seqs_of(&first), (1..=100).collect::<Vec<_>>());
-    assert_eq!(seqs_of(&second), (101..=200).collect::<Vec<_>>());
-    assert_eq!(seqs_of(&rest), Vec::<u64>::new(), "nothing past seq 200");
-    let stored: Vec<Value> = first
-        .as_array()
-        .unwrap()
-        .iter()
-        .chain(second.as_array().unwrap())
-        .cloned()
-        .collect();
+    assert_eq!(seqs(&first), (1..=100).collect::<Vec<_>>());
+    assert_eq!(seqs(&second), (101..=200).collect::<Vec<_>>());
+    assert_eq!(seqs(&rest), Vec::<u64>::new(), "nothing past seq 200");
+    let stored: Vec<Value> = first.iter().chain(&second).cloned().collect();
     let text_at = |seq: u64| stored[(seq - 1) as usize]["text"].clone();
     let mut texts: Vec<&str> = stored.iter().map(|m| m["text"].as_str().unwrap()).collect();
     texts.sort_unstable();
@@ -285,11 +185,11 @@ async fn concurrent_senders_keep_order(server: &TestServer) {
     for (socket, run) in runs.iter().enumerate() {
         let sender = if socket < 2 { &p.a_id } else { &p.b_id };
         assert!(
-            run.acked.windows(2).all(|w| w[0] < w[1]),
+            run.acked.windows(2).all(|w| w[0].1 < w[1].1),
             "socket {socket}: its sends are acknowledged in order: {:?}",
             run.acked
         );
-        for (i, seq) in run.acked.iter().enumerate() {
+        for (i, (_, seq)) in run.acked.iter().enumerate() {
             assert_eq!(
                 text_at(*seq),
                 format!("socket {socket} message {i}"),
@@ -298,7 +198,7 @@ async fn concurrent_senders_keep_order(server: &TestServer) {
             assert_eq!(stored[(*seq - 1) as usize]["from"]["id"], sender.as_str());
         }
         assert_eq!(
-            seqs_of(&Value::Array(run.pushes.clone())),
+            seqs(&run.pushes),
             (1..=TOTAL).collect::<Vec<_>>(),
             "socket {socket} receives every message once, in seq order"
         );
@@ -326,19 +226,14 @@ async fn concurrent_senders_on_sqlite_get_gap_free_seqs_and_ordered_delivery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_senders_on_postgres_get_gap_free_seqs_and_ordered_delivery() {
-    let mut config = Config::defaults();
-    config.lift_abuse_limits();
-    config.database_url = crate::common::postgres::fresh_database().await;
-    config.rate_per_sec = 1_000;
-    config.rate_burst = 1_000;
-    let server = TestServer::start_on(config, tempfile::tempdir().expect("temp dir")).await;
+    let server = TestServer::start_on_postgres(|_| {}).await;
     concurrent_senders_keep_order(&server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn repeated_client_msg_id_sent_concurrently_stores_and_delivers_once() {
     let server = TestServer::start().await;
-    let p = pair(&server, "alice", "bobby").await;
+    let p = pair(&server, &server, "alice", "bobby").await;
     let mut a1 = WsClient::hello(&server, &p.a_token).await;
     let mut a2 = WsClient::hello(&server, &p.a_token).await;
     let mut b1 = WsClient::hello(&server, &p.b_token).await;
@@ -381,7 +276,7 @@ async fn repeated_client_msg_id_sent_concurrently_stores_and_delivers_once() {
             .await;
     }
     let stored = history(&mut b1, &p.conversation, json!({})).await;
-    assert_eq!(seqs_of(&stored), vec![1], "one stored message: {stored}");
+    assert_eq!(seqs(&stored), vec![1], "one stored message: {stored:?}");
 
     // The repeats used up no seq: the next message is 2.
     let next = a1
@@ -393,7 +288,7 @@ async fn repeated_client_msg_id_sent_concurrently_stores_and_delivers_once() {
 #[tokio::test]
 async fn history_pages_forward_and_backward_on_the_socket_and_over_rest() {
     let server = TestServer::start().await;
-    let p = pair(&server, "alice", "bobby").await;
+    let p = pair(&server, &server, "alice", "bobby").await;
     let mut alice = WsClient::hello(&server, &p.a_token).await;
     let mut bob = WsClient::hello(&server, &p.b_token).await;
     send_texts(
@@ -457,8 +352,8 @@ async fn history_pages_forward_and_backward_on_the_socket_and_over_rest() {
     ];
     for (params, query, expected) in cases {
         let messages = history(&mut bob, &p.conversation, params.clone()).await;
-        assert_eq!(seqs_of(&messages), expected, "dm.history {params}");
-        for message in messages.as_array().unwrap() {
+        assert_eq!(seqs(&messages), expected, "dm.history {params}");
+        for message in &messages {
             let seq = message["seq"].as_u64().unwrap();
             assert_eq!(message["text"], format!("h{seq}"));
             assert_eq!(message["conversation_id"], p.conversation.as_str());
@@ -494,13 +389,13 @@ async fn history_pages_forward_and_backward_on_the_socket_and_over_rest() {
     }
     // The sender reads the same history as the receiver.
     let mine = rest_messages(&server, &p.a_token, &p.conversation, "?after_seq=118").await;
-    assert_eq!(seqs_of(&mine), vec![119, 120]);
+    assert_eq!(seqs(&mine), vec![119, 120]);
 }
 
 #[tokio::test]
 async fn a_reconnecting_socket_reloads_exactly_what_it_missed() {
     let server = TestServer::start().await;
-    let p = pair(&server, "alice", "bobby").await;
+    let p = pair(&server, &server, "alice", "bobby").await;
     let mut alice = WsClient::hello(&server, &p.a_token).await;
     let mut bob = WsClient::hello(&server, &p.b_token).await;
     send_texts(
@@ -526,13 +421,8 @@ async fn a_reconnecting_socket_reloads_exactly_what_it_missed() {
 
     let mut bob = WsClient::hello(&server, &p.b_token).await;
     let missed = history(&mut bob, &p.conversation, json!({"after_seq": last_seen})).await;
-    assert_eq!(seqs_of(&missed), (4..=13).collect::<Vec<_>>());
-    let texts: Vec<&str> = missed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["text"].as_str().unwrap())
-        .collect();
+    assert_eq!(seqs(&missed), (4..=13).collect::<Vec<_>>());
+    let texts: Vec<&str> = missed.iter().map(|m| m["text"].as_str().unwrap()).collect();
     let expected: Vec<String> = (1..=10).map(|n| format!("missed {n}")).collect();
     assert_eq!(texts, expected);
     bob.assert_no("dm.message", Duration::from_millis(300))
@@ -550,7 +440,7 @@ async fn a_reconnecting_socket_reloads_exactly_what_it_missed() {
 #[tokio::test]
 async fn read_marker_moves_forward_only_is_capped_and_reaches_the_partner() {
     let server = TestServer::start().await;
-    let p = pair(&server, "alice", "bobby").await;
+    let p = pair(&server, &server, "alice", "bobby").await;
     let mut a1 = WsClient::hello(&server, &p.a_token).await;
     let mut a2 = WsClient::hello(&server, &p.a_token).await;
     let mut b1 = WsClient::hello(&server, &p.b_token).await;
@@ -610,7 +500,7 @@ async fn read_marker_moves_forward_only_is_capped_and_reaches_the_partner() {
 #[tokio::test]
 async fn typing_reaches_the_partner_and_is_throttled() {
     let server = TestServer::start().await;
-    let p = pair(&server, "alice", "bobby").await;
+    let p = pair(&server, &server, "alice", "bobby").await;
     let mut alice = WsClient::hello(&server, &p.a_token).await;
     let mut bob = WsClient::hello(&server, &p.b_token).await;
 
@@ -659,7 +549,7 @@ async fn typing_reaches_the_partner_and_is_throttled() {
 #[tokio::test]
 async fn presence_is_announced_once_per_user_and_offline_after_the_grace() {
     let server = TestServer::start_with(|c| c.presence_grace_ms = 300).await;
-    let p = pair(&server, "alice", "bobby").await;
+    let p = pair(&server, &server, "alice", "bobby").await;
     let mut alice = WsClient::hello(&server, &p.a_token).await;
 
     let b1 = WsClient::hello(&server, &p.b_token).await;
@@ -715,7 +605,7 @@ async fn presence_is_announced_once_per_user_and_offline_after_the_grace() {
 #[tokio::test]
 async fn a_quick_reconnect_within_the_grace_does_not_flap_presence() {
     let server = TestServer::start_with(|c| c.presence_grace_ms = 2_000).await;
-    let p = pair(&server, "alice", "bobby").await;
+    let p = pair(&server, &server, "alice", "bobby").await;
     let mut alice = WsClient::hello(&server, &p.a_token).await;
     let bob = WsClient::hello(&server, &p.b_token).await;
     let online = alice.next_of("presence").await;
@@ -752,7 +642,7 @@ async fn a_quick_reconnect_within_the_grace_does_not_flap_presence() {
 async fn reconnecting_around_the_end_of_the_grace_leaves_the_partner_seeing_online() {
     const GRACE_MS: u64 = 100;
     let server = TestServer::start_with(|c| c.presence_grace_ms = GRACE_MS).await;
-    let p = pair(&server, "alice", "bobby").await;
+    let p = pair(&server, &server, "alice", "bobby").await;
     let mut alice = WsClient::hello(&server, &p.a_token).await;
     let mut bob = WsClient::hello(&server, &p.b_token).await;
     let online = alice.next_of("presence").await;
@@ -799,9 +689,9 @@ async fn reconnecting_around_the_end_of_the_grace_leaves_the_partner_seeing_onli
 #[tokio::test]
 async fn presence_query_answers_partners_and_room_mates_only() {
     let server = TestServer::start_with(|c| c.presence_grace_ms = 300).await;
-    let p = pair(&server, "alice", "bobby").await;
+    let p = pair(&server, &server, "alice", "bobby").await;
     let (erin_token, erin_id) = server.register("erin").await;
-    match_users(&server, &p.a_token, &erin_token, &erin_id).await;
+    match_pair(&server, &p.a_token, &server, &erin_token, &erin_id).await;
     let (carol_token, carol_id) = server.register("carol").await;
     let (dave_token, dave_id) = server.register("dave").await;
 
@@ -889,7 +779,7 @@ async fn presence_query_answers_partners_and_room_mates_only() {
 #[tokio::test]
 async fn unknown_conversations_are_not_found() {
     let server = TestServer::start().await;
-    let p = pair(&server, "alice", "bobby").await;
+    let p = pair(&server, &server, "alice", "bobby").await;
     let mut alice = WsClient::hello(&server, &p.a_token).await;
     for id in ["999999", "abc", "cv_nope", "0", "-1"] {
         for frame in [
@@ -914,7 +804,7 @@ async fn unknown_conversations_are_not_found() {
 #[tokio::test]
 async fn non_participants_are_forbidden_and_change_nothing() {
     let server = TestServer::start().await;
-    let p = pair(&server, "alice", "bobby").await;
+    let p = pair(&server, &server, "alice", "bobby").await;
     let mut alice = WsClient::hello(&server, &p.a_token).await;
     let mut bob = WsClient::hello(&server, &p.b_token).await;
     alice
@@ -960,14 +850,14 @@ async fn non_participants_are_forbidden_and_change_nothing() {
         );
     }
     let stored = history(&mut alice, &p.conversation, json!({})).await;
-    assert_eq!(seqs_of(&stored), vec![1]);
+    assert_eq!(seqs(&stored), vec![1]);
     assert_eq!(unread(&server, &p.b_token, &p.conversation).await, 1);
 }
 
 #[tokio::test]
 async fn message_text_and_client_msg_id_are_validated() {
     let server = TestServer::start().await;
-    let p = pair(&server, "alice", "bobby").await;
+    let p = pair(&server, &server, "alice", "bobby").await;
     let mut alice = WsClient::hello(&server, &p.a_token).await;
     let mut bob = WsClient::hello(&server, &p.b_token).await;
     let send = |text: String, client_msg_id: Option<String>| {
@@ -1004,7 +894,7 @@ async fn message_text_and_client_msg_id_are_validated() {
     assert_eq!(with_id["seq"], 2);
 
     let stored = history(&mut bob, &p.conversation, json!({})).await;
-    assert_eq!(seqs_of(&stored), vec![1, 2]);
+    assert_eq!(seqs(&stored), vec![1, 2]);
     assert_eq!(stored[0]["text"].as_str().unwrap().chars().count(), 4000);
     assert_eq!(stored[1]["client_msg_id"], "c".repeat(64));
     for seq in [1, 2] {
@@ -1018,7 +908,7 @@ async fn message_text_and_client_msg_id_are_validated() {
 #[tokio::test]
 async fn bad_seq_and_limit_values_are_bad_requests() {
     let server = TestServer::start().await;
-    let p = pair(&server, "alice", "bobby").await;
+    let p = pair(&server, &server, "alice", "bobby").await;
     let mut alice = WsClient::hello(&server, &p.a_token).await;
     send_texts(
         &mut alice,
@@ -1080,7 +970,7 @@ async fn bad_seq_and_limit_values_are_bad_requests() {
 #[tokio::test]
 async fn conversation_ops_before_hello_are_unauthenticated() {
     let server = TestServer::start().await;
-    let p = pair(&server, "alice", "bobby").await;
+    let p = pair(&server, &server, "alice", "bobby").await;
     let mut socket = WsClient::connect(&server).await;
     let conversation = p.conversation.as_str();
     for frame in [
@@ -1098,7 +988,7 @@ async fn conversation_ops_before_hello_are_unauthenticated() {
         .await;
     let messages = history(&mut socket, conversation, json!({})).await;
     assert_eq!(
-        seqs_of(&messages),
+        seqs(&messages),
         Vec::<u64>::new(),
         "nothing was sent before hello"
     );
@@ -1107,9 +997,9 @@ async fn conversation_ops_before_hello_are_unauthenticated() {
 #[tokio::test]
 async fn conversation_list_shows_last_message_and_unread_count_for_each_side() {
     let server = TestServer::start().await;
-    let p = pair(&server, "alice", "bobby").await;
+    let p = pair(&server, &server, "alice", "bobby").await;
     let (carol_token, carol_id) = server.register("carol").await;
-    let quiet = match_users(&server, &p.a_token, &carol_token, &carol_id).await;
+    let quiet = match_pair(&server, &p.a_token, &server, &carol_token, &carol_id).await;
     let mut alice = WsClient::hello(&server, &p.a_token).await;
     let mut bob = WsClient::hello(&server, &p.b_token).await;
 

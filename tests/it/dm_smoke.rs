@@ -1,47 +1,15 @@
 //! Two matched users talk over the socket.
 
+use crate::common::platform::match_pair;
 use crate::common::TestServer;
 use serde_json::{json, Value};
-
-/// Matches `a` and `b` through a card and returns the conversation id.
-async fn match_pair(server: &TestServer, a: &str, b_token: &str, b_id: &str) -> String {
-    let (status, card) = server
-        .post(
-            "/api/v1/cards",
-            Some(a),
-            json!({"title": "talk", "tags": []}),
-        )
-        .await;
-    assert_eq!(status, 201, "{card}");
-    let card_id = card["id"].as_str().unwrap();
-    let resp = server
-        .http
-        .put(server.url(&format!("/api/v1/cards/{card_id}/interest")))
-        .bearer_auth(b_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
-    let (status, matched) = server
-        .post(
-            &format!("/api/v1/cards/{card_id}/matches"),
-            Some(a),
-            json!({"user_id": b_id}),
-        )
-        .await;
-    assert_eq!(status, 201, "{matched}");
-    matched["match"]["conversation_id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
 
 #[tokio::test]
 async fn matched_users_chat_with_history_receipts_typing_and_presence() {
     let server = TestServer::start_with(|c| c.presence_grace_ms = 200).await;
     let (a_token, a_id) = server.register("alice").await;
     let (b_token, b_id) = server.register("bobby").await;
-    let conversation = match_pair(&server, &a_token, &b_token, &b_id).await;
+    let conversation = match_pair(&server, &a_token, &server, &b_token, &b_id).await;
 
     let mut alice = crate::common::WsClient::hello(&server, &a_token).await;
     let mut bob = crate::common::WsClient::hello(&server, &b_token).await;

@@ -8,10 +8,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use crate::common::postgres::fresh_database;
+use crate::common::json::{assert_bad_field, assert_error_naming, ids, keys};
+use crate::common::platform::{leave_event, new_event, rsvp};
 use crate::common::{TestServer, WsClient};
 use futures_util::future::join_all;
-use meshi::config::Config;
 use serde_json::{json, Value};
 
 /// How long a test waits to be sure that a frame does not come.
@@ -20,66 +20,9 @@ const QUIET: Duration = Duration::from_millis(300);
 /// Far enough ahead that the default `from` (now) always includes it.
 const START: &str = "2099-03-01T18:00:00Z";
 
-/// Sends a request and returns the status and the body as JSON (`Null`
-/// when there is none).
-async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
-    let resp = req.send().await.expect("request is answered");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.expect("response body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-fn api(server: &TestServer, path: &str) -> String {
-    server.url(&format!("/api/v1{path}"))
-}
-
-async fn patch(server: &TestServer, path: &str, token: &str, body: Value) -> (u16, Value) {
-    send(
-        server
-            .http
-            .patch(api(server, path))
-            .bearer_auth(token)
-            .json(&body),
-    )
-    .await
-}
-
-async fn put(server: &TestServer, path: &str, token: &str) -> (u16, Value) {
-    send(server.http.put(api(server, path)).bearer_auth(token)).await
-}
-
-async fn delete(server: &TestServer, path: &str, token: &str) -> (u16, Value) {
-    send(server.http.delete(api(server, path)).bearer_auth(token)).await
-}
-
-async fn get(server: &TestServer, path: &str, token: &str) -> (u16, Value) {
-    server.get(&format!("/api/v1{path}"), Some(token)).await
-}
-
 /// `GET /events` with these query pairs.
 async fn list(server: &TestServer, token: &str, query: &[(&str, &str)]) -> (u16, Value) {
-    send(
-        server
-            .http
-            .get(api(server, "/events"))
-            .query(query)
-            .bearer_auth(token),
-    )
-    .await
-}
-
-/// Asserts an error answer with this status and code whose message names
-/// `field`.
-fn assert_error(status: u16, body: &Value, want_status: u16, code: &str, field: &str) {
-    assert_eq!(status, want_status, "status (body {body})");
-    assert_eq!(body["error"]["code"], code, "code in {body}");
-    let message = body["error"]["message"]
-        .as_str()
-        .unwrap_or_else(|| panic!("message is a string: {body}"));
-    assert!(
-        message.contains(field),
-        "message `{message}` names `{field}`"
-    );
+    server.get_query("/api/v1/events", token, query).await
 }
 
 /// A valid creation body; tests change what they need.
@@ -95,13 +38,6 @@ fn valid_event() -> Value {
     })
 }
 
-/// Creates an event from `body` and returns it.
-async fn create(server: &TestServer, token: &str, body: Value) -> Value {
-    let (status, event) = server.post("/api/v1/events", Some(token), body).await;
-    assert_eq!(status, 201, "create answered {event}");
-    event
-}
-
 /// Creates an event with this title, start and capacity.
 async fn create_at(
     server: &TestServer,
@@ -115,23 +51,14 @@ async fn create_at(
     body["starts_at"] = json!(starts_at);
     body["capacity"] = json!(capacity);
     body.as_object_mut().expect("object").remove("ends_at");
-    let event = create(server, token, body).await;
+    let event = new_event(server, token, body).await;
     event["id"].as_str().expect("id").to_owned()
 }
 
-async fn rsvp(server: &TestServer, event_id: &str, token: &str) -> Value {
-    let (status, body) = put(server, &format!("/events/{event_id}/rsvp"), token).await;
-    assert_eq!(status, 200, "rsvp answered {body}");
-    body
-}
-
-async fn leave(server: &TestServer, event_id: &str, token: &str) {
-    let (status, body) = delete(server, &format!("/events/{event_id}/rsvp"), token).await;
-    assert_eq!(status, 204, "leave answered {body}");
-}
-
 async fn event(server: &TestServer, event_id: &str, token: &str) -> Value {
-    let (status, body) = get(server, &format!("/events/{event_id}"), token).await;
+    let (status, body) = server
+        .get(&format!("/api/v1/events/{event_id}"), Some(token))
+        .await;
     assert_eq!(status, 200, "get answered {body}");
     body
 }
@@ -150,7 +77,7 @@ async fn expect_notification(client: &mut WsClient, kind: &str, event_id: &str, 
 
 /// The kinds of the stored notifications of `token`'s user, newest first.
 async fn notification_kinds(server: &TestServer, token: &str) -> Vec<String> {
-    let (status, page) = get(server, "/notifications", token).await;
+    let (status, page) = server.get("/api/v1/notifications", Some(token)).await;
     assert_eq!(status, 200, "notifications answered {page}");
     page["items"]
         .as_array()
@@ -160,13 +87,11 @@ async fn notification_kinds(server: &TestServer, token: &str) -> Vec<String> {
         .collect()
 }
 
-fn ids(page: &Value) -> Vec<String> {
-    page["items"]
+/// The ids of a page's items.
+fn page_ids(page: &Value) -> Vec<String> {
+    ids(page["items"]
         .as_array()
-        .unwrap_or_else(|| panic!("items in {page}"))
-        .iter()
-        .map(|e| e["id"].as_str().expect("id").to_owned())
-        .collect()
+        .unwrap_or_else(|| panic!("items in {page}")))
 }
 
 #[tokio::test]
@@ -179,17 +104,10 @@ async fn create_answers_201_with_the_full_event() {
     body["ends_at"] = json!("2099-03-01T21:30:00.5Z");
     body["online_url"] = json!("https://meet.example/ramen");
     body["tags"] = json!([" ramen ", "rust", "ramen"]);
-    let event = create(&server, &token, body).await;
+    let event = new_event(&server, &token, body).await;
 
-    let mut keys: Vec<&str> = event
-        .as_object()
-        .expect("event is an object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
     assert_eq!(
-        keys,
+        keys(&event),
         [
             "capacity",
             "created_at",
@@ -233,7 +151,7 @@ async fn create_answers_201_with_the_full_event() {
     assert_eq!(event["created_at"], event["updated_at"]);
 
     // Online only, no end, no tags, no description: still an event.
-    let online = create(
+    let online = new_event(
         &server,
         &token,
         json!({"title": "Remote lunch", "starts_at": START,
@@ -246,7 +164,7 @@ async fn create_answers_201_with_the_full_event() {
     assert_eq!(online["tags"], json!([]));
 
     let (status, body) = server.post("/api/v1/events", None, valid_event()).await;
-    assert_error(status, &body, 401, "unauthenticated", "token");
+    assert_error_naming(status, &body, 401, "unauthenticated", "token");
 }
 
 #[tokio::test]
@@ -290,16 +208,20 @@ async fn create_refuses_bad_input_naming_the_field_and_stores_nothing() {
             }
         }
         let (status, answer) = server.post("/api/v1/events", Some(&token), body).await;
-        assert_error(status, &answer, 400, "bad_request", field);
+        assert_error_naming(status, &answer, 400, "bad_request", field);
     }
     // A venue of the right size passes once the limit is respected.
     let mut body = valid_event();
     body["venue"] = json!("v".repeat(200));
-    create(&server, &token, body).await;
+    new_event(&server, &token, body).await;
 
     let (status, page) = list(&server, &token, &[("from", "1970-01-01T00:00:00Z")]).await;
     assert_eq!(status, 200, "list answered {page}");
-    assert_eq!(ids(&page).len(), 1, "only the valid event exists: {page}");
+    assert_eq!(
+        page_ids(&page).len(),
+        1,
+        "only the valid event exists: {page}"
+    );
 }
 
 #[tokio::test]
@@ -328,11 +250,13 @@ async fn get_shows_the_callers_rsvp_and_unknown_ids_are_404() {
     assert_eq!(seen["waitlist_count"], 1);
 
     for missing in ["999999", "0", "abc", "-3"] {
-        let (status, body) = get(&server, &format!("/events/{missing}"), &guest).await;
-        assert_error(status, &body, 404, "not_found", "event");
+        let (status, body) = server
+            .get(&format!("/api/v1/events/{missing}"), Some(&guest))
+            .await;
+        assert_error_naming(status, &body, 404, "not_found", "event");
     }
     let (status, body) = server.get(&format!("/api/v1/events/{id}"), None).await;
-    assert_error(status, &body, 401, "unauthenticated", "token");
+    assert_error_naming(status, &body, 401, "unauthenticated", "token");
 }
 
 #[tokio::test]
@@ -342,7 +266,7 @@ async fn rsvp_is_idempotent_and_the_host_cannot_rsvp() {
     let (first, _) = server.register("guest_gus").await;
     let (second, _) = server.register("guest_hal").await;
     let id = create_at(&server, &host, "Curry", START, 1).await;
-    let path = format!("/events/{id}/rsvp");
+    let path = format!("/api/v1/events/{id}/rsvp");
 
     assert_eq!(rsvp(&server, &id, &first).await["status"], "going");
     assert_eq!(rsvp(&server, &id, &first).await, json!({"status": "going"}));
@@ -361,33 +285,33 @@ async fn rsvp_is_idempotent_and_the_host_cannot_rsvp() {
         "repeats changed nothing: {seen}"
     );
 
-    let (status, body) = put(&server, &path, &host).await;
-    assert_error(status, &body, 400, "bad_request", "host");
-    let (status, body) = delete(&server, &path, &host).await;
-    assert_error(status, &body, 400, "bad_request", "host");
+    let (status, body) = server.put(&path, &host).await;
+    assert_error_naming(status, &body, 400, "bad_request", "host");
+    let (status, body) = server.delete(&path, &host).await;
+    assert_error_naming(status, &body, 400, "bad_request", "host");
     assert_eq!(event(&server, &id, &host).await["going_count"], 1);
 
     // Leaving from the waitlist frees no seat and promotes nobody.
-    leave(&server, &id, &second).await;
-    leave(&server, &id, &second).await;
+    leave_event(&server, &id, &second).await;
+    leave_event(&server, &id, &second).await;
     let seen = event(&server, &id, &host).await;
     assert_eq!(seen["going_count"], 1, "{seen}");
     assert_eq!(seen["waitlist_count"], 0, "{seen}");
     assert_eq!(event(&server, &id, &second).await["my_rsvp"], Value::Null);
 
-    leave(&server, &id, &first).await;
-    leave(&server, &id, &first).await;
+    leave_event(&server, &id, &first).await;
+    leave_event(&server, &id, &first).await;
     assert_eq!(event(&server, &id, &host).await["going_count"], 0);
     // Never RSVPed at all: still fine.
     let (never, _) = server.register("guest_ivy").await;
-    leave(&server, &id, &never).await;
+    leave_event(&server, &id, &never).await;
 
     for missing in ["424242", "nope"] {
-        let path = format!("/events/{missing}/rsvp");
-        let (status, body) = put(&server, &path, &first).await;
-        assert_error(status, &body, 404, "not_found", "event");
-        let (status, body) = delete(&server, &path, &first).await;
-        assert_error(status, &body, 404, "not_found", "event");
+        let path = format!("/api/v1/events/{missing}/rsvp");
+        let (status, body) = server.put(&path, &first).await;
+        assert_error_naming(status, &body, 404, "not_found", "event");
+        let (status, body) = server.delete(&path, &first).await;
+        assert_error_naming(status, &body, 404, "not_found", "event");
     }
 }
 
@@ -406,7 +330,7 @@ async fn leaving_promotes_the_first_waitlisted_user_live() {
     assert_eq!(rsvp(&server, &id, &c).await["waitlist_position"], 1);
     assert_eq!(rsvp(&server, &id, &d).await["waitlist_position"], 2);
 
-    leave(&server, &id, &b).await;
+    leave_event(&server, &id, &b).await;
     expect_notification(&mut c_ws, "waitlist_promoted", &id, "Okonomiyaki").await;
     for quiet in [&mut d_ws, &mut a_ws, &mut b_ws, &mut host_ws] {
         quiet.assert_no("notification", QUIET).await;
@@ -426,7 +350,7 @@ async fn leaving_promotes_the_first_waitlisted_user_live() {
     // Someone who joins now queues behind d.
     let (e, _) = server.register("guest_oli").await;
     assert_eq!(rsvp(&server, &id, &e).await["waitlist_position"], 2);
-    leave(&server, &id, &a).await;
+    leave_event(&server, &id, &a).await;
     expect_notification(&mut d_ws, "waitlist_promoted", &id, "Okonomiyaki").await;
     assert_eq!(event(&server, &id, &d).await["my_rsvp"], "going");
     assert_eq!(
@@ -445,16 +369,20 @@ async fn update_is_host_only_checks_input_and_notifies_attendees() {
     let (mut stranger_ws, stranger, _) = server.user("guest_sol").await;
     let mut body = valid_event();
     body["capacity"] = json!(1);
-    let created = create(&server, &host, body).await;
+    let created = new_event(&server, &host, body).await;
     let id = created["id"].as_str().expect("id").to_owned();
-    let path = format!("/events/{id}");
+    let path = format!("/api/v1/events/{id}");
     rsvp(&server, &id, &going).await;
     rsvp(&server, &id, &waiting).await;
 
-    let (status, body) = patch(&server, &path, &stranger, json!({"title": "Mine now"})).await;
-    assert_error(status, &body, 403, "forbidden", "host");
-    let (status, body) = patch(&server, &path, &going, json!({"title": "Mine now"})).await;
-    assert_error(status, &body, 403, "forbidden", "host");
+    let (status, body) = server
+        .patch(&path, &stranger, json!({"title": "Mine now"}))
+        .await;
+    assert_error_naming(status, &body, 403, "forbidden", "host");
+    let (status, body) = server
+        .patch(&path, &going, json!({"title": "Mine now"}))
+        .await;
+    assert_error_naming(status, &body, 403, "forbidden", "host");
 
     let bad: Vec<(&str, Value)> = vec![
         ("title", json!({"title": ""})),
@@ -475,11 +403,13 @@ async fn update_is_host_only_checks_input_and_notifies_attendees() {
         ("tags", json!({"tags": ["1", "2", "3", "4", "5", "6"]})),
     ];
     for (field, change) in bad {
-        let (status, body) = patch(&server, &path, &host, change.clone()).await;
-        assert_error(status, &body, 400, "bad_request", field);
+        let (status, body) = server.patch(&path, &host, change.clone()).await;
+        assert_bad_field(status, &body, field);
     }
-    let (status, body) = patch(&server, "/events/987654", &host, json!({"title": "x"})).await;
-    assert_error(status, &body, 404, "not_found", "event");
+    let (status, body) = server
+        .patch("/api/v1/events/987654", &host, json!({"title": "x"}))
+        .await;
+    assert_error_naming(status, &body, 404, "not_found", "event");
     let unchanged = event(&server, &id, &host).await;
     assert_eq!(unchanged["title"], "Ramen night");
     assert_eq!(unchanged["updated_at"], created["updated_at"]);
@@ -487,14 +417,14 @@ async fn update_is_host_only_checks_input_and_notifies_attendees() {
         ws.assert_no("notification", QUIET).await;
     }
 
-    let (status, updated) = patch(
-        &server,
-        &path,
-        &host,
-        json!({"title": "Tsukemen night", "ends_at": null, "venue": null,
+    let (status, updated) = server
+        .patch(
+            &path,
+            &host,
+            json!({"title": "Tsukemen night", "ends_at": null, "venue": null,
                "online_url": "https://meet.example/tsukemen", "tags": ["noodles"]}),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(status, 200, "patch answered {updated}");
     assert_eq!(updated["title"], "Tsukemen night");
     assert_eq!(updated["ends_at"], Value::Null);
@@ -516,9 +446,9 @@ async fn update_is_host_only_checks_input_and_notifies_attendees() {
 
     let (status, page) = list(&server, &host, &[("tag", "noodles")]).await;
     assert_eq!(status, 200, "{page}");
-    assert_eq!(ids(&page), [id.as_str()], "tags were replaced");
+    assert_eq!(page_ids(&page), [id.as_str()], "tags were replaced");
     let (_, page) = list(&server, &host, &[("tag", "ramen")]).await;
-    assert!(ids(&page).is_empty(), "old tag gone: {page}");
+    assert!(page_ids(&page).is_empty(), "old tag gone: {page}");
 }
 
 #[tokio::test]
@@ -531,16 +461,16 @@ async fn capacity_cannot_drop_below_going_and_growth_promotes_in_order() {
     let (mut d_ws, d, _) = server.user("guest_xia").await;
     let (mut e_ws, e, _) = server.user("guest_yan").await;
     let id = create_at(&server, &host, "Hot pot", START, 2).await;
-    let path = format!("/events/{id}");
+    let path = format!("/api/v1/events/{id}");
     for token in [&a, &b, &c, &d, &e] {
         rsvp(&server, &id, token).await;
     }
 
-    let (status, body) = patch(&server, &path, &host, json!({"capacity": 1})).await;
-    assert_error(status, &body, 409, "conflict", "capacity");
+    let (status, body) = server.patch(&path, &host, json!({"capacity": 1})).await;
+    assert_error_naming(status, &body, 409, "conflict", "capacity");
     assert_eq!(event(&server, &id, &host).await["capacity"], 2);
 
-    let (status, updated) = patch(&server, &path, &host, json!({"capacity": 4})).await;
+    let (status, updated) = server.patch(&path, &host, json!({"capacity": 4})).await;
     assert_eq!(status, 200, "patch answered {updated}");
     assert_eq!(updated["going_count"], 4);
     assert_eq!(updated["waitlist_count"], 1);
@@ -558,7 +488,7 @@ async fn capacity_cannot_drop_below_going_and_growth_promotes_in_order() {
     );
 
     // Down to exactly the people going is allowed.
-    let (status, updated) = patch(&server, &path, &host, json!({"capacity": 4})).await;
+    let (status, updated) = server.patch(&path, &host, json!({"capacity": 4})).await;
     assert_eq!(status, 200, "{updated}");
 }
 
@@ -571,19 +501,19 @@ async fn cancel_is_host_only_keeps_rsvps_and_notifies_attendees() {
     let (mut left_ws, left, _) = server.user("guest_cy").await;
     let (late, _) = server.register("guest_di").await;
     let id = create_at(&server, &host, "Sushi", START, 1).await;
-    let path = format!("/events/{id}");
+    let path = format!("/api/v1/events/{id}");
     rsvp(&server, &id, &going).await;
     rsvp(&server, &id, &left).await;
     rsvp(&server, &id, &waiting).await;
-    leave(&server, &id, &left).await;
+    leave_event(&server, &id, &left).await;
 
-    let (status, body) = delete(&server, &path, &going).await;
-    assert_error(status, &body, 403, "forbidden", "host");
+    let (status, body) = server.delete(&path, &going).await;
+    assert_error_naming(status, &body, 403, "forbidden", "host");
     assert_eq!(event(&server, &id, &host).await["status"], "scheduled");
-    let (status, body) = delete(&server, "/events/5555", &host).await;
-    assert_error(status, &body, 404, "not_found", "event");
+    let (status, body) = server.delete("/api/v1/events/5555", &host).await;
+    assert_error_naming(status, &body, 404, "not_found", "event");
 
-    let (status, body) = delete(&server, &path, &host).await;
+    let (status, body) = server.delete(&path, &host).await;
     assert_eq!(status, 204, "cancel answered {body}");
     for ws in [&mut going_ws, &mut waiting_ws] {
         expect_notification(ws, "event_cancelled", &id, "Sushi").await;
@@ -600,20 +530,22 @@ async fn cancel_is_host_only_keeps_rsvps_and_notifies_attendees() {
     let (status, page) = list(&server, &host, &[]).await;
     assert_eq!(status, 200, "{page}");
     assert!(
-        ids(&page).is_empty(),
+        page_ids(&page).is_empty(),
         "cancelled events are not listed: {page}"
     );
 
     let rsvp_path = format!("{path}/rsvp");
-    let (status, body) = put(&server, &rsvp_path, &late).await;
-    assert_error(status, &body, 409, "conflict", "cancelled");
-    let (status, body) = put(&server, &rsvp_path, &going).await;
-    assert_error(status, &body, 409, "conflict", "cancelled");
-    let (status, body) = patch(&server, &path, &host, json!({"title": "Back on"})).await;
-    assert_error(status, &body, 409, "conflict", "cancelled");
+    let (status, body) = server.put(&rsvp_path, &late).await;
+    assert_error_naming(status, &body, 409, "conflict", "cancelled");
+    let (status, body) = server.put(&rsvp_path, &going).await;
+    assert_error_naming(status, &body, 409, "conflict", "cancelled");
+    let (status, body) = server
+        .patch(&path, &host, json!({"title": "Back on"}))
+        .await;
+    assert_error_naming(status, &body, 409, "conflict", "cancelled");
 
     // Cancelling again is fine and tells nobody twice.
-    let (status, _) = delete(&server, &path, &host).await;
+    let (status, _) = server.delete(&path, &host).await;
     assert_eq!(status, 204);
     going_ws.assert_no("notification", QUIET).await;
     assert_eq!(
@@ -622,7 +554,7 @@ async fn cancel_is_host_only_keeps_rsvps_and_notifies_attendees() {
     );
 
     // Leaving a cancelled event promotes nobody.
-    leave(&server, &id, &going).await;
+    leave_event(&server, &id, &going).await;
     waiting_ws.assert_no("notification", QUIET).await;
     assert_eq!(event(&server, &id, &waiting).await["my_rsvp"], "waitlisted");
 }
@@ -642,7 +574,7 @@ async fn list_pages_soonest_first_with_a_cursor_stable_under_inserts() {
 
     let (status, first) = list(&server, &reader, &[("limit", "2")]).await;
     assert_eq!(status, 200, "{first}");
-    assert_eq!(ids(&first), [a.clone(), b.clone()]);
+    assert_eq!(page_ids(&first), [a.clone(), b.clone()]);
     let item = &first["items"][0];
     assert_eq!(item["title"], "A");
     assert_eq!(item["going_count"], 0);
@@ -655,14 +587,14 @@ async fn list_pages_soonest_first_with_a_cursor_stable_under_inserts() {
     create_at(&server, &host, "Early", "2098-12-31T10:00:00Z", 5).await;
     let d2 = create_at(&server, &host, "D2", "2099-01-04T12:00:00Z", 5).await;
 
-    let mut seen = ids(&first);
+    let mut seen = page_ids(&first);
     let mut cursor = cursor.to_owned();
     let mut pages = 1;
     loop {
         let (status, page) = list(&server, &reader, &[("limit", "2"), ("cursor", &cursor)]).await;
         assert_eq!(status, 200, "{page}");
         pages += 1;
-        seen.extend(ids(&page));
+        seen.extend(page_ids(&page));
         match page["next_cursor"].as_str() {
             Some(next) => cursor = next.to_owned(),
             None => break,
@@ -678,10 +610,10 @@ async fn list_pages_soonest_first_with_a_cursor_stable_under_inserts() {
         ("cursor", "!!not-a-cursor"),
     ] {
         let (status, body) = list(&server, &reader, &[(key, value)]).await;
-        assert_error(status, &body, 400, "bad_request", key);
+        assert_bad_field(status, &body, key);
     }
     let (status, body) = server.get("/api/v1/events", None).await;
-    assert_error(status, &body, 401, "unauthenticated", "token");
+    assert_error_naming(status, &body, 401, "unauthenticated", "token");
 }
 
 #[tokio::test]
@@ -696,7 +628,7 @@ async fn list_filters_by_from_and_tag_and_leaves_out_cancelled_events() {
     body["starts_at"] = json!("2099-02-01T12:00:00Z");
     body["tags"] = json!(["sushi", "food"]);
     body["capacity"] = json!(1);
-    let sushi = create(&server, &host, body).await["id"]
+    let sushi = new_event(&server, &host, body).await["id"]
         .as_str()
         .expect("id")
         .to_owned();
@@ -705,19 +637,21 @@ async fn list_filters_by_from_and_tag_and_leaves_out_cancelled_events() {
     body["starts_at"] = json!("2099-04-01T12:00:00Z");
     body["ends_at"] = json!("2099-04-01T14:00:00Z");
     body["tags"] = json!(["ramen", "food"]);
-    let ramen = create(&server, &host, body).await["id"]
+    let ramen = new_event(&server, &host, body).await["id"]
         .as_str()
         .expect("id")
         .to_owned();
     let gone = create_at(&server, &host, "Gone", "2099-03-01T12:00:00Z", 5).await;
-    let (status, _) = delete(&server, &format!("/events/{gone}"), &host).await;
+    let (status, _) = server
+        .delete(&format!("/api/v1/events/{gone}"), &host)
+        .await;
     assert_eq!(status, 204);
     rsvp(&server, &sushi, &guest).await;
     rsvp(&server, &sushi, &other).await;
 
     let (_, page) = list(&server, &guest, &[]).await;
     assert_eq!(
-        ids(&page),
+        page_ids(&page),
         [sushi.clone(), ramen.clone()],
         "default from is now"
     );
@@ -726,17 +660,20 @@ async fn list_filters_by_from_and_tag_and_leaves_out_cancelled_events() {
     assert_eq!(counts["waitlist_count"], 1, "{counts}");
 
     let (_, page) = list(&server, &guest, &[("from", "2000-01-01T00:00:00Z")]).await;
-    assert_eq!(ids(&page), [past.clone(), sushi.clone(), ramen.clone()]);
+    assert_eq!(
+        page_ids(&page),
+        [past.clone(), sushi.clone(), ramen.clone()]
+    );
     // The bound is inclusive, and offsets count.
     let (_, page) = list(&server, &guest, &[("from", "2099-02-01T21:00:00+09:00")]).await;
-    assert_eq!(ids(&page), [sushi.clone(), ramen.clone()]);
+    assert_eq!(page_ids(&page), [sushi.clone(), ramen.clone()]);
     let (_, page) = list(&server, &guest, &[("from", "2099-02-01T12:00:00.001Z")]).await;
-    assert_eq!(ids(&page), [ramen.as_str()]);
+    assert_eq!(page_ids(&page), [ramen.as_str()]);
 
     let (_, page) = list(&server, &guest, &[("tag", "sushi")]).await;
-    assert_eq!(ids(&page), [sushi.as_str()]);
+    assert_eq!(page_ids(&page), [sushi.as_str()]);
     let (_, page) = list(&server, &guest, &[("tag", "food")]).await;
-    assert_eq!(ids(&page), [sushi.clone(), ramen.clone()]);
+    assert_eq!(page_ids(&page), [sushi.clone(), ramen.clone()]);
     let (_, page) = list(
         &server,
         &guest,
@@ -744,26 +681,16 @@ async fn list_filters_by_from_and_tag_and_leaves_out_cancelled_events() {
     )
     .await;
     // The past event carries the default tags, `ramen` among them.
-    assert_eq!(ids(&page), [past.clone(), ramen.clone()]);
+    assert_eq!(page_ids(&page), [past.clone(), ramen.clone()]);
     let (_, page) = list(&server, &guest, &[("tag", "ramen")]).await;
-    assert_eq!(ids(&page), [ramen.as_str()]);
+    assert_eq!(page_ids(&page), [ramen.as_str()]);
     let (_, page) = list(&server, &guest, &[("tag", "pizza")]).await;
-    assert!(ids(&page).is_empty(), "{page}");
+    assert!(page_ids(&page).is_empty(), "{page}");
     let (_, page) = list(&server, &guest, &[("tag", "100%_food")]).await;
-    assert!(ids(&page).is_empty(), "{page}");
+    assert!(page_ids(&page).is_empty(), "{page}");
 
     let (status, body) = list(&server, &guest, &[("from", "yesterday")]).await;
-    assert_error(status, &body, 400, "bad_request", "from");
-}
-
-/// Config for a test server on `database_url` with test-friendly limits.
-fn config_on(database_url: String) -> Config {
-    let mut config = Config::defaults();
-    config.lift_abuse_limits();
-    config.database_url = database_url;
-    config.rate_per_sec = 1_000;
-    config.rate_burst = 1_000;
-    config
+    assert_bad_field(status, &body, "from");
 }
 
 /// 50 users RSVP at once to 10 seats: exactly 10 go and 40 wait, in a
@@ -819,7 +746,7 @@ async fn rsvp_race_never_overbooks(server: &TestServer) {
     assert_eq!(seen["waitlist_count"], 40, "{seen}");
 
     let leavers = &going[..5];
-    join_all(leavers.iter().map(|token| leave(server, &id, token))).await;
+    join_all(leavers.iter().map(|token| leave_event(server, &id, token))).await;
 
     let seen = event(server, &id, &host).await;
     assert_eq!(
@@ -866,9 +793,7 @@ async fn rsvp_race_never_overbooks_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rsvp_race_never_overbooks_on_postgres() {
-    let url = fresh_database().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = TestServer::start_on(config_on(url), dir).await;
+    let server = TestServer::start_on_postgres(|_| {}).await;
     assert!(server.config.database_url.starts_with("postgres"));
     rsvp_race_never_overbooks(&server).await;
     server.shutdown().await;

@@ -5,17 +5,7 @@ use std::time::Duration;
 
 use crate::common::binary::{self, Running};
 use crate::common::WsClient;
-use serde_json::{json, Value};
-
-async fn post(http: &reqwest::Client, url: String, token: Option<&str>, body: Value) -> Value {
-    let mut request = http.post(url).json(&body);
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let resp = request.send().await.expect("POST");
-    assert!(resp.status().is_success(), "{}", resp.status());
-    resp.json().await.unwrap_or(Value::Null)
-}
+use serde_json::json;
 
 async fn a_whole_session_leaves_no_secret_in_logs_at(filter: &str) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -25,30 +15,18 @@ async fn a_whole_session_leaves_no_secret_in_logs_at(filter: &str) {
         format!("sqlite://{}", dir.path().join("logs.db").display()),
     );
     let running = Running::start(command, dir.path()).await;
-    let http = reqwest::Client::new();
     let passwords = ["Correct-Horse-41", "Battery-Staple-77"];
     let mut tokens = Vec::new();
     for (handle, password) in ["aiko", "bruno"].iter().zip(passwords) {
-        let made = post(
-            &http,
-            running.url("/api/v1/auth/register"),
-            None,
-            json!({"handle": handle, "password": password, "display_name": handle}),
-        )
-        .await;
+        let (status, made) = running.register_with(handle, password).await;
+        assert_eq!(status, 201, "{made}");
         tokens.push(made["token"].as_str().expect("token").to_owned());
-        let again = post(
-            &http,
-            running.url("/api/v1/auth/login"),
-            None,
-            json!({"handle": handle, "password": password}),
-        )
-        .await;
+        let (status, again) = running.login_with(handle, password).await;
+        assert_eq!(status, 200, "{again}");
         tokens.push(again["token"].as_str().expect("token").to_owned());
     }
-    let ws = format!("ws://{}/ws", running.addr);
-    let mut aiko = WsClient::hello_url(&ws, &tokens[1]).await;
-    let mut bruno = WsClient::hello_url(&ws, &tokens[3]).await;
+    let mut aiko = WsClient::hello(&running, &tokens[1]).await;
+    let mut bruno = WsClient::hello(&running, &tokens[3]).await;
     let created = aiko
         .ok(json!({"type": "room.create", "name": "log check"}))
         .await;
@@ -63,18 +41,12 @@ async fn a_whole_session_leaves_no_secret_in_logs_at(filter: &str) {
         .await;
     // A bad token is logged about, but not shown either.
     let wrong = format!("{}x", tokens[0]);
-    let mut stranger = WsClient::connect_url(&ws).await;
+    let mut stranger = WsClient::connect(&running).await;
     stranger
         .send(json!({"type": "hello", "ref": 1, "token": wrong}))
         .await;
     let _ = stranger.closed_with(Duration::from_secs(5)).await;
-    post(
-        &http,
-        running.url("/api/v1/auth/logout"),
-        Some(&tokens[1]),
-        json!({}),
-    )
-    .await;
+    running.logout(&tokens[1]).await;
     let _ = aiko.closed_with(Duration::from_secs(5)).await;
     bruno.close().await;
 

@@ -31,6 +31,7 @@ mod room_access;
 mod room_quota;
 mod rooms;
 mod rooms_directory;
+mod script_frames;
 mod session;
 mod smoke;
 mod socket_caps;

@@ -6,87 +6,32 @@
 
 use std::time::Duration;
 
-use crate::common::postgres::fresh_database;
+use crate::common::json::{
+    assert_bad_field, assert_error, assert_error_naming, keys, notification_in, parse_time, text_of,
+};
+use crate::common::platform::new_card;
 use crate::common::{TestServer, WsClient};
-use meshi::config::Config;
 use reqwest::Method;
 use serde_json::{json, Value};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 /// How long a test watches for a frame that must not come.
 const QUIET: Duration = Duration::from_millis(300);
 
-/// Sends any request with an optional bearer token and JSON body; returns
-/// the status and the body as JSON (`Null` when there is none).
-async fn call(
-    server: &TestServer,
-    method: Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = server.http.request(method, server.url(path));
-    if let Some(token) = token {
-        req = req.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let resp = req.send().await.expect("request is answered");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.expect("response body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-/// Asserts the contract's error shape with this status and code; returns
-/// the message.
-fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str) -> String {
-    assert_eq!(status, want_status, "status (body {body})");
-    assert_eq!(body["error"]["code"], want_code, "code in {body}");
-    let message = body["error"]["message"]
-        .as_str()
-        .unwrap_or_else(|| panic!("error message is a string: {body}"));
-    assert!(!message.is_empty(), "error message is not empty: {body}");
-    message.to_owned()
-}
-
-fn assert_bad_field(status: u16, body: &Value, field: &str) {
-    let message = assert_error(status, body, 400, "bad_request");
-    assert!(
-        message.contains(field),
-        "the message names `{field}`: {message}"
-    );
-}
-
-fn assert_time(value: &Value) -> OffsetDateTime {
-    let text = value
-        .as_str()
-        .unwrap_or_else(|| panic!("timestamp is a string: {value}"));
-    OffsetDateTime::parse(text, &Rfc3339)
-        .unwrap_or_else(|e| panic!("timestamp `{text}` is RFC 3339: {e}"))
-}
-
-async fn new_card(server: &TestServer, token: &str, title: &str) -> String {
-    let (status, card) = server
-        .post(
-            "/api/v1/cards",
-            Some(token),
-            json!({"title": title, "body": "", "tags": []}),
-        )
-        .await;
-    assert_eq!(status, 201, "create card answered {card}");
-    card["id"].as_str().expect("card id").to_owned()
+/// Posts a card with no body or tags; returns its id.
+async fn card_of(server: &TestServer, token: &str, title: &str) -> String {
+    text_of(&new_card(server, token, title, "", &[]).await["id"])
 }
 
 async fn press(server: &TestServer, card: &str, token: &str) -> (u16, Value) {
-    let path = format!("/api/v1/cards/{card}/interest");
-    call(server, Method::PUT, &path, Some(token), None).await
+    server
+        .put(&format!("/api/v1/cards/{card}/interest"), token)
+        .await
 }
 
 async fn withdraw(server: &TestServer, card: &str, token: &str) -> (u16, Value) {
-    let path = format!("/api/v1/cards/{card}/interest");
-    call(server, Method::DELETE, &path, Some(token), None).await
+    server
+        .delete(&format!("/api/v1/cards/{card}/interest"), token)
+        .await
 }
 
 async fn match_with(server: &TestServer, card: &str, token: &str, user_id: &str) -> (u16, Value) {
@@ -101,13 +46,7 @@ async fn match_with(server: &TestServer, card: &str, token: &str, user_id: &str)
 
 /// GETs a page that must answer 200; returns its items.
 async fn items(server: &TestServer, path: &str, token: &str) -> Vec<Value> {
-    let (status, page) = server.get(path, Some(token)).await;
-    assert_eq!(status, 200, "GET {path} answered {page}");
-    assert!(page.get("next_cursor").is_some(), "a page: {page}");
-    page["items"]
-        .as_array()
-        .unwrap_or_else(|| panic!("items is an array: {page}"))
-        .clone()
+    server.page(path, token).await.0
 }
 
 async fn notifications_of_kind(server: &TestServer, token: &str, kind: &str) -> Vec<Value> {
@@ -118,26 +57,12 @@ async fn notifications_of_kind(server: &TestServer, token: &str, kind: &str) -> 
         .collect()
 }
 
-/// Checks a live `notification` frame's shape and returns its body.
-fn notification_in(frame: &Value, kind: &str) -> Value {
-    assert_eq!(frame["type"], "notification", "frame {frame}");
-    let notification = frame["notification"].clone();
-    assert!(
-        notification["id"].as_str().is_some_and(|id| !id.is_empty()),
-        "notification id is a string: {frame}"
-    );
-    assert_eq!(notification["kind"], kind, "kind in {frame}");
-    assert!(notification["data"].is_object(), "data in {frame}");
-    assert_time(&notification["created_at"]);
-    notification
-}
-
 #[tokio::test]
 async fn pressing_interest_twice_notifies_the_owner_once() {
     let server = TestServer::start().await;
     let (mut owner_ws, owner, _) = server.user("press_owner").await;
     let (fan, fan_id) = server.register("press_fan").await;
-    let card = new_card(&server, &owner, "talk to me").await;
+    let card = card_of(&server, &owner, "talk to me").await;
 
     let (status, body) = press(&server, &card, &fan).await;
     assert_eq!(status, 204, "first press answered {body}");
@@ -173,7 +98,7 @@ async fn racing_presses_notify_the_owner_once() {
     let server = TestServer::start().await;
     let (owner, _) = server.register("race_owner").await;
     let (fan, _) = server.register("race_fan").await;
-    let card = new_card(&server, &owner, "hot topic").await;
+    let card = card_of(&server, &owner, "hot topic").await;
     let (first, second, third) = tokio::join!(
         press(&server, &card, &fan),
         press(&server, &card, &fan),
@@ -198,21 +123,21 @@ async fn interest_refuses_own_closed_and_unknown_cards() {
     let server = TestServer::start().await;
     let (owner, _) = server.register("refuse_owner").await;
     let (fan, _) = server.register("refuse_fan").await;
-    let card = new_card(&server, &owner, "mine").await;
+    let card = card_of(&server, &owner, "mine").await;
 
     let (status, body) = press(&server, &card, &owner).await;
     assert_error(status, &body, 400, "bad_request");
     let (status, body) = withdraw(&server, &card, &owner).await;
     assert_error(status, &body, 400, "bad_request");
 
-    let (status, body) = call(
-        &server,
-        Method::PATCH,
-        &format!("/api/v1/cards/{card}"),
-        Some(&owner),
-        Some(json!({"status": "closed"})),
-    )
-    .await;
+    let (status, body) = server
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/cards/{card}"),
+            Some(&owner),
+            Some(json!({"status": "closed"})),
+        )
+        .await;
     assert_eq!(status, 200, "closing answered {body}");
     let (status, body) = press(&server, &card, &fan).await;
     assert_error(status, &body, 409, "conflict");
@@ -230,14 +155,14 @@ async fn interest_refuses_own_closed_and_unknown_cards() {
     let stored = notifications_of_kind(&server, &owner, "interest_received").await;
     assert!(stored.is_empty(), "nobody was notified: {stored:?}");
 
-    let (status, body) = call(
-        &server,
-        Method::PUT,
-        &format!("/api/v1/cards/{card}/interest"),
-        None,
-        None,
-    )
-    .await;
+    let (status, body) = server
+        .call(
+            Method::PUT,
+            &format!("/api/v1/cards/{card}/interest"),
+            None,
+            None,
+        )
+        .await;
     assert_error(status, &body, 401, "unauthenticated");
     server.shutdown().await;
 }
@@ -247,7 +172,7 @@ async fn withdrawing_interest_is_idempotent() {
     let server = TestServer::start().await;
     let (owner, _) = server.register("withdraw_owner").await;
     let (fan, fan_id) = server.register("withdraw_fan").await;
-    let card = new_card(&server, &owner, "maybe").await;
+    let card = card_of(&server, &owner, "maybe").await;
 
     let (status, body) = withdraw(&server, &card, &fan).await;
     assert_eq!(status, 204, "withdrawing what was never pressed: {body}");
@@ -275,7 +200,7 @@ async fn only_the_owner_lists_who_is_interested() {
     let (owner, _) = server.register("list_owner").await;
     let (first, first_id) = server.register("list_first").await;
     let (second, second_id) = server.register("list_second").await;
-    let card = new_card(&server, &owner, "popular").await;
+    let card = card_of(&server, &owner, "popular").await;
     let path = format!("/api/v1/cards/{card}/interests");
     assert_eq!(press(&server, &card, &first).await.0, 204);
     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -296,17 +221,14 @@ async fn only_the_owner_lists_who_is_interested() {
         .collect();
     assert_eq!(who, [second_id.as_str(), first_id.as_str()], "newest first");
     for item in &listed {
-        let mut keys: Vec<&str> = item
-            .as_object()
-            .expect("an object")
-            .keys()
-            .map(String::as_str)
-            .collect();
-        keys.sort_unstable();
-        assert_eq!(keys, ["created_at", "user"], "interest fields in {item}");
+        assert_eq!(
+            keys(item),
+            ["created_at", "user"],
+            "interest fields in {item}"
+        );
         assert!(item["user"]["handle"].is_string(), "user summary in {item}");
         assert!(item["user"]["display_name"].is_string(), "{item}");
-        assert_time(&item["created_at"]);
+        parse_time(&item["created_at"]);
     }
     assert_eq!(listed[1]["user"]["handle"], "list_first");
 
@@ -335,7 +257,7 @@ async fn matching_is_for_the_owner_and_interested_users_only() {
     let (owner, _) = server.register("m_owner").await;
     let (fan, fan_id) = server.register("m_fan").await;
     let (stranger, stranger_id) = server.register("m_stranger").await;
-    let card = new_card(&server, &owner, "matchable").await;
+    let card = card_of(&server, &owner, "matchable").await;
     assert_eq!(press(&server, &card, &fan).await.0, 204);
 
     // Only the owner matches, even with someone who is interested.
@@ -361,7 +283,7 @@ async fn matching_is_for_the_owner_and_interested_users_only() {
             json!({}),
         )
         .await;
-    assert_bad_field(status, &body, "user_id");
+    assert_error_naming(status, &body, 400, "bad_request", "user_id");
     let (status, body) = match_with(&server, "999999", &owner, &fan_id).await;
     assert_error(status, &body, 404, "not_found");
     let (status, body) = server
@@ -390,7 +312,7 @@ async fn matching_is_for_the_owner_and_interested_users_only() {
 async fn matching_yourself_is_400_naming_user_id() {
     let server = TestServer::start().await;
     let (owner, owner_id) = server.register("self_matcher").await;
-    let card = new_card(&server, &owner, "lonely").await;
+    let card = card_of(&server, &owner, "lonely").await;
     // The owner can never press interested on their own card, so they can
     // never be matched through it.
     let (status, body) = match_with(&server, &card, &owner, &owner_id).await;
@@ -407,30 +329,21 @@ async fn a_pair_shares_one_conversation_however_many_cards_match_them() {
     let server = TestServer::start().await;
     let (owner, owner_id) = server.register("pair_owner").await;
     let (fan, fan_id) = server.register("pair_fan").await;
-    let first_card = new_card(&server, &owner, "first topic").await;
-    let second_card = new_card(&server, &owner, "second topic").await;
+    let first_card = card_of(&server, &owner, "first topic").await;
+    let second_card = card_of(&server, &owner, "second topic").await;
     assert_eq!(press(&server, &first_card, &fan).await.0, 204);
     assert_eq!(press(&server, &second_card, &fan).await.0, 204);
 
     let (status, created) = match_with(&server, &first_card, &owner, &fan_id).await;
     assert_eq!(status, 201, "the first match answered {created}");
-    let top: Vec<&str> = created
-        .as_object()
-        .expect("object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(top, ["match"], "the body is {{match}}: {created}");
-    let record = &created["match"];
-    let mut keys: Vec<&str> = record
-        .as_object()
-        .expect("match object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
     assert_eq!(
-        keys,
+        keys(&created),
+        ["match"],
+        "the body is {{match}}: {created}"
+    );
+    let record = &created["match"];
+    assert_eq!(
+        keys(record),
         ["card_id", "conversation_id", "created_at", "id", "user"],
         "match fields in {created}"
     );
@@ -442,7 +355,7 @@ async fn a_pair_shares_one_conversation_however_many_cards_match_them() {
         .as_str()
         .expect("conversation_id is a string")
         .to_owned();
-    assert_time(&record["created_at"]);
+    parse_time(&record["created_at"]);
 
     // The same pair on the same card again: the existing match.
     let (status, again) = match_with(&server, &first_card, &owner, &fan_id).await;
@@ -481,7 +394,7 @@ async fn a_pair_shares_one_conversation_however_many_cards_match_them() {
     }
 
     // The reverse direction: the fan's own card matching the owner.
-    let fan_card = new_card(&server, &fan, "fan's topic").await;
+    let fan_card = card_of(&server, &fan, "fan's topic").await;
     assert_eq!(press(&server, &fan_card, &owner).await.0, 204);
     let (status, reverse) = match_with(&server, &fan_card, &fan, &owner_id).await;
     assert_eq!(
@@ -499,7 +412,7 @@ async fn matches_and_conversations_are_listed_for_both_sides() {
     let (owner, owner_id) = server.register("both_owner").await;
     let (fan, fan_id) = server.register("both_fan").await;
     let (other_fan, other_fan_id) = server.register("both_other").await;
-    let card = new_card(&server, &owner, "shared").await;
+    let card = card_of(&server, &owner, "shared").await;
     assert_eq!(press(&server, &card, &fan).await.0, 204);
     assert_eq!(press(&server, &card, &other_fan).await.0, 204);
     let (status, first) = match_with(&server, &card, &owner, &fan_id).await;
@@ -525,15 +438,8 @@ async fn matches_and_conversations_are_listed_for_both_sides() {
         "newest first"
     );
     let m = &owner_matches[1];
-    let mut keys: Vec<&str> = m
-        .as_object()
-        .expect("object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
     assert_eq!(
-        keys,
+        keys(m),
         ["card_id", "conversation_id", "created_at", "id", "user"],
         "match item fields in {m}"
     );
@@ -553,15 +459,8 @@ async fn matches_and_conversations_are_listed_for_both_sides() {
     let fan_conversations = items(&server, "/api/v1/conversations", &fan).await;
     assert_eq!(fan_conversations.len(), 1, "{fan_conversations:?}");
     let c = &fan_conversations[0];
-    let mut keys: Vec<&str> = c
-        .as_object()
-        .expect("object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
     assert_eq!(
-        keys,
+        keys(c),
         ["id", "last_message", "other_user", "unread_count"],
         "conversation fields in {c}"
     );
@@ -610,7 +509,7 @@ async fn matches_and_conversations_are_listed_for_both_sides() {
 async fn the_story(server: &TestServer) {
     let (mut a_ws, a_token, a_id) = server.user("story_a").await;
     let (mut b_ws, b_token, b_id) = server.user("story_b").await;
-    let card = new_card(server, &a_token, "Let's talk Rust").await;
+    let card = card_of(server, &a_token, "Let's talk Rust").await;
 
     let (status, body) = press(server, &card, &b_token).await;
     assert_eq!(status, 204, "B presses interested: {body}");
@@ -707,13 +606,7 @@ async fn the_story_on_sqlite() {
 
 #[tokio::test]
 async fn the_story_on_postgres() {
-    let mut config = Config::defaults();
-    config.lift_abuse_limits();
-    config.database_url = fresh_database().await;
-    config.rate_per_sec = 1_000;
-    config.rate_burst = 1_000;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = TestServer::start_on(config, dir).await;
+    let server = TestServer::start_on_postgres(|_| {}).await;
     the_story(&server).await;
     server.shutdown().await;
 }
@@ -724,7 +617,7 @@ async fn a_socket_hears_only_its_own_notifications() {
     let (mut owner_ws, owner, _) = server.user("own_owner").await;
     let (mut bystander_ws, _, _) = server.user("own_bystander").await;
     let (fan, _) = server.register("own_fan").await;
-    let card = new_card(&server, &owner, "private news").await;
+    let card = card_of(&server, &owner, "private news").await;
     // A second socket of the owner hears it too.
     let mut owner_ws2 = WsClient::hello(&server, &owner).await;
     assert_eq!(press(&server, &card, &fan).await.0, 204);

@@ -3,62 +3,17 @@
 
 use std::collections::HashSet;
 
+use crate::common::json::{
+    assert_bad_field, assert_error, assert_error_naming, keys, parse_time, text_of,
+};
+use crate::common::platform::{new_card, press_interest};
 use crate::common::TestServer;
 use reqwest::Method;
 use serde_json::{json, Value};
-use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-/// Sends any request with an optional bearer token and JSON body; returns
-/// the status and the body as JSON (`Null` when there is none).
-async fn call(
-    server: &TestServer,
-    method: Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = server.http.request(method, server.url(path));
-    if let Some(token) = token {
-        req = req.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let resp = req.send().await.expect("request is answered");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.expect("response body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
 async fn patch_me(server: &TestServer, token: &str, body: Value) -> (u16, Value) {
-    call(server, Method::PATCH, "/api/v1/me", Some(token), Some(body)).await
-}
-
-fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str) -> String {
-    assert_eq!(status, want_status, "status (body {body})");
-    assert_eq!(body["error"]["code"], want_code, "code in {body}");
-    let message = body["error"]["message"]
-        .as_str()
-        .unwrap_or_else(|| panic!("error message is a string: {body}"));
-    assert!(!message.is_empty(), "error message is not empty: {body}");
-    message.to_owned()
-}
-
-fn assert_bad_field(status: u16, body: &Value, field: &str) {
-    let message = assert_error(status, body, 400, "bad_request");
-    assert!(
-        message.contains(field),
-        "the message names `{field}`: {message}"
-    );
-}
-
-fn parse_time(value: &Value) -> OffsetDateTime {
-    let text = value
-        .as_str()
-        .unwrap_or_else(|| panic!("timestamp is a string: {value}"));
-    OffsetDateTime::parse(text, &Rfc3339)
-        .unwrap_or_else(|e| panic!("timestamp `{text}` is RFC 3339: {e}"))
+    server.patch("/api/v1/me", token, body).await
 }
 
 /// Gives `owner` one `interest_received` notification per card: the owner
@@ -72,24 +27,9 @@ async fn interest_notifications(
 ) -> Vec<String> {
     let mut cards = Vec::with_capacity(n);
     for i in 0..n {
-        let (status, card) = server
-            .post(
-                "/api/v1/cards",
-                Some(owner),
-                json!({"title": format!("topic {i}"), "body": "", "tags": []}),
-            )
-            .await;
-        assert_eq!(status, 201, "create card answered {card}");
-        let id = card["id"].as_str().expect("card id").to_owned();
-        let (status, body) = call(
-            server,
-            Method::PUT,
-            &format!("/api/v1/cards/{id}/interest"),
-            Some(fan),
-            None,
-        )
-        .await;
-        assert_eq!(status, 204, "press answered {body}");
+        let card = new_card(server, owner, &format!("topic {i}"), "", &[]).await;
+        let id = text_of(&card["id"]);
+        press_interest(server, &id, fan).await;
         cards.push(id);
     }
     cards
@@ -97,16 +37,9 @@ async fn interest_notifications(
 
 /// One page of notifications for this query string.
 async fn page(server: &TestServer, token: &str, query: &str) -> (Vec<Value>, Option<String>) {
-    let (status, body) = server
-        .get(&format!("/api/v1/notifications{query}"), Some(token))
-        .await;
-    assert_eq!(status, 200, "GET /notifications{query} answered {body}");
-    assert!(body.get("next_cursor").is_some(), "a page: {body}");
-    let items = body["items"]
-        .as_array()
-        .unwrap_or_else(|| panic!("items is an array: {body}"))
-        .clone();
-    (items, body["next_cursor"].as_str().map(str::to_owned))
+    server
+        .page(&format!("/api/v1/notifications{query}"), token)
+        .await
 }
 
 fn card_ids(notifications: &[Value]) -> Vec<String> {
@@ -152,15 +85,8 @@ async fn notifications_are_listed_newest_first_with_their_fields() {
     assert_eq!(card_ids(&items), newest_first, "newest first");
     let mut ids = HashSet::new();
     for n in &items {
-        let mut keys: Vec<&str> = n
-            .as_object()
-            .expect("object")
-            .keys()
-            .map(String::as_str)
-            .collect();
-        keys.sort_unstable();
         assert_eq!(
-            keys,
+            keys(n),
             ["created_at", "data", "id", "kind"],
             "notification fields in {n}"
         );
@@ -252,7 +178,7 @@ async fn a_bad_up_to_id_is_400_and_changes_nothing() {
     let (status, body) = server
         .post("/api/v1/notifications/read", Some(&owner), json!({}))
         .await;
-    assert_bad_field(status, &body, "up_to_id");
+    assert_error_naming(status, &body, 400, "bad_request", "up_to_id");
     let (status, body) = server
         .post(
             "/api/v1/notifications/read",
@@ -360,15 +286,8 @@ async fn patch_me_updates_the_profile_and_returns_it_whole() {
     )
     .await;
     assert_eq!(status, 200, "PATCH /me answered {profile}");
-    let mut keys: Vec<&str> = profile
-        .as_object()
-        .expect("object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
     assert_eq!(
-        keys,
+        keys(&profile),
         [
             "bio",
             "created_at",
@@ -426,14 +345,9 @@ async fn patch_me_updates_the_profile_and_returns_it_whole() {
     assert_eq!(seen["bio"], full["bio"]);
     assert_eq!(seen["tags"], full["tags"]);
 
-    let (status, body) = call(
-        &server,
-        Method::PATCH,
-        "/api/v1/me",
-        None,
-        Some(json!({"bio": "x"})),
-    )
-    .await;
+    let (status, body) = server
+        .call(Method::PATCH, "/api/v1/me", None, Some(json!({"bio": "x"})))
+        .await;
     assert_error(status, &body, 401, "unauthenticated");
     server.shutdown().await;
 }

@@ -3,6 +3,9 @@
 //! every operation it lists answers on a live server with a status it
 //! documents and a body its schema describes.
 
+use crate::common::chat::create_room;
+use crate::common::json::text_of;
+use crate::common::platform::{create_match, new_card, new_community, new_event, press_interest};
 use crate::common::{TestServer, WsClient};
 use serde_json::{json, Value};
 
@@ -197,53 +200,22 @@ impl World {
         let (other, other_id) = server.register("bob").await;
         let (leaving, _) = server.register("carol").await;
 
-        let (status, card) = server
-            .post(
-                "/api/v1/cards",
-                Some(&owner),
-                json!({"title": "async Rust", "tags": ["rust"]}),
-            )
-            .await;
-        assert_eq!(status, 201, "{card}");
-        let card_id = card["id"].as_str().unwrap().to_owned();
-        let interest = server
-            .http
-            .put(server.url(&format!("/api/v1/cards/{card_id}/interest")))
-            .bearer_auth(&other)
-            .send()
-            .await
-            .expect("PUT interest");
-        assert_eq!(interest.status(), 204);
-        let (status, matched) = server
-            .post(
-                &format!("/api/v1/cards/{card_id}/matches"),
-                Some(&owner),
-                json!({"user_id": other_id}),
-            )
-            .await;
-        assert_eq!(status, 201, "{matched}");
-        let conversation_id = matched["match"]["conversation_id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let card = new_card(&server, &owner, "async Rust", "", &["rust"]).await;
+        let card_id = text_of(&card["id"]);
+        press_interest(&server, &card_id, &other).await;
+        let matched = create_match(&server, &card_id, &owner, &other_id).await;
+        let conversation_id = text_of(&matched["conversation_id"]);
 
-        let (status, event) = server
-            .post("/api/v1/events", Some(&owner), new_event())
-            .await;
-        assert_eq!(status, 201, "{event}");
-        let (status, community) = server
-            .post(
-                "/api/v1/communities",
-                Some(&owner),
-                json!({"name": "rustaceans", "tags": ["rust"]}),
-            )
-            .await;
-        assert_eq!(status, 201, "{community}");
+        let event = new_event(&server, &owner, event_body()).await;
+        let community = new_community(
+            &server,
+            &owner,
+            json!({"name": "rustaceans", "tags": ["rust"]}),
+        )
+        .await;
 
         let mut host = WsClient::hello(&server, &owner).await;
-        let created = host
-            .ok(json!({"type": "room.create", "name": "ramen after work"}))
-            .await;
+        let room_id = create_room(&mut host, "ramen after work").await;
 
         World {
             owner,
@@ -251,10 +223,10 @@ impl World {
             other_id,
             leaving,
             card_id,
-            event_id: event["id"].as_str().unwrap().to_owned(),
-            community_id: community["id"].as_str().unwrap().to_owned(),
+            event_id: text_of(&event["id"]),
+            community_id: text_of(&community["id"]),
             conversation_id,
-            room_id: created["room"]["id"].as_str().unwrap().to_owned(),
+            room_id,
             _host: host,
             server,
         }
@@ -293,7 +265,7 @@ impl World {
     }
 }
 
-fn new_event() -> Value {
+fn event_body() -> Value {
     json!({
         "title": "ramen night",
         "starts_at": "2099-03-02T19:00:00Z",
@@ -312,7 +284,7 @@ fn body_for(world: &World, op: &Operation) -> Option<Value> {
         "create_card" => json!({"title": "sqlx tips"}),
         "update_card" => json!({"title": "async Rust, again"}),
         "create_match" => json!({"user_id": world.other_id}),
-        "create_event" => new_event(),
+        "create_event" => event_body(),
         "update_event" => json!({"capacity": 10}),
         "create_community" => json!({"name": "gophers"}),
         "mark_notifications_read" => json!({"up_to_id": "1"}),

@@ -4,93 +4,19 @@
 //! The Postgres tests need the shared server (see `crate::common::postgres`) and
 //! fail, saying how to start it, when it is down.
 
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use crate::common::postgres::fresh_database;
-use crate::common::TestServer;
-use meshi::config::Config;
+use crate::common::{binary, test_config, TestServer};
 use meshi::store::Store;
 use serde_json::json;
 
-/// How long a run of the binary may take before the test kills it and fails.
-const PROCESS_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Config for a test server on `database_url` with test-friendly limits.
-fn config_on(database_url: String) -> Config {
-    let mut config = Config::defaults();
-    config.lift_abuse_limits();
-    config.database_url = database_url;
-    config.rate_per_sec = 1_000;
-    config.rate_burst = 1_000;
-    config
-}
-
-struct Finished {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
-
-/// Runs `command` to completion, killing it and failing the test when it
-/// outlives [`PROCESS_TIMEOUT`]. Blocking: call it off the async workers.
-fn run_with_timeout(mut command: Command) -> Finished {
-    let started = Instant::now();
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the meshi binary");
-    // Drain both pipes on threads so a chatty child never blocks on a full
-    // pipe while we poll.
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().expect("stdout pipe")));
-    let stderr = drain(Box::new(child.stderr.take().expect("stderr pipe")));
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("poll the child") {
-            break status;
-        }
-        if started.elapsed() > PROCESS_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            let out = stdout.join().unwrap_or_default();
-            let err = stderr.join().unwrap_or_default();
-            panic!(
-                "{command:?} still ran after {PROCESS_TIMEOUT:?} and was killed\n\
-                 stdout:\n{out}\nstderr:\n{err}"
-            );
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    };
-    Finished {
-        status,
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-        took: started.elapsed(),
-    }
-}
-
-/// The built binary with a clean `MESHI_*` environment, run in `dir` so a
-/// stray default database lands in a throwaway place.
-fn meshi(dir: &Path, args: &[&str]) -> Command {
-    crate::common::binary::command(dir, args)
-}
-
 /// Runs `meshi migrate` on `url` and asserts it succeeds.
 async fn migrate_with_binary(dir: &Path, url: &str) {
-    let mut command = meshi(dir, &["migrate"]);
+    let mut command = binary::command(dir, &["migrate"]);
     command.env("MESHI_DATABASE_URL", url);
-    let done = tokio::task::spawn_blocking(move || run_with_timeout(command))
+    let done = tokio::task::spawn_blocking(move || binary::run_with_timeout(command))
         .await
         .expect("the runner thread");
     assert!(
@@ -116,7 +42,7 @@ async fn assert_schema_present(url: &str) {
 
 /// Starts a server on `url`, registers a user and checks it can log in.
 async fn assert_server_runs_on(url: String, dir: tempfile::TempDir) {
-    let server = TestServer::start_on(config_on(url), dir).await;
+    let server = TestServer::start_on(test_config(url), dir).await;
     let (status, ready) = server.get("/readyz", None).await;
     assert_eq!(status, 200, "readyz answered {ready}");
     let (token, id) = server.register("after_migrate").await;
@@ -128,9 +54,7 @@ async fn assert_server_runs_on(url: String, dir: tempfile::TempDir) {
 
 #[tokio::test]
 async fn the_whole_server_runs_on_postgres() {
-    let url = fresh_database().await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = TestServer::start_on(config_on(url), dir).await;
+    let server = TestServer::start_on_postgres(|_| {}).await;
 
     let (status, ready) = server.get("/readyz", None).await;
     assert_eq!(status, 200, "readyz answered {ready}");
@@ -150,13 +74,7 @@ async fn the_whole_server_runs_on_postgres() {
         .await;
     assert_eq!(status, 409, "duplicate handle answered {body}");
     assert_eq!(body["error"]["code"], "conflict");
-    let (status, body) = server
-        .post(
-            "/api/v1/auth/login",
-            None,
-            json!({"handle": "bob", "password": "password123"}),
-        )
-        .await;
+    let (status, body) = server.login_with("bob", "password123").await;
     assert_eq!(status, 200, "login answered {body}");
     assert_eq!(body["user"]["id"], bob_id.as_str());
     let (status, me) = server.get("/api/v1/me", Some(&alice_token)).await;
@@ -226,23 +144,7 @@ async fn meshi_migrate_prepares_a_sqlite_file() {
 /// naming `MESHI_DATABASE_URL`.
 fn assert_refuses_without_database_url(mut command: Command, dir: &Path) {
     command.env("MESHI_ADDR", "127.0.0.1:0");
-    let done = run_with_timeout(command);
-    assert!(
-        !done.status.success(),
-        "production mode without MESHI_DATABASE_URL must not start, but exited {}\nstderr:\n{}",
-        done.status,
-        done.stderr
-    );
-    assert!(
-        done.stderr.contains("MESHI_DATABASE_URL"),
-        "stderr names the missing MESHI_DATABASE_URL:\n{}",
-        done.stderr
-    );
-    assert!(
-        done.took < Duration::from_secs(10),
-        "the refusal is quick, took {:?}",
-        done.took
-    );
+    binary::assert_refused(command, &["MESHI_DATABASE_URL"], &[]);
     assert!(
         !dir.join("meshi.db").exists(),
         "a refused start touches no default database"
@@ -252,14 +154,14 @@ fn assert_refuses_without_database_url(mut command: Command, dir: &Path) {
 #[test]
 fn production_flag_refuses_to_start_without_database_url() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let command = meshi(dir.path(), &["serve", "--production"]);
+    let command = binary::command(dir.path(), &["serve", "--production"]);
     assert_refuses_without_database_url(command, dir.path());
 }
 
 #[test]
 fn production_env_refuses_to_start_without_database_url() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut command = meshi(dir.path(), &["serve"]);
+    let mut command = binary::command(dir.path(), &["serve"]);
     command.env("MESHI_ENV", "production");
     assert_refuses_without_database_url(command, dir.path());
 }
@@ -267,7 +169,7 @@ fn production_env_refuses_to_start_without_database_url() {
 #[test]
 fn production_env_refuses_bare_start_without_database_url() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut command = meshi(dir.path(), &[]);
+    let mut command = binary::command(dir.path(), &[]);
     command.env("MESHI_ENV", "production");
     assert_refuses_without_database_url(command, dir.path());
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::common::binary::{self, Running};
-use crate::common::cluster::free_port;
+use crate::common::free_port;
 
 /// A random HS256 secret of 64 hex digits.
 fn secret() -> String {
@@ -102,8 +102,6 @@ fn production_refuses_a_jwt_key_without_an_audience() {
     let mut command = production(dir.path());
     command.env_remove("MESHI_JWT_AUDIENCE");
     command.env("MESHI_ADDR", "127.0.0.1:0");
-    let (ok, output) = binary::run(command);
-    assert!(!ok, "refused to start:\n{output}");
-    assert!(output.contains("MESHI_JWT_AUDIENCE"), "{output}");
+    binary::assert_refused(command, &["MESHI_JWT_AUDIENCE"], &[]);
     assert!(!dir.path().join("prod.db").exists(), "nothing was touched");
 }

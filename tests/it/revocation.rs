@@ -5,19 +5,19 @@
 //!
 //! Two in-process nodes on their own Postgres database; the fault tests
 //! run their own `redis-server` so they can stop it, the race test uses
-//! the shared Redis (see `crate::common::cluster`).
+//! the shared Redis (see `crate::common::services`).
 
 use std::time::{Duration, Instant};
 
-use crate::common::cluster::{
-    eventually, read_until_closed, shared_redis, Cluster, NodeKind, Settings, ThrowawayRedis,
-};
+use crate::common::cluster::{Cluster, Node, NodeKind, Settings};
+use crate::common::services::{shared_redis, ThrowawayRedis};
+use crate::common::wait::{eventually, read_until_closed};
 use crate::common::{Ended, WsClient};
 use serde_json::json;
 
 /// Waits until `node` reports Redis away, so what follows really happens
 /// while its bus is disconnected.
-async fn redis_away(node: &crate::common::cluster::Node) {
+async fn redis_away(node: &Node) {
     eventually(Duration::from_secs(15), "readyz names redis", || async {
         let (status, body) = node.readyz().await;
         if status == 503 {
@@ -27,13 +27,6 @@ async fn redis_away(node: &crate::common::cluster::Node) {
         }
     })
     .await;
-}
-
-async fn logout(node: &crate::common::cluster::Node, token: &str) {
-    let (status, body) = node
-        .post("/api/v1/auth/logout", Some(token), json!({}))
-        .await;
-    assert_eq!(status, 204, "logout: {body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,7 +45,7 @@ async fn a_logout_the_bus_missed_closes_the_socket_within_the_sweep_period() {
     redis.stop();
     redis_away(n2).await;
     let logged_out = Instant::now();
-    logout(n1, &token).await;
+    n1.logout(&token).await;
 
     // The node that took the logout closes its own socket at once; the
     // other never heard of it, and its sweep finds it.
@@ -87,7 +80,7 @@ async fn a_logout_missed_while_redis_was_away_is_caught_when_the_bus_is_back() {
 
     redis.stop();
     redis_away(n2).await;
-    logout(n1, &token).await;
+    n1.logout(&token).await;
     // Missed: the socket behind the disconnected bus still answers.
     far.ok(json!({"type": "ping"})).await;
 
@@ -118,7 +111,7 @@ async fn a_hello_racing_a_logout_never_outlives_it() {
     let rounds = 24u64;
     for round in 0..rounds {
         let token = n1.login("racer").await;
-        let mut socket = WsClient::connect_url(&n2.ws_url()).await;
+        let mut socket = WsClient::connect(n2).await;
         // From the logout well ahead of the hello to well behind it, so
         // some land between the hello's check and its listening.
         let (hello_after, logout_after) = match round.checked_sub(rounds / 2) {
@@ -138,7 +131,7 @@ async fn a_hello_racing_a_logout_never_outlives_it() {
             },
             async {
                 tokio::time::sleep(logout_after).await;
-                logout(n1, &token).await;
+                n1.logout(&token).await;
             }
         );
         if frames.iter().any(|f| f["type"] == "ok") {

@@ -7,105 +7,22 @@
 //! Each scenario runs on one node, and on two nodes over Redis with the
 //! REST call, the host and the user's sockets spread over both. The
 //! cluster runs need Postgres on 127.0.0.1:5432 and Redis on 6379 (see
-//! `crate::common::cluster`) and fail saying how to start what is missing.
+//! `crate::common::services`) and fail saying how to start what is missing.
 
 use std::time::Duration;
 
-use crate::common::cluster::{assert_quiet, shared_redis, wait_for, Cluster, NodeKind, Settings};
-use crate::common::{TestServer, WsClient, RECV_TIMEOUT};
+use crate::common::chat::{is_message_of, relay};
+use crate::common::cluster::{Cluster, NodeKind, Settings};
+use crate::common::json::text_of;
+use crate::common::platform::{join_community, leave_event, new_community, new_event, rsvp};
+use crate::common::services::shared_redis;
+use crate::common::wait::{assert_quiet, wait_for};
+use crate::common::{Api, TestServer, WsClient, RECV_TIMEOUT};
 use serde_json::{json, Value};
 
 /// How long "nothing of the room arrives" is watched for.
 const QUIET: Duration = Duration::from_millis(600);
 const STARTS_AT: &str = "2099-05-01T19:00:00Z";
-
-/// One node's doors: its REST base and its socket URL.
-#[derive(Clone)]
-struct Door {
-    http: String,
-    ws: String,
-}
-
-impl Door {
-    fn of_server(server: &TestServer) -> Door {
-        Door {
-            http: server.url(""),
-            ws: server.ws_url(),
-        }
-    }
-
-    fn of_node(node: &crate::common::cluster::Node) -> Door {
-        Door {
-            http: node.url(""),
-            ws: node.ws_url(),
-        }
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: &str,
-        body: Value,
-    ) -> (u16, Value) {
-        let response = reqwest::Client::new()
-            .request(method, format!("{}/api/v1{path}", self.http))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .expect("a REST call");
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn register(&self, handle: &str) -> (String, String) {
-        let response = reqwest::Client::new()
-            .post(format!("{}/api/v1/auth/register", self.http))
-            .json(&json!({"handle": handle, "password": "password123", "display_name": handle}))
-            .send()
-            .await
-            .expect("register");
-        assert_eq!(response.status(), 201, "register {handle}");
-        let body: Value = response.json().await.expect("register body");
-        (
-            body["token"].as_str().expect("token").to_owned(),
-            body["user"]["id"].as_str().expect("user id").to_owned(),
-        )
-    }
-
-    async fn socket(&self, token: &str) -> WsClient {
-        WsClient::hello_url(&self.ws, token).await
-    }
-}
-
-fn text_of(value: &Value) -> String {
-    value
-        .as_str()
-        .unwrap_or_else(|| panic!("expected a string, got {value}"))
-        .to_owned()
-}
-
-fn is_room_message(frame: &Value, room_id: &str) -> bool {
-    frame["type"] == "room.message" && frame["room_id"] == room_id
-}
-
-/// `from` says `text` in the room and every one of `to` receives it.
-async fn says(from: &mut WsClient, to: &mut [(&str, &mut WsClient)], room_id: &str, text: &str) {
-    let sent = from
-        .ok(json!({"type": "room.send", "room_id": room_id, "text": text}))
-        .await;
-    for (who, client) in to.iter_mut() {
-        let got = wait_for(
-            client,
-            RECV_TIMEOUT,
-            &format!("{who} waits for `{text}`"),
-            |f| is_room_message(f, room_id) && f["message_id"] == sent["message_id"],
-        )
-        .await;
-        assert_eq!(got["text"], text, "{who}: {got}");
-    }
-}
 
 /// Every socket of the user that was in the room hears it is out.
 async fn removed(client: &mut WsClient, room_id: &str, who: &str) {
@@ -133,12 +50,12 @@ async fn shut_out(host: &mut WsClient, outside: &mut [(&str, &mut WsClient)], ro
         host,
         RECV_TIMEOUT,
         "the host hears their own message",
-        |f| is_room_message(f, room_id) && f["message_id"] == sent["message_id"],
+        |f| is_message_of(f, room_id) && f["message_id"] == sent["message_id"],
     )
     .await;
     for (who, client) in outside.iter_mut() {
         assert_quiet(client, QUIET, &format!("{who} after removal"), |f| {
-            is_room_message(f, room_id) && f["text"] == "after you left"
+            is_message_of(f, room_id) && f["text"] == "after you left"
         })
         .await;
         for op in [
@@ -168,36 +85,30 @@ async fn shut_out(host: &mut WsClient, outside: &mut [(&str, &mut WsClient)], ro
 
 /// The host on `host_door`; the guest's sockets on both doors; the REST
 /// calls that end and restore access through `rest`.
-async fn withdrawing_an_rsvp_ends_access(host_door: &Door, guest_door: &Door, rest: &Door) {
+async fn withdrawing_an_rsvp_ends_access(host_door: &Api, guest_door: &Api, rest: &Api) {
     let (host_token, _) = host_door.register("host_haru").await;
     let (guest_token, guest_id) = guest_door.register("guest_gin").await;
-    let mut host = host_door.socket(&host_token).await;
-    let mut guest_here = guest_door.socket(&guest_token).await;
-    let mut guest_there = host_door.socket(&guest_token).await;
+    let mut host = host_door.client(&host_token).await;
+    let mut guest_here = guest_door.client(&guest_token).await;
+    let mut guest_there = host_door.client(&guest_token).await;
 
-    let (status, event) = rest
-        .call(
-            reqwest::Method::POST,
-            "/events",
-            &host_token,
-            json!({"title": "curry night", "description": "", "starts_at": STARTS_AT,
-                   "venue": "the usual place", "capacity": 3}),
-        )
-        .await;
-    assert_eq!(status, 201, "{event}");
+    let event = new_event(
+        rest,
+        &host_token,
+        json!({"title": "curry night", "description": "", "starts_at": STARTS_AT,
+               "venue": "the usual place", "capacity": 3}),
+    )
+    .await;
     let event_id = text_of(&event["id"]);
-    let rsvp_path = format!("/events/{event_id}/rsvp");
-    let (status, rsvp) = rest
-        .call(reqwest::Method::PUT, &rsvp_path, &guest_token, json!({}))
-        .await;
-    assert_eq!((status, &rsvp["status"]), (200, &json!("going")), "{rsvp}");
+    let going = rsvp(rest, &event_id, &guest_token).await;
+    assert_eq!(going["status"], "going", "{going}");
 
     let room_id = format!("event:{event_id}");
     let join = json!({"type": "room.join", "room_id": room_id});
     host.ok(join.clone()).await;
     guest_here.ok(join.clone()).await;
     guest_there.ok(join.clone()).await;
-    says(
+    relay(
         &mut host,
         &mut [
             ("the guest", &mut guest_here),
@@ -208,10 +119,7 @@ async fn withdrawing_an_rsvp_ends_access(host_door: &Door, guest_door: &Door, re
     )
     .await;
 
-    let (status, body) = rest
-        .call(reqwest::Method::DELETE, &rsvp_path, &guest_token, json!({}))
-        .await;
-    assert_eq!(status, 204, "{body}");
+    leave_event(rest, &event_id, &guest_token).await;
     removed(&mut guest_here, &room_id, "the guest").await;
     removed(&mut guest_there, &room_id, "the guest's other socket").await;
     let left = wait_for(
@@ -237,20 +145,18 @@ async fn withdrawing_an_rsvp_ends_access(host_door: &Door, guest_door: &Door, re
 
     // Going again, the guest may come back in on the socket that was
     // taken out, and is a member again there.
-    let (status, rsvp) = rest
-        .call(reqwest::Method::PUT, &rsvp_path, &guest_token, json!({}))
-        .await;
-    assert_eq!((status, &rsvp["status"]), (200, &json!("going")), "{rsvp}");
+    let going = rsvp(rest, &event_id, &guest_token).await;
+    assert_eq!(going["status"], "going", "{going}");
     let joined = guest_here.ok(join.clone()).await;
     assert_eq!(joined["room"]["member_count"], 2, "{joined}");
-    says(
+    relay(
         &mut host,
         &mut [("the guest, back", &mut guest_here)],
         &room_id,
         "welcome back",
     )
     .await;
-    says(
+    relay(
         &mut guest_here,
         &mut [("the host", &mut host)],
         &room_id,
@@ -261,38 +167,32 @@ async fn withdrawing_an_rsvp_ends_access(host_door: &Door, guest_door: &Door, re
         &mut guest_there,
         QUIET,
         "the socket that did not come back",
-        |f| is_room_message(f, &room_id) && f["text"] != "before",
+        |f| is_message_of(f, &room_id) && f["text"] != "before",
     )
     .await;
 }
 
-async fn leaving_a_community_ends_access(owner_door: &Door, member_door: &Door, rest: &Door) {
+async fn leaving_a_community_ends_access(owner_door: &Api, member_door: &Api, rest: &Api) {
     let (owner_token, _) = owner_door.register("owner_oto").await;
     let (member_token, member_id) = member_door.register("member_mio").await;
-    let mut owner = owner_door.socket(&owner_token).await;
-    let mut member = member_door.socket(&member_token).await;
+    let mut owner = owner_door.client(&owner_token).await;
+    let mut member = member_door.client(&member_token).await;
 
-    let (status, community) = rest
-        .call(
-            reqwest::Method::POST,
-            "/communities",
-            &owner_token,
-            json!({"name": "gophers and crabs", "description": "both"}),
-        )
-        .await;
-    assert_eq!(status, 201, "{community}");
+    let community = new_community(
+        rest,
+        &owner_token,
+        json!({"name": "gophers and crabs", "description": "both"}),
+    )
+    .await;
     let community_id = text_of(&community["id"]);
-    let membership = format!("/communities/{community_id}/membership");
-    let (status, body) = rest
-        .call(reqwest::Method::PUT, &membership, &member_token, json!({}))
-        .await;
-    assert_eq!(status, 204, "{body}");
+    let membership = format!("/api/v1/communities/{community_id}/membership");
+    join_community(rest, &community_id, &member_token).await;
 
     let room_id = format!("community:{community_id}");
     let join = json!({"type": "room.join", "room_id": room_id});
     owner.ok(join.clone()).await;
     member.ok(join).await;
-    says(
+    relay(
         &mut member,
         &mut [("the owner", &mut owner)],
         &room_id,
@@ -300,14 +200,7 @@ async fn leaving_a_community_ends_access(owner_door: &Door, member_door: &Door, 
     )
     .await;
 
-    let (status, body) = rest
-        .call(
-            reqwest::Method::DELETE,
-            &membership,
-            &member_token,
-            json!({}),
-        )
-        .await;
+    let (status, body) = rest.delete(&membership, &member_token).await;
     assert_eq!(status, 204, "{body}");
     removed(&mut member, &room_id, "the former member").await;
     let left = wait_for(
@@ -326,14 +219,7 @@ async fn leaving_a_community_ends_access(owner_door: &Door, member_door: &Door, 
     .await;
 
     // Leaving again changes nothing and tells nobody anything.
-    let (status, body) = rest
-        .call(
-            reqwest::Method::DELETE,
-            &membership,
-            &member_token,
-            json!({}),
-        )
-        .await;
+    let (status, body) = rest.delete(&membership, &member_token).await;
     assert_eq!(status, 204, "{body}");
     assert_quiet(&mut member, QUIET, "a second leave", |f| {
         f["type"] == "room.removed"
@@ -344,15 +230,13 @@ async fn leaving_a_community_ends_access(owner_door: &Door, member_door: &Door, 
 #[tokio::test]
 async fn withdrawing_an_rsvp_ends_access_on_one_node() {
     let server = TestServer::start().await;
-    let door = Door::of_server(&server);
-    withdrawing_an_rsvp_ends_access(&door, &door, &door).await;
+    withdrawing_an_rsvp_ends_access(&server, &server, &server).await;
 }
 
 #[tokio::test]
 async fn leaving_a_community_ends_access_on_one_node() {
     let server = TestServer::start().await;
-    let door = Door::of_server(&server);
-    leaving_a_community_ends_access(&door, &door, &door).await;
+    leaving_a_community_ends_access(&server, &server, &server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -364,11 +248,8 @@ async fn withdrawing_an_rsvp_ends_access_across_nodes() {
         Settings::default(),
     )
     .await;
-    let (one, two) = (
-        Door::of_node(cluster.node(1)),
-        Door::of_node(cluster.node(2)),
-    );
-    withdrawing_an_rsvp_ends_access(&one, &two, &one).await;
+    let (one, two) = (cluster.node(1), cluster.node(2));
+    withdrawing_an_rsvp_ends_access(one, two, one).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -380,11 +261,8 @@ async fn leaving_a_community_ends_access_across_nodes() {
         Settings::default(),
     )
     .await;
-    let (one, two) = (
-        Door::of_node(cluster.node(1)),
-        Door::of_node(cluster.node(2)),
-    );
-    leaving_a_community_ends_access(&one, &two, &one).await;
+    let (one, two) = (cluster.node(1), cluster.node(2));
+    leaving_a_community_ends_access(one, two, one).await;
 }
 
 #[tokio::test]
@@ -392,21 +270,18 @@ async fn the_socket_protocol_still_lists_a_room_the_user_may_enter_again() {
     // A removed user is not left with a room in room.list they cannot
     // enter, and sees it again once they may.
     let server = TestServer::start().await;
-    let door = Door::of_server(&server);
-    let (owner_token, _) = door.register("owner_ola").await;
-    let (member_token, _) = door.register("member_max").await;
-    let mut member = door.socket(&member_token).await;
-    let (_, community) = door
-        .call(
-            reqwest::Method::POST,
-            "/communities",
-            &owner_token,
-            json!({"name": "listeners", "description": ""}),
-        )
-        .await;
+    let (owner_token, _) = server.register("owner_ola").await;
+    let (member_token, _) = server.register("member_max").await;
+    let mut member = server.client(&member_token).await;
+    let community = new_community(
+        &server,
+        &owner_token,
+        json!({"name": "listeners", "description": ""}),
+    )
+    .await;
     let community_id = text_of(&community["id"]);
     let room_id = format!("community:{community_id}");
-    let membership = format!("/communities/{community_id}/membership");
+    let membership = format!("/api/v1/communities/{community_id}/membership");
     let listed = |list: &Value| {
         list["rooms"]
             .as_array()
@@ -414,18 +289,11 @@ async fn the_socket_protocol_still_lists_a_room_the_user_may_enter_again() {
             .iter()
             .any(|room| room["id"] == room_id.as_str())
     };
-    door.call(reqwest::Method::PUT, &membership, &member_token, json!({}))
-        .await;
+    join_community(&server, &community_id, &member_token).await;
     assert!(listed(&member.ok(json!({"type": "room.list"})).await));
-    door.call(
-        reqwest::Method::DELETE,
-        &membership,
-        &member_token,
-        json!({}),
-    )
-    .await;
+    let (status, body) = server.delete(&membership, &member_token).await;
+    assert_eq!(status, 204, "{body}");
     assert!(!listed(&member.ok(json!({"type": "room.list"})).await));
-    door.call(reqwest::Method::PUT, &membership, &member_token, json!({}))
-        .await;
+    join_community(&server, &community_id, &member_token).await;
     assert!(listed(&member.ok(json!({"type": "room.list"})).await));
 }

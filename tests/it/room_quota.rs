@@ -5,7 +5,8 @@
 
 use std::time::Duration;
 
-use crate::common::cluster::{shared_redis, Cluster, NodeKind, Settings};
+use crate::common::cluster::{Cluster, NodeKind, Settings};
+use crate::common::services::shared_redis;
 use crate::common::{TestServer, WsClient};
 use serde_json::{json, Value};
 
@@ -102,8 +103,8 @@ async fn the_hosted_room_cap_counts_every_node() {
     let cluster = Cluster::start(NodeKind::InProcess, 2, shared_redis().await, settings).await;
     let (one, two) = (cluster.node(1), cluster.node(2));
     let (token, _) = one.register("roamer").await;
-    let mut on_one = WsClient::hello_url(&one.ws_url(), &token).await;
-    let mut on_two = WsClient::hello_url(&two.ws_url(), &token).await;
+    let mut on_one = one.client(&token).await;
+    let mut on_two = two.client(&token).await;
     let first = room_id(&create(&mut on_one, "here").await);
     room_id(&create(&mut on_two, "there").await);
     assert_refused(
@@ -132,8 +133,8 @@ async fn the_room_create_rate_counts_every_node() {
     let cluster = Cluster::start(NodeKind::InProcess, 2, shared_redis().await, settings).await;
     let (one, two) = (cluster.node(1), cluster.node(2));
     let (token, _) = one.register("hopper").await;
-    let mut on_one = WsClient::hello_url(&one.ws_url(), &token).await;
-    let mut on_two = WsClient::hello_url(&two.ws_url(), &token).await;
+    let mut on_one = one.client(&token).await;
+    let mut on_two = two.client(&token).await;
     room_id(&create(&mut on_one, "a").await);
     room_id(&create(&mut on_two, "b").await);
     room_id(&create(&mut on_one, "c").await);

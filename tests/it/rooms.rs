@@ -7,6 +7,9 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use crate::common::chat::{burst, create_room, find_room, join, join_since, leave, room_list, say};
+use crate::common::json::{seqs, text_of};
+use crate::common::wait::within;
 use crate::common::{TestServer, WsClient};
 use futures_util::future::join_all;
 use serde_json::{json, Value};
@@ -17,54 +20,12 @@ const QUIET: Duration = Duration::from_millis(400);
 /// Upper bound for a whole multi-client exchange on a loaded machine.
 const GENEROUS: Duration = Duration::from_secs(90);
 
-fn text_of(value: &Value) -> String {
-    value
-        .as_str()
-        .unwrap_or_else(|| panic!("expected a string, got {value}"))
-        .to_owned()
-}
-
-async fn create_room(client: &mut WsClient, name: &str) -> String {
-    let created = client
-        .ok(json!({"type": "room.create", "name": name}))
-        .await;
-    text_of(&created["room"]["id"])
-}
-
 async fn create_room_with_capacity(client: &mut WsClient, name: &str, capacity: u32) -> String {
     let created = client
         .ok(json!({"type": "room.create", "name": name, "capacity": capacity}))
         .await;
     assert_eq!(created["room"]["capacity"], capacity);
     text_of(&created["room"]["id"])
-}
-
-async fn join(client: &mut WsClient, room_id: &str) -> Value {
-    client
-        .ok(json!({"type": "room.join", "room_id": room_id}))
-        .await
-}
-
-async fn join_since(client: &mut WsClient, room_id: &str, since_seq: u64) -> Value {
-    client
-        .ok(json!({"type": "room.join", "room_id": room_id, "since_seq": since_seq}))
-        .await
-}
-
-async fn leave(client: &mut WsClient, room_id: &str) {
-    let data = client
-        .ok(json!({"type": "room.leave", "room_id": room_id}))
-        .await;
-    assert_eq!(data, json!({}));
-}
-
-async fn say(client: &mut WsClient, room_id: &str, text: &str) -> Value {
-    let sent = client
-        .ok(json!({"type": "room.send", "room_id": room_id, "text": text}))
-        .await;
-    assert!(sent["message_id"].is_string(), "send answered {sent}");
-    assert!(sent["seq"].is_u64(), "send answered {sent}");
-    sent
 }
 
 /// The next `n` `room.message` pushes of one room, in arrival order.
@@ -82,13 +43,6 @@ async fn take_messages(client: &mut WsClient, room_id: &str, n: usize) -> Vec<Va
         messages.push(message);
     }
     messages
-}
-
-fn seqs(messages: &[Value]) -> Vec<u64> {
-    messages
-        .iter()
-        .map(|m| m["seq"].as_u64().unwrap_or_else(|| panic!("seq in {m}")))
-        .collect()
 }
 
 fn message_list(joined: &Value) -> Vec<Value> {
@@ -109,13 +63,7 @@ fn member_ids(joined: &Value) -> Vec<String> {
 
 /// The room as `room.list` shows it to this client, if it is listed.
 async fn listed(client: &mut WsClient, room_id: &str) -> Option<Value> {
-    let data = client.ok(json!({"type": "room.list"})).await;
-    data["rooms"]
-        .as_array()
-        .unwrap_or_else(|| panic!("rooms array in {data}"))
-        .iter()
-        .find(|r| r["id"] == room_id)
-        .cloned()
+    find_room(&room_list(client).await, room_id)
 }
 
 /// Polls `room.list` (bounded) until the room is gone; says whether it went.
@@ -134,12 +82,12 @@ async fn gone_within(client: &mut WsClient, room_id: &str, within: Duration) -> 
 
 /// Registers a user and says hello, under a deadline like every receive.
 async fn person(server: &TestServer, handle: &str) -> (WsClient, String, String) {
-    within(server.user(handle)).await
+    generously(server.user(handle)).await
 }
 
 /// Awaits `work` (an HTTP round trip or a whole exchange) under [`GENEROUS`].
-async fn within<T>(work: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(GENEROUS, work)
+async fn generously<T>(work: impl std::future::Future<Output = T>) -> T {
+    within(GENEROUS, work)
         .await
         .expect("finished within the generous deadline")
 }
@@ -231,10 +179,10 @@ async fn room_create_validates_and_makes_the_creator_a_member_and_host() {
     assert!(room["created_at"].is_string(), "{room}");
 
     // The creator is inside without joining: they can send and receive.
-    let sent = say(&mut alice, &room_id, "first").await;
-    assert_eq!(sent["seq"], 1);
+    let (sent_id, seq) = say(&mut alice, &room_id, "first").await;
+    assert_eq!(seq, 1);
     let echoed = alice.next_of("room.message").await;
-    assert_eq!(echoed["message_id"], sent["message_id"]);
+    assert_eq!(echoed["message_id"], sent_id.as_str());
 
     let joined = join(&mut bob, &room_id).await;
     assert_eq!(joined["room"]["host_id"], alice_id.as_str());
@@ -286,7 +234,7 @@ async fn room_list_and_rest_directory_show_open_rooms_with_true_member_counts() 
     let listed_now = dave.ok(json!({"type": "room.list"})).await;
     expect_counts(&listed_now["rooms"], 1, 3);
 
-    let (status, body) = within(server.get("/api/v1/rooms", Some(&dave_token))).await;
+    let (status, body) = generously(server.get("/api/v1/rooms", Some(&dave_token))).await;
     assert_eq!(status, 200, "{body}");
     expect_counts(&body["items"], 1, 3);
     assert!(
@@ -296,16 +244,16 @@ async fn room_list_and_rest_directory_show_open_rooms_with_true_member_counts() 
     assert!(body["next_cursor"].is_null(), "one page only: {body}");
     assert_eq!(body["items"], listed_now["rooms"], "REST and socket agree");
 
-    let (status, body) = within(server.get("/api/v1/rooms", None)).await;
+    let (status, body) = generously(server.get("/api/v1/rooms", None)).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"]["code"], "unauthenticated");
-    let (status, body) = within(server.get("/api/v1/rooms", Some("not-a-real-token"))).await;
+    let (status, body) = generously(server.get("/api/v1/rooms", Some("not-a-real-token"))).await;
     assert_eq!(status, 401, "{body}");
 
     leave(&mut carol, &beta).await;
     let listed_now = dave.ok(json!({"type": "room.list"})).await;
     expect_counts(&listed_now["rooms"], 1, 2);
-    let (status, body) = within(server.get("/api/v1/rooms", Some(&dave_token))).await;
+    let (status, body) = generously(server.get("/api/v1/rooms", Some(&dave_token))).await;
     assert_eq!(status, 200, "{body}");
     expect_counts(&body["items"], 1, 2);
     server.shutdown().await;
@@ -412,8 +360,8 @@ async fn unknown_rooms_are_not_found_and_non_members_are_forbidden() {
     bob.assert_no("room.message", QUIET).await;
     bob.assert_no("room.typing", Duration::ZERO).await;
     // The refused send did not take a seq.
-    let sent = say(&mut bob, &room_id, "mine").await;
-    assert_eq!(sent["seq"], 1);
+    let (_, seq) = say(&mut bob, &room_id, "mine").await;
+    assert_eq!(seq, 1);
     server.shutdown().await;
 }
 
@@ -479,8 +427,8 @@ async fn room_send_validates_text_and_client_msg_id() {
     assert_eq!(message["text"], full.as_str());
     assert_eq!(message["seq"], 1);
     assert_eq!(message["client_msg_id"], "c".repeat(64));
-    let plain = say(&mut alice, &room_id, &"y".repeat(4000)).await;
-    assert_eq!(plain["seq"], 2);
+    let (_, seq) = say(&mut alice, &room_id, &"y".repeat(4000)).await;
+    assert_eq!(seq, 2);
     server.shutdown().await;
 }
 
@@ -546,8 +494,8 @@ async fn a_repeated_client_msg_id_is_delivered_once_per_user() {
     }
     // And the repeat of alice's still answers her first send.
     assert_eq!(alice.ok(frame).await, first);
-    let next = say(&mut alice, &room_id, "after").await;
-    assert_eq!(next["seq"], 3, "repeats take no seq");
+    let (_, seq) = say(&mut alice, &room_id, "after").await;
+    assert_eq!(seq, 3, "repeats take no seq");
     for client in [&mut alice, &mut bob] {
         let message = client.next_of("room.message").await;
         assert_eq!(message["seq"], 3);
@@ -572,8 +520,8 @@ async fn join_since_seq_recovers_from_the_history_window() {
     leave(&mut carol, &room_id).await;
 
     for i in 1..=30 {
-        let sent = say(&mut alice, &room_id, &format!("m{i}")).await;
-        assert_eq!(sent["seq"], i);
+        let (_, seq) = say(&mut alice, &room_id, &format!("m{i}")).await;
+        assert_eq!(seq, i);
     }
 
     let joined = join_since(&mut bob, &room_id, 10).await;
@@ -711,19 +659,19 @@ async fn several_sockets_of_one_user_count_as_one_member() {
     alice.assert_no("room.member_joined", Duration::ZERO).await;
 
     // Messages reach both of alice's sockets.
-    let sent = say(&mut bob, &room_id, "to both tabs").await;
+    let (sent_id, _) = say(&mut bob, &room_id, "to both tabs").await;
     for client in [&mut alice, &mut alice_tab] {
         let message = client.next_of("room.message").await;
-        assert_eq!(message["message_id"], sent["message_id"]);
+        assert_eq!(message["message_id"], sent_id.as_str());
     }
 
     // One socket leaving is not alice leaving.
     leave(&mut alice, &room_id).await;
     bob.assert_no("room.member_left", QUIET).await;
     assert_eq!(listed(&mut bob, &room_id).await.unwrap()["member_count"], 2);
-    let sent = say(&mut bob, &room_id, "tab two only").await;
+    let (sent_id, _) = say(&mut bob, &room_id, "tab two only").await;
     let message = alice_tab.next_of("room.message").await;
-    assert_eq!(message["message_id"], sent["message_id"]);
+    assert_eq!(message["message_id"], sent_id.as_str());
     alice.assert_no("room.message", QUIET).await;
 
     // Her last socket closing is.
@@ -951,9 +899,7 @@ async fn many_members_receive_every_message_once_and_in_order() {
             })
         })
         .collect();
-    let results = tokio::time::timeout(GENEROUS, join_all(tasks))
-        .await
-        .expect("the exchange finishes in time");
+    let results = generously(join_all(tasks)).await;
 
     let mut clients = Vec::new();
     let mut expected: HashSet<(String, String)> = HashSet::new();
@@ -1035,58 +981,44 @@ async fn seq_order_is_identical_on_every_member() {
     let tasks: Vec<_> = clients
         .into_iter()
         .enumerate()
-        .map(|(index, mut client)| {
-            let room_id = room_id.clone();
+        .map(|(index, client)| {
+            let frames = (0..PER_MEMBER)
+                .map(|j| {
+                    json!({"type": "room.send", "room_id": room_id, "text": format!("{index}/{j}")})
+                })
+                .collect();
             tokio::spawn(async move {
-                for j in 0..PER_MEMBER {
-                    client
-                        .send(json!({
-                            "type": "room.send",
-                            "ref": format!("{index}-{j}"),
-                            "room_id": room_id,
-                            "text": format!("{index}/{j}"),
-                        }))
-                        .await;
-                }
-                let mut acks = Vec::new();
-                for j in 0..PER_MEMBER {
-                    let reference = format!("{index}-{j}");
-                    let reply = client
-                        .next_matching(move |f| f["ref"] == reference.as_str())
-                        .await;
-                    assert_eq!(reply["type"], "ok", "{reply}");
-                    acks.push(reply["data"].clone());
-                }
-                let received = take_messages(&mut client, &room_id, TOTAL).await;
-                (client, acks, received)
+                burst(
+                    client,
+                    &index.to_string(),
+                    frames,
+                    "room.message",
+                    TOTAL,
+                    QUIET,
+                )
+                .await
             })
         })
         .collect();
-    let results = tokio::time::timeout(GENEROUS, join_all(tasks))
-        .await
-        .expect("the exchange finishes in time");
+    let results = generously(join_all(tasks)).await;
 
     let mut orders = Vec::new();
     let mut acked: HashMap<String, u64> = HashMap::new();
-    let mut clients = Vec::new();
     for result in results {
-        let (client, acks, received) = result.expect("member task");
-        let own_seqs: Vec<u64> = acks.iter().map(|a| a["seq"].as_u64().unwrap()).collect();
+        let run = result.expect("member task");
+        let own_seqs: Vec<u64> = run.acked.iter().map(|(_, seq)| *seq).collect();
         assert!(
             own_seqs.windows(2).all(|w| w[0] < w[1]),
             "one socket's sends keep their order: {own_seqs:?}"
         );
-        for ack in acks {
-            acked.insert(text_of(&ack["message_id"]), ack["seq"].as_u64().unwrap());
-        }
-        assert_eq!(seqs(&received), (1..=TOTAL as u64).collect::<Vec<_>>());
+        acked.extend(run.acked);
+        assert_eq!(seqs(&run.pushes), (1..=TOTAL as u64).collect::<Vec<_>>());
         orders.push(
-            received
+            run.pushes
                 .iter()
                 .map(|m| text_of(&m["message_id"]))
                 .collect::<Vec<_>>(),
         );
-        clients.push(client);
     }
     assert_eq!(acked.len(), TOTAL, "every send got its own message_id");
     for (index, order) in orders.iter().enumerate() {
@@ -1095,11 +1027,5 @@ async fn seq_order_is_identical_on_every_member() {
             assert_eq!(acked[message_id], position as u64 + 1, "{message_id}");
         }
     }
-    join_all(
-        clients
-            .iter_mut()
-            .map(|c| c.assert_no("room.message", QUIET)),
-    )
-    .await;
     server.shutdown().await;
 }

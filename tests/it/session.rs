@@ -3,102 +3,27 @@
 
 use std::time::Duration;
 
-use crate::common::{Ended, TestServer, WsClient, RECV_TIMEOUT};
+use crate::common::chat::assert_alive;
+use crate::common::json::parse_time;
+use crate::common::{Ended, TestServer, WsClient};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Generous bound for a close the server should send soon.
 const CLOSE_WITHIN: Duration = Duration::from_secs(15);
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
 /// Opens `/ws` offering `protocols`; returns the socket and the
 /// subprotocol the server selected, if any.
-async fn connect_offering(server: &TestServer, protocols: &str) -> (Socket, Option<String>) {
-    let mut request = server
-        .ws_url()
-        .into_client_request()
-        .expect("a valid ws request");
-    request.headers_mut().insert(
-        SEC_WEBSOCKET_PROTOCOL,
-        HeaderValue::from_str(protocols).expect("a valid header value"),
-    );
-    let (ws, response) = timeout(RECV_TIMEOUT, tokio_tungstenite::connect_async(request))
-        .await
-        .expect("connect in time")
-        .expect("the upgrade succeeds");
-    let selected = response
-        .headers()
+async fn connect_offering(server: &TestServer, protocols: &str) -> (WsClient, Option<String>) {
+    let (client, headers) =
+        WsClient::connect_with_header(server, SEC_WEBSOCKET_PROTOCOL, protocols).await;
+    let selected = headers
         .get(SEC_WEBSOCKET_PROTOCOL)
         .map(|v| v.to_str().expect("an ASCII header").to_owned());
-    (ws, selected)
-}
-
-/// Sends `frame` (which carries a `ref`) on a bare socket and returns the
-/// reply with that `ref`, skipping anything else.
-async fn raw_request(ws: &mut Socket, frame: Value) -> Value {
-    ws.send(Message::text(frame.to_string()))
-        .await
-        .expect("send frame");
-    let wanted = frame["ref"].clone();
-    timeout(RECV_TIMEOUT, async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(text))) => {
-                    let reply: Value =
-                        serde_json::from_str(text.as_str()).expect("server frames are JSON");
-                    if reply["ref"] == wanted {
-                        return reply;
-                    }
-                }
-                Some(Ok(Message::Close(close))) => panic!("closed while waiting: {close:?}"),
-                Some(Ok(_)) => {}
-                other => panic!("socket ended while waiting: {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("a reply within the receive timeout")
-}
-
-/// Logs `handle` in again (password from the harness) for a second token.
-async fn login(server: &TestServer, handle: &str) -> String {
-    let (status, body) = server
-        .post(
-            "/api/v1/auth/login",
-            None,
-            json!({"handle": handle, "password": "password123"}),
-        )
-        .await;
-    assert_eq!(status, 200, "login {handle}: {body}");
-    body["token"].as_str().expect("login token").to_owned()
-}
-
-async fn logout(server: &TestServer, token: &str) {
-    let (status, body) = server
-        .post("/api/v1/auth/logout", Some(token), json!({}))
-        .await;
-    assert_eq!(status, 204, "logout answered {body}");
-}
-
-/// Asserts that the socket is alive: nothing closes it for a moment and a
-/// ping still round-trips.
-async fn assert_alive(client: &mut WsClient) {
-    client.assert_no("error", Duration::from_millis(500)).await;
-    let pong = client.ok(json!({"type": "ping"})).await;
-    assert!(pong["server_time"].is_string(), "ping answered {pong}");
-}
-
-fn parse_rfc3339(text: &str) -> time::OffsetDateTime {
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|e| panic!("{text:?} is not RFC 3339: {e}"))
+    (client, selected)
 }
 
 #[tokio::test]
@@ -129,7 +54,7 @@ async fn hello_answers_user_session_and_heartbeat() {
     assert_eq!(hello["heartbeat_ms"], json!(server.config.heartbeat_ms));
 
     // A second token of the same user is another session.
-    let second = login(&server, "aiko").await;
+    let second = server.login("aiko").await;
     let mut other = WsClient::connect(&server).await;
     let hello2 = other.ok(json!({"type": "hello", "token": second})).await;
     assert_eq!(hello2["user"]["id"], user_id);
@@ -144,13 +69,9 @@ async fn the_meshi_v1_subprotocol_is_selected_when_offered() {
 
     let (mut ws, selected) = connect_offering(&server, "meshi.v1").await;
     assert_eq!(selected.as_deref(), Some("meshi.v1"));
-    let hello = raw_request(
-        &mut ws,
-        json!({"type": "hello", "ref": "h", "token": token}),
-    )
-    .await;
+    let hello = ws.request(json!({"type": "hello", "token": token})).await;
     assert_eq!(hello["type"], "ok", "hello answered {hello}");
-    let pong = raw_request(&mut ws, json!({"type": "ping", "ref": "p"})).await;
+    let pong = ws.request(json!({"type": "ping"})).await;
     assert_eq!(pong["type"], "ok", "ping answered {pong}");
 
     // Among other offers, meshi.v1 is still the one picked.
@@ -276,7 +197,7 @@ async fn ping_answers_the_server_time_in_rfc3339() {
     let server_time = pong["server_time"]
         .as_str()
         .unwrap_or_else(|| panic!("server_time is a string in {pong}"));
-    let then = parse_rfc3339(server_time);
+    let then = parse_time(&pong["server_time"]);
     let drift = (time::OffsetDateTime::now_utc() - then).abs();
     assert!(
         drift < time::Duration::minutes(5),
@@ -287,7 +208,7 @@ async fn ping_answers_the_server_time_in_rfc3339() {
     client.send(json!({"type": "ping", "ref": "p-1"})).await;
     let reply = client.next_matching(|f| f["ref"] == "p-1").await;
     assert_eq!(reply["type"], "ok", "{reply}");
-    parse_rfc3339(reply["data"]["server_time"].as_str().expect("server_time"));
+    parse_time(&reply["data"]["server_time"]);
     server.shutdown().await;
 }
 
@@ -319,7 +240,7 @@ async fn hello_twice_is_a_bad_request() {
 async fn auth_refresh_takes_a_token_of_the_same_user() {
     let server = TestServer::start().await;
     let (mut client, first, _) = server.user("aiko").await;
-    let second = login(&server, "aiko").await;
+    let second = server.login("aiko").await;
 
     let data = client
         .ok(json!({"type": "auth.refresh", "token": second}))
@@ -328,9 +249,9 @@ async fn auth_refresh_takes_a_token_of_the_same_user() {
 
     // The socket now lives on the second token: ending the first one leaves
     // it open, ending the second closes it.
-    logout(&server, &first).await;
-    assert_alive(&mut client).await;
-    logout(&server, &second).await;
+    server.logout(&first).await;
+    assert_alive(&mut client, "client").await;
+    server.logout(&second).await;
     assert_eq!(client.closed_with(CLOSE_WITHIN).await, Ended::Closed(4010));
     server.shutdown().await;
 }
@@ -347,7 +268,7 @@ async fn auth_refresh_moves_the_socket_to_the_new_tokens_expiry() {
     tokio::time::sleep(ttl / 2).await;
     // The second token expires at least `ttl` from here.
     let second_asked_at = Instant::now();
-    let second = login(&server, "aiko").await;
+    let second = server.login("aiko").await;
     client
         .ok(json!({"type": "auth.refresh", "token": second}))
         .await;
@@ -378,8 +299,8 @@ async fn auth_refresh_with_another_users_token_is_forbidden() {
         )
         .await;
     // The socket kept its own token: bob logging out does not touch it.
-    logout(&server, &bob_token).await;
-    assert_alive(&mut client).await;
+    server.logout(&bob_token).await;
+    assert_alive(&mut client, "client").await;
 
     client
         .err(
@@ -394,17 +315,17 @@ async fn auth_refresh_with_another_users_token_is_forbidden() {
 async fn logout_closes_every_socket_of_that_token_with_4010() {
     let server = TestServer::start().await;
     let (first, user_id) = server.register("aiko").await;
-    let second = login(&server, "aiko").await;
+    let second = server.login("aiko").await;
     let mut tab1 = WsClient::hello(&server, &first).await;
     let mut tab2 = WsClient::hello(&server, &first).await;
     let mut phone = WsClient::hello(&server, &second).await;
 
-    logout(&server, &first).await;
+    server.logout(&first).await;
     assert_eq!(tab1.closed_with(CLOSE_WITHIN).await, Ended::Closed(4010));
     assert_eq!(tab2.closed_with(CLOSE_WITHIN).await, Ended::Closed(4010));
 
     // The other session of the same user is untouched.
-    assert_alive(&mut phone).await;
+    assert_alive(&mut phone, "phone").await;
     let (status, me) = server.get("/api/v1/me", Some(&second)).await;
     assert_eq!(status, 200, "{me}");
     assert_eq!(me["id"], user_id.as_str());

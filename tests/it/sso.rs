@@ -7,14 +7,14 @@
 //! The RSA key pair is generated when the tests run and lives in memory;
 //! only the public half is written, to a temporary file.
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::common::postgres::fresh_database;
-use crate::common::{Ended, TestServer, WsClient};
+use crate::common::binary::{self, assert_refused, collect_lines, KillOnDrop, PROCESS_TIMEOUT};
+use crate::common::json::assert_error;
+use crate::common::{test_config, Ended, TestServer, WsClient};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use meshi::config::{Config, Secret};
 use serde_json::{json, Value};
@@ -22,8 +22,6 @@ use serde_json::{json, Value};
 const SECRET: &str = "hs256-test-secret-that-is-long-enough-for-rfc7518";
 const ISSUER: &str = "https://idp.example.test";
 const AUDIENCE: &str = "meshi-tests";
-/// How long a run of the binary may take before the test kills it and fails.
-const PROCESS_TIMEOUT: Duration = Duration::from_secs(20);
 
 struct RsaPair {
     private_pem: String,
@@ -145,22 +143,6 @@ async fn sso_server() -> SsoServer {
 
 async fn me(server: &TestServer, token: &str) -> (u16, Value) {
     server.get("/api/v1/me", Some(token)).await
-}
-
-/// Asserts a 401 in the contract's error shape; returns the message.
-fn assert_unauthenticated(status: u16, body: &Value) -> String {
-    assert_eq!(status, 401, "status (body {body})");
-    let keys: Vec<&str> = body
-        .as_object()
-        .unwrap_or_else(|| panic!("error body is an object: {body}"))
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(keys, ["error"], "{body}");
-    assert_eq!(body["error"]["code"], "unauthenticated", "{body}");
-    let message = body["error"]["message"].as_str().expect("message");
-    assert!(!message.is_empty());
-    message.to_owned()
 }
 
 /// Asserts `hello` with `token` is refused and the socket closes with 4001.
@@ -292,14 +274,8 @@ async fn users_are_created_on_first_sight_and_found_again() {
     assert_eq!(yamada["display_name"], "山田 太郎");
 
     // A password login never opens a provider account: it has no password.
-    let (status, body) = server
-        .post(
-            "/api/v1/auth/login",
-            None,
-            json!({"handle": "kim", "password": "password123"}),
-        )
-        .await;
-    assert_unauthenticated(status, &body);
+    let (status, body) = server.login_with("kim", "password123").await;
+    assert_error(status, &body, 401, "unauthenticated");
     server.server.shutdown().await;
 }
 
@@ -444,7 +420,7 @@ async fn bad_tokens_are_refused_over_rest_and_socket() {
     ];
     for (case, token, want) in &cases {
         let (status, body) = me(&server, token).await;
-        let message = assert_unauthenticated(status, &body);
+        let message = assert_error(status, &body, 401, "unauthenticated");
         assert_eq!(message, *want, "{case}");
         let message = assert_hello_refused(&server, token, case).await;
         assert_eq!(message, *want, "{case} at hello");
@@ -466,7 +442,10 @@ async fn jwts_are_refused_when_no_provider_is_configured() {
     let server = TestServer::start().await;
     let token = hs256(&claims("nobody"));
     let (status, body) = me(&server, &token).await;
-    assert_eq!(assert_unauthenticated(status, &body), "invalid token");
+    assert_eq!(
+        assert_error(status, &body, 401, "unauthenticated"),
+        "invalid token"
+    );
     assert_hello_refused(&server, &token, "no provider").await;
     server.shutdown().await;
 }
@@ -514,7 +493,10 @@ async fn a_jwt_socket_closes_with_4010_when_the_token_expires() {
         "soon after expiry: {lived:?}"
     );
     let (status, body) = me(&server, &token).await;
-    assert_eq!(assert_unauthenticated(status, &body), "token expired");
+    assert_eq!(
+        assert_error(status, &body, 401, "unauthenticated"),
+        "token expired"
+    );
     server.server.shutdown().await;
 }
 
@@ -601,9 +583,10 @@ async fn a_bad_public_key_file_stops_the_server_at_start() {
         (not_a_key, "MESHI_JWT_PUBLIC_KEY_FILE"),
         (dir.path().join("missing.pem"), "MESHI_JWT_PUBLIC_KEY_FILE"),
     ] {
-        let mut config = Config::defaults();
-        config.lift_abuse_limits();
-        config.database_url = format!("sqlite://{}", dir.path().join("meshi.db").display());
+        let mut config = test_config(format!(
+            "sqlite://{}",
+            dir.path().join("meshi.db").display()
+        ));
         config.jwt_public_key_file = Some(path);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -625,15 +608,8 @@ async fn a_bad_public_key_file_stops_the_server_at_start() {
 
 #[tokio::test]
 async fn sign_on_races_resolve_on_postgres() {
-    let url = fresh_database().await;
     let (keys, public_key) = public_key_file();
-    let mut config = Config::defaults();
-    config.lift_abuse_limits();
-    config.database_url = url;
-    config.rate_per_sec = 1_000;
-    config.rate_burst = 1_000;
-    sso_config(&mut config, public_key);
-    let server = TestServer::start_on(config, tempfile::tempdir().expect("temp dir")).await;
+    let server = TestServer::start_on_postgres(|config| sso_config(config, public_key)).await;
     let token = rs256(&with(
         claims("pg-racer"),
         json!({"preferred_username": "pg_racer"}),
@@ -674,133 +650,13 @@ async fn sign_on_races_resolve_on_postgres() {
 
 // ---- the built binary -------------------------------------------------
 
-struct Finished {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
-
 /// The built binary with a clean `MESHI_*` environment, run in `dir` so a
-/// stray default database lands in a throwaway place.
+/// stray default database lands in a throwaway place, on a port of its
+/// own choosing.
 fn meshi(dir: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_meshi"));
-    command.args(args).current_dir(dir);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("MESHI_") {
-            command.env_remove(&name);
-        }
-    }
+    let mut command = binary::command(dir, args);
     command.env("MESHI_ADDR", "127.0.0.1:0");
     command
-}
-
-/// Kills the child when dropped, so a failing test leaves no server behind.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Reads a pipe line by line on a thread, keeping every line and passing
-/// each on.
-fn collect_lines(
-    pipe: impl Read + Send + 'static,
-    lines: mpsc::Sender<String>,
-    all: Arc<Mutex<String>>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            if let Ok(mut all) = all.lock() {
-                all.push_str(&line);
-                all.push('\n');
-            }
-            let _ = lines.send(line);
-        }
-    })
-}
-
-/// Runs `command` to completion, killing it and failing the test when it
-/// outlives [`PROCESS_TIMEOUT`]. Blocking: call it off the async workers.
-fn run_with_timeout(mut command: Command) -> Finished {
-    let started = Instant::now();
-    let child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the meshi binary");
-    let mut child = KillOnDrop(child);
-    let (tx, _rx) = mpsc::channel();
-    let stdout = Arc::new(Mutex::new(String::new()));
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let out_reader = collect_lines(
-        child.0.stdout.take().expect("stdout"),
-        tx.clone(),
-        stdout.clone(),
-    );
-    let err_reader = collect_lines(child.0.stderr.take().expect("stderr"), tx, stderr.clone());
-    let status = loop {
-        if let Some(status) = child.0.try_wait().expect("poll the child") {
-            break status;
-        }
-        if started.elapsed() > PROCESS_TIMEOUT {
-            drop(child);
-            panic!(
-                "{command:?} still ran after {PROCESS_TIMEOUT:?} and was killed\nstdout:\n{}\nstderr:\n{}",
-                stdout.lock().map(|s| s.clone()).unwrap_or_default(),
-                stderr.lock().map(|s| s.clone()).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    };
-    let _ = out_reader.join();
-    let _ = err_reader.join();
-    let took = started.elapsed();
-    let stdout = stdout.lock().map(|s| s.clone()).unwrap_or_default();
-    let stderr = stderr.lock().map(|s| s.clone()).unwrap_or_default();
-    Finished {
-        status,
-        stdout,
-        stderr,
-        took,
-    }
-}
-
-/// Asserts a quick refusal whose message names each of `named` and none of
-/// `not_named`.
-fn assert_refused(command: Command, named: &[&str], not_named: &[&str]) -> Finished {
-    let done = run_with_timeout(command);
-    assert!(
-        !done.status.success(),
-        "production must not start here, but exited {}\nstdout:\n{}\nstderr:\n{}",
-        done.status,
-        done.stdout,
-        done.stderr
-    );
-    for name in named {
-        assert!(
-            done.stderr.contains(name),
-            "stderr names {name}:\n{}",
-            done.stderr
-        );
-    }
-    for name in not_named {
-        assert!(
-            !done.stderr.contains(name),
-            "stderr does not name {name}:\n{}",
-            done.stderr
-        );
-    }
-    assert!(
-        done.took < Duration::from_secs(10),
-        "the refusal is quick, took {:?}",
-        done.took
-    );
-    done
 }
 
 #[test]

@@ -1,28 +1,10 @@
 //! Event and community rooms: who may enter, and where they are listed.
 
+use crate::common::chat::room_list;
+use crate::common::json::{ids, text_of};
+use crate::common::platform::{join_community, new_community, new_event, rsvp};
 use crate::common::{TestServer, WsClient};
-use serde_json::{json, Value};
-
-async fn put(server: &TestServer, path: &str, token: &str) -> u16 {
-    server
-        .http
-        .put(server.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("PUT")
-        .status()
-        .as_u16()
-}
-
-fn room_ids(list: &Value) -> Vec<String> {
-    list["rooms"]
-        .as_array()
-        .expect("rooms")
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_owned())
-        .collect()
-}
+use serde_json::json;
 
 #[tokio::test]
 async fn an_event_room_admits_the_host_and_going_attendees_only() {
@@ -31,50 +13,29 @@ async fn an_event_room_admits_the_host_and_going_attendees_only() {
     let (guest_token, guest_id) = server.register("guest").await;
     let (late_token, _) = server.register("late").await;
     let (stranger_token, _) = server.register("stranger").await;
-    let (status, event) = server
-        .post(
-            "/api/v1/events",
-            Some(&host_token),
-            json!({"title": "ramen night", "description": "", "starts_at": "2030-01-01T19:00:00Z",
-                   "venue": "station ramen", "capacity": 1}),
-        )
-        .await;
-    assert_eq!(status, 201, "{event}");
-    let event_id = event["id"].as_str().unwrap();
+    let event = new_event(
+        &server,
+        &host_token,
+        json!({"title": "ramen night", "description": "", "starts_at": "2030-01-01T19:00:00Z",
+               "venue": "station ramen", "capacity": 1}),
+    )
+    .await;
+    let event_id = text_of(&event["id"]);
     let room_id = format!("event:{event_id}");
-    assert_eq!(
-        put(
-            &server,
-            &format!("/api/v1/events/{event_id}/rsvp"),
-            &guest_token
-        )
-        .await,
-        200
-    );
-    assert_eq!(
-        put(
-            &server,
-            &format!("/api/v1/events/{event_id}/rsvp"),
-            &late_token
-        )
-        .await,
-        200
-    );
+    rsvp(&server, &event_id, &guest_token).await;
+    rsvp(&server, &event_id, &late_token).await;
 
     let mut host = WsClient::hello(&server, &host_token).await;
     let mut guest = WsClient::hello(&server, &guest_token).await;
     let mut late = WsClient::hello(&server, &late_token).await;
     let mut stranger = WsClient::hello(&server, &stranger_token).await;
 
-    let listed = host.ok(json!({"type": "room.list"})).await;
-    assert!(room_ids(&listed).contains(&room_id), "{listed}");
-    let listed = stranger.ok(json!({"type": "room.list"})).await;
-    assert!(!room_ids(&listed).contains(&room_id), "{listed}");
-    let listed = late.ok(json!({"type": "room.list"})).await;
-    assert!(
-        !room_ids(&listed).contains(&room_id),
-        "waitlisted: {listed}"
-    );
+    let listed = room_list(&mut host).await;
+    assert!(ids(&listed).contains(&room_id), "{listed:?}");
+    let listed = room_list(&mut stranger).await;
+    assert!(!ids(&listed).contains(&room_id), "{listed:?}");
+    let listed = room_list(&mut late).await;
+    assert!(!ids(&listed).contains(&room_id), "waitlisted: {listed:?}");
 
     let joined = host
         .ok(json!({"type": "room.join", "room_id": room_id}))
@@ -119,14 +80,10 @@ async fn an_event_room_admits_the_host_and_going_attendees_only() {
     assert_eq!(host.next_of("room.message").await["text"], "see you there");
 
     // Cancelling the event closes its room for everyone inside.
-    let resp = server
-        .http
-        .delete(server.url(&format!("/api/v1/events/{event_id}")))
-        .bearer_auth(&host_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
+    let (status, body) = server
+        .delete(&format!("/api/v1/events/{event_id}"), &host_token)
+        .await;
+    assert_eq!(status, 204, "{body}");
     let closed = guest.next_of("room.closed").await;
     assert_eq!(closed["room_id"], room_id.as_str());
     assert_eq!(closed["reason"], "host");
@@ -144,38 +101,28 @@ async fn a_community_room_is_for_members() {
     let (owner_token, _) = server.register("owner").await;
     let (member_token, _) = server.register("member").await;
     let (outsider_token, _) = server.register("outsider").await;
-    let (status, community) = server
-        .post(
-            "/api/v1/communities",
-            Some(&owner_token),
-            json!({"name": "rustaceans", "description": "crabs"}),
-        )
-        .await;
-    assert_eq!(status, 201, "{community}");
-    let community_id = community["id"].as_str().unwrap();
+    let community = new_community(
+        &server,
+        &owner_token,
+        json!({"name": "rustaceans", "description": "crabs"}),
+    )
+    .await;
+    let community_id = text_of(&community["id"]);
     let room_id = format!("community:{community_id}");
-    assert_eq!(
-        put(
-            &server,
-            &format!("/api/v1/communities/{community_id}/membership"),
-            &member_token
-        )
-        .await,
-        204
-    );
+    join_community(&server, &community_id, &member_token).await;
 
     let mut member = WsClient::hello(&server, &member_token).await;
     let mut outsider = WsClient::hello(&server, &outsider_token).await;
-    let listed = member.ok(json!({"type": "room.list"})).await;
-    assert!(room_ids(&listed).contains(&room_id), "{listed}");
+    let listed = room_list(&mut member).await;
+    assert!(ids(&listed).contains(&room_id), "{listed:?}");
     let joined = member
         .ok(json!({"type": "room.join", "room_id": room_id}))
         .await;
     assert_eq!(joined["room"]["kind"], "community");
     assert_eq!(joined["room"]["name"], room_id.as_str());
     assert_eq!(joined["room"]["topic"], "rustaceans");
-    let listed = outsider.ok(json!({"type": "room.list"})).await;
-    assert!(!room_ids(&listed).contains(&room_id), "{listed}");
+    let listed = room_list(&mut outsider).await;
+    assert!(!ids(&listed).contains(&room_id), "{listed:?}");
     outsider
         .err(
             json!({"type": "room.join", "room_id": room_id}),

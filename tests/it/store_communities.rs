@@ -3,7 +3,7 @@
 //! `postgres::<name>`. The Postgres half needs the shared server (see
 //! `crate::common::postgres`) and fails, saying how to start it, when it is down.
 
-use crate::common::store::{user, NOW};
+use crate::common::store::{tags, user, NOW};
 
 use crate::store_contract;
 use meshi::store::{
@@ -23,10 +23,9 @@ store_contract!(
     listing_filters_by_text_and_tag,
 );
 
-async fn community(store: &Store, owner: &UserRow, name: &str, tags: &[&str]) -> CommunityRow {
-    let tags: Vec<String> = tags.iter().map(|t| (*t).to_owned()).collect();
+async fn community(store: &Store, owner: &UserRow, name: &str, list: &[&str]) -> CommunityRow {
     store
-        .create_community(owner.id, name, "", &tags, NOW)
+        .create_community(owner.id, name, "", &tags(list), NOW)
         .await
         .unwrap_or_else(|e| panic!("create community {name}: {e}"))
 }
@@ -301,7 +300,6 @@ async fn listing_pages_after_a_cursor(store: &Store) {
 
 async fn listing_filters_by_text_and_tag(store: &Store) {
     let ada = user(store, "ada").await;
-    let tags = |t: &[&str]| t.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
     store
         .create_community(
             ada.id,

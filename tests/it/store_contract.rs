@@ -3,8 +3,9 @@
 //! `postgres::<name>`. The Postgres half needs the shared server (see
 //! `crate::common::postgres`) and fails, saying how to start it, when it is down.
 
+use crate::common::store::{member, user as create, NOW};
 use crate::store_contract;
-use meshi::store::{NewUser, Store, StoreError, UserRow};
+use meshi::store::{NewUser, Store, StoreError};
 
 store_contract!(
     migrate_is_idempotent,
@@ -19,26 +20,6 @@ store_contract!(
     revoke_session_is_true_once,
     ping_answers,
 );
-
-const NOW: i64 = 1_700_000_000_000;
-
-fn member<'a>(handle: &'a str, hash: Option<&'a str>) -> NewUser<'a> {
-    NewUser {
-        handle,
-        display_name: handle,
-        password_hash: hash,
-        external_sub: None,
-        role: "member",
-        now: NOW,
-    }
-}
-
-async fn create(store: &Store, handle: &str) -> UserRow {
-    store
-        .create_user(member(handle, Some("$argon2id$stub")))
-        .await
-        .unwrap_or_else(|e| panic!("create {handle}: {e}"))
-}
 
 async fn migrate_is_idempotent(store: &Store) {
     // The harness migrated once already; twice more must change nothing.

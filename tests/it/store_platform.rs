@@ -5,7 +5,7 @@
 //! shared server (see `crate::common::postgres`) and fails, saying how to start
 //! it, when it is down.
 
-use crate::common::store::{user, NOW};
+use crate::common::store::{tags, user, NOW};
 
 use crate::store_contract;
 use meshi::store::{CardChanges, CardFilter, CardRow, MatchError, Store, UserRow};
@@ -28,10 +28,6 @@ store_contract!(
     racing_presses_count_once,
     racing_matches_of_one_pair_share_one_conversation,
 );
-
-fn tags(list: &[&str]) -> Vec<String> {
-    list.iter().map(|t| (*t).to_owned()).collect()
-}
 
 async fn card(store: &Store, owner: &UserRow, title: &str, body: &str, list: &[&str]) -> CardRow {
     store

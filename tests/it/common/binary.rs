@@ -1,14 +1,19 @@
 //! The `meshi` binary run as an operator runs it: a child process with its
 //! own environment (none of the test runner's `MESHI_*`), its output in a
-//! file the test reads afterwards.
+//! file or pipes the test reads afterwards.
 
 use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::cluster::free_port;
+use super::{free_port, Api};
+
+/// How long a run of the binary may take before the test kills it and fails.
+pub const PROCESS_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A `meshi` command in `dir` with a clean environment.
 pub fn command(dir: &Path, args: &[&str]) -> Command {
@@ -22,11 +27,147 @@ pub fn command(dir: &Path, args: &[&str]) -> Command {
     command
 }
 
-/// A running `meshi` child on a free loopback port.
+/// Spawns `command` with stdin closed and stdout and stderr both going
+/// to a new file at `log`.
+pub fn spawn_logging_to(mut command: Command, log: &Path) -> Child {
+    let file = File::create(log).expect("create the log file");
+    command
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().expect("clone the log file"))
+        .stderr(file)
+        .spawn()
+        .expect("spawn the meshi binary")
+}
+
+/// Kills the child when dropped, so a failing test leaves no server behind.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads a pipe line by line on a thread, keeping every line in `all` and
+/// passing each on to `lines`.
+pub fn collect_lines(
+    pipe: impl Read + Send + 'static,
+    lines: mpsc::Sender<String>,
+    all: Arc<Mutex<String>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if let Ok(mut all) = all.lock() {
+                all.push_str(&line);
+                all.push('\n');
+            }
+            let _ = lines.send(line);
+        }
+    })
+}
+
+/// How a run of the binary ended and what it wrote.
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    pub took: Duration,
+}
+
+/// Runs `command` to completion, killing it and failing the test when it
+/// outlives [`PROCESS_TIMEOUT`]. Blocking: call it off the async workers.
+pub fn run_with_timeout(mut command: Command) -> Finished {
+    let started = Instant::now();
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the meshi binary");
+    let mut child = KillOnDrop(child);
+    // Both pipes are drained on threads so a chatty child never blocks on
+    // a full pipe while it is polled.
+    let (tx, _rx) = mpsc::channel();
+    let stdout = Arc::new(Mutex::new(String::new()));
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let out_reader = collect_lines(
+        child.0.stdout.take().expect("stdout"),
+        tx.clone(),
+        stdout.clone(),
+    );
+    let err_reader = collect_lines(child.0.stderr.take().expect("stderr"), tx, stderr.clone());
+    let text = |all: &Arc<Mutex<String>>| all.lock().map(|s| s.clone()).unwrap_or_default();
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("poll the child") {
+            break status;
+        }
+        if started.elapsed() > PROCESS_TIMEOUT {
+            drop(child);
+            panic!(
+                "{command:?} still ran after {PROCESS_TIMEOUT:?} and was killed\nstdout:\n{}\nstderr:\n{}",
+                text(&stdout),
+                text(&stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    };
+    let _ = out_reader.join();
+    let _ = err_reader.join();
+    Finished {
+        status,
+        stdout: text(&stdout),
+        stderr: text(&stderr),
+        took: started.elapsed(),
+    }
+}
+
+/// Asserts a quick refusal whose message names each of `named` and none of
+/// `not_named`.
+pub fn assert_refused(command: Command, named: &[&str], not_named: &[&str]) -> Finished {
+    let done = run_with_timeout(command);
+    assert!(
+        !done.status.success(),
+        "it must not start here, but exited {}\nstdout:\n{}\nstderr:\n{}",
+        done.status,
+        done.stdout,
+        done.stderr
+    );
+    for name in named {
+        assert!(
+            done.stderr.contains(name),
+            "stderr names {name}:\n{}",
+            done.stderr
+        );
+    }
+    for name in not_named {
+        assert!(
+            !done.stderr.contains(name),
+            "stderr does not name {name}:\n{}",
+            done.stderr
+        );
+    }
+    assert!(
+        done.took < Duration::from_secs(10),
+        "the refusal is quick, took {:?}",
+        done.took
+    );
+    done
+}
+
+/// A running `meshi` child on a free loopback port; it dereferences to
+/// its REST client.
 pub struct Running {
-    pub addr: SocketAddr,
-    child: Child,
+    api: Api,
+    child: KillOnDrop,
     output: PathBuf,
+}
+
+impl std::ops::Deref for Running {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 impl Running {
@@ -35,30 +176,19 @@ impl Running {
     pub async fn start(mut command: Command, dir: &Path) -> Running {
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let output = dir.join(format!("meshi-{}.log", addr.port()));
-        let file = File::create(&output).expect("create the output file");
-        command
-            .env("MESHI_ADDR", addr.to_string())
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("clone the output file"))
-            .stderr(file);
-        let child = command.spawn().expect("spawn the meshi binary");
+        command.env("MESHI_ADDR", addr.to_string());
+        let child = spawn_logging_to(command, &output);
         let mut running = Running {
-            addr,
-            child,
+            api: Api::new(addr, reqwest::Client::new(), format!("meshi on {addr}")),
+            child: KillOnDrop(child),
             output,
         };
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + PROCESS_TIMEOUT;
         loop {
-            if let Ok(Some(status)) = running.child.try_wait() {
+            if let Ok(Some(status)) = running.child.0.try_wait() {
                 panic!("meshi exited with {status}:\n{}", running.output());
             }
-            let healthy = client
-                .get(format!("http://{addr}/healthz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if healthy {
+            if running.healthy().await {
                 return running;
             }
             assert!(
@@ -68,10 +198,6 @@ impl Running {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
     }
 
     /// Everything the process wrote so far.
@@ -84,50 +210,17 @@ impl Running {
     pub fn stop(mut self) -> String {
         let _ = Command::new("kill")
             .arg("-TERM")
-            .arg(self.child.id().to_string())
+            .arg(self.child.0.id().to_string())
             .status();
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
+            if let Ok(Some(_)) = self.child.0.try_wait() {
                 return self.output();
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
         self.output()
     }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs `command` to its end (at most 20 s) and returns whether it
-/// succeeded and what it wrote to stdout and stderr.
-pub fn run(mut command: Command) -> (bool, String) {
-    command.stdin(Stdio::null());
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the meshi binary");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let out = child.wait_with_output().expect("collect the output");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }

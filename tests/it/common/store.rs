@@ -5,19 +5,29 @@ use meshi::store::{NewUser, Store, UserRow};
 /// The clock every store contract writes with, in ms.
 pub const NOW: i64 = 1_700_000_000_000;
 
-/// A member named `handle` (display name the same), created at [`NOW`].
+/// A new member named `handle` (display name the same) with this password
+/// hash, created at [`NOW`].
+pub fn member<'a>(handle: &'a str, hash: Option<&'a str>) -> NewUser<'a> {
+    NewUser {
+        handle,
+        display_name: handle,
+        password_hash: hash,
+        external_sub: None,
+        role: "member",
+        now: NOW,
+    }
+}
+
+/// A member named `handle` with a stub password hash, stored.
 pub async fn user(store: &Store, handle: &str) -> UserRow {
     store
-        .create_user(NewUser {
-            handle,
-            display_name: handle,
-            password_hash: Some("$argon2id$stub"),
-            external_sub: None,
-            role: "member",
-            now: NOW,
-        })
+        .create_user(member(handle, Some("$argon2id$stub")))
         .await
         .unwrap_or_else(|e| panic!("create user {handle}: {e}"))
+}
+
+pub fn tags(list: &[&str]) -> Vec<String> {
+    list.iter().map(|t| (*t).to_owned()).collect()
 }
 
 /// A migrated store on a fresh SQLite file; the directory keeps it alive.

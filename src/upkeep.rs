@@ -1,6 +1,7 @@
 //! This node's part in the cluster's upkeep: heartbeats, cleaning up after
 //! dead nodes, closing rooms that stayed empty, and putting its state back
-//! when Redis forgot it.
+//! when Redis forgot it. It stands above both `cluster` and `presence`
+//! because it moves state between them; neither of those imports it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{Cluster, ClusterError, ClusterPresence, ClusterRooms};
+use crate::cluster::{Cluster, ClusterError, ClusterPresence, ClusterRooms};
 use crate::presence::Presence;
 
 /// The upkeep runs at least this often, for closing emptied rooms on time.
