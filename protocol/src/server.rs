@@ -120,3 +120,55 @@ impl ServerFrame {
         }
     }
 }
+
+/// The `ok` reply as the server writes it: the same frame as
+/// [`ServerFrame::Ok`], around `data` that is serialized already, so a
+/// reply's data is serialized once and never parsed back.
+#[derive(Debug, Serialize)]
+pub struct OkReply<'a> {
+    #[serde(rename = "type")]
+    kind: OkTag,
+    #[serde(rename = "ref")]
+    pub reference: &'a Ref,
+    pub data: &'a serde_json::value::RawValue,
+}
+
+#[derive(Debug, Serialize)]
+enum OkTag {
+    #[serde(rename = "ok")]
+    Ok,
+}
+
+impl<'a> OkReply<'a> {
+    pub fn new(reference: &'a Ref, data: &'a serde_json::value::RawValue) -> Self {
+        OkReply {
+            kind: OkTag::Ok,
+            reference,
+            data,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ok_reply_reads_back_as_the_ok_frame() {
+        let data =
+            serde_json::value::RawValue::from_string(r#"{"room":{"id":"r_1"}}"#.into()).unwrap();
+        let reference = Ref::from(7);
+        let written = serde_json::to_string(&OkReply::new(&reference, &data)).unwrap();
+        assert_eq!(
+            written,
+            r#"{"type":"ok","ref":7,"data":{"room":{"id":"r_1"}}}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<ServerFrame>(&written).unwrap(),
+            ServerFrame::Ok {
+                reference,
+                data: serde_json::json!({"room": {"id": "r_1"}}),
+            }
+        );
+    }
+}

@@ -356,11 +356,12 @@ impl Connection {
     }
 }
 
+/// `data` is JSON the server serialized; it is checked, not parsed into
+/// values, on its way into the envelope.
 pub(super) fn ok_frame(reference: &Ref, data: &str) -> Frame {
-    let reference = serde_json::to_string(reference).expect("a ref always serializes");
-    Frame::from(format!(
-        r#"{{"type":"ok","ref":{reference},"data":{data}}}"#
-    ))
+    let data: &serde_json::value::RawValue =
+        serde_json::from_str(data).expect("reply data is JSON the server wrote");
+    encode(&meshi_protocol::server::OkReply::new(reference, data))
 }
 
 fn close_message(code: u16, reason: &'static str) -> Message {
