@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use crate::common::chat::{burst, create_room, find_room, join, join_since, leave, room_list, say};
 use crate::common::json::{seqs, text_of};
+use crate::common::place::{Place, RoomKnobs};
 use crate::common::wait::within;
-use crate::common::{TestServer, WsClient};
+use crate::common::WsClient;
+use crate::room_contract;
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 use tokio::time::Instant;
@@ -81,7 +83,7 @@ async fn gone_within(client: &mut WsClient, room_id: &str, within: Duration) -> 
 }
 
 /// Registers a user and says hello, under a deadline like every receive.
-async fn person(server: &TestServer, handle: &str) -> (WsClient, String, String) {
+async fn person(server: &Place, handle: &str) -> (WsClient, String, String) {
     generously(server.user(handle)).await
 }
 
@@ -93,7 +95,7 @@ async fn generously<T>(work: impl std::future::Future<Output = T>) -> T {
 }
 
 /// Registers `n` users at once (password hashing is the slow part).
-async fn users(server: &TestServer, prefix: &str, n: usize) -> Vec<(WsClient, String, String)> {
+async fn users(server: &Place, prefix: &str, n: usize) -> Vec<(WsClient, String, String)> {
     join_all((0..n).map(|i| {
         let handle = format!("{prefix}_{i:02}");
         async move { person(server, &handle).await }
@@ -117,9 +119,7 @@ async fn next_change(client: &mut WsClient, room_id: &str) -> Value {
     change
 }
 
-#[tokio::test]
-async fn room_create_validates_and_makes_the_creator_a_member_and_host() {
-    let server = TestServer::start().await;
+async fn room_create_validates_and_makes_the_creator_a_member_and_host(server: Place) {
     let (mut alice, _, alice_id) = person(&server, "alice").await;
     let (mut bob, _, bob_id) = person(&server, "bob").await;
 
@@ -198,9 +198,7 @@ async fn room_create_validates_and_makes_the_creator_a_member_and_host() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn room_list_and_rest_directory_show_open_rooms_with_true_member_counts() {
-    let server = TestServer::start().await;
+async fn room_list_and_rest_directory_show_open_rooms_with_true_member_counts(server: Place) {
     let (mut alice, alice_token, _) = person(&server, "alice").await;
     let (mut bob, _, _) = person(&server, "bob").await;
     let (mut carol, _, _) = person(&server, "carol").await;
@@ -211,7 +209,7 @@ async fn room_list_and_rest_directory_show_open_rooms_with_true_member_counts() 
     join(&mut carol, &beta).await;
     join(&mut alice, &beta).await;
     // A second socket of alice in alpha is still one member.
-    let mut alice_again = WsClient::hello(&server, &alice_token).await;
+    let mut alice_again = server.socket(&alice_token).await;
     join(&mut alice_again, &alpha).await;
 
     let expect_counts = |rooms: &Value, alpha_count: u64, beta_count: u64| {
@@ -234,7 +232,7 @@ async fn room_list_and_rest_directory_show_open_rooms_with_true_member_counts() 
     let listed_now = dave.ok(json!({"type": "room.list"})).await;
     expect_counts(&listed_now["rooms"], 1, 3);
 
-    let (status, body) = generously(server.get("/api/v1/rooms", Some(&dave_token))).await;
+    let (status, body) = generously(server.api().get("/api/v1/rooms", Some(&dave_token))).await;
     assert_eq!(status, 200, "{body}");
     expect_counts(&body["items"], 1, 3);
     assert!(
@@ -244,24 +242,23 @@ async fn room_list_and_rest_directory_show_open_rooms_with_true_member_counts() 
     assert!(body["next_cursor"].is_null(), "one page only: {body}");
     assert_eq!(body["items"], listed_now["rooms"], "REST and socket agree");
 
-    let (status, body) = generously(server.get("/api/v1/rooms", None)).await;
+    let (status, body) = generously(server.api().get("/api/v1/rooms", None)).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"]["code"], "unauthenticated");
-    let (status, body) = generously(server.get("/api/v1/rooms", Some("not-a-real-token"))).await;
+    let (status, body) =
+        generously(server.api().get("/api/v1/rooms", Some("not-a-real-token"))).await;
     assert_eq!(status, 401, "{body}");
 
     leave(&mut carol, &beta).await;
     let listed_now = dave.ok(json!({"type": "room.list"})).await;
     expect_counts(&listed_now["rooms"], 1, 2);
-    let (status, body) = generously(server.get("/api/v1/rooms", Some(&dave_token))).await;
+    let (status, body) = generously(server.api().get("/api/v1/rooms", Some(&dave_token))).await;
     assert_eq!(status, 200, "{body}");
     expect_counts(&body["items"], 1, 2);
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_full_room_refuses_newcomers_until_someone_leaves() {
-    let server = TestServer::start().await;
+async fn a_full_room_refuses_newcomers_until_someone_leaves(server: Place) {
     let (mut alice, alice_token, _) = person(&server, "alice").await;
     let (mut bob, _, _) = person(&server, "bob").await;
     let (mut carol, _, carol_id) = person(&server, "carol").await;
@@ -285,7 +282,7 @@ async fn a_full_room_refuses_newcomers_until_someone_leaves() {
     carol.assert_no("room.message", QUIET).await;
 
     // Another socket of a member is not a newcomer.
-    let mut alice_again = WsClient::hello(&server, &alice_token).await;
+    let mut alice_again = server.socket(&alice_token).await;
     let joined = join(&mut alice_again, &room_id).await;
     assert_eq!(joined["room"]["member_count"], 2);
 
@@ -306,9 +303,7 @@ async fn a_full_room_refuses_newcomers_until_someone_leaves() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn unknown_rooms_are_not_found_and_non_members_are_forbidden() {
-    let server = TestServer::start().await;
+async fn unknown_rooms_are_not_found_and_non_members_are_forbidden(server: Place) {
     let (mut alice, _, _) = person(&server, "alice").await;
     let (mut bob, _, _) = person(&server, "bob").await;
 
@@ -365,9 +360,7 @@ async fn unknown_rooms_are_not_found_and_non_members_are_forbidden() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn room_send_validates_text_and_client_msg_id() {
-    let server = TestServer::start().await;
+async fn room_send_validates_text_and_client_msg_id(server: Place) {
     let (mut alice, _, _) = person(&server, "alice").await;
     let (mut bob, _, _) = person(&server, "bob").await;
     let room_id = create_room(&mut alice, "texts").await;
@@ -432,9 +425,7 @@ async fn room_send_validates_text_and_client_msg_id() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn typing_reaches_the_others_but_not_the_typist() {
-    let server = TestServer::start().await;
+async fn typing_reaches_the_others_but_not_the_typist(server: Place) {
     let (mut alice, _, alice_id) = person(&server, "alice").await;
     let (mut bob, _, _) = person(&server, "bob").await;
     let (mut carol, _, _) = person(&server, "carol").await;
@@ -457,9 +448,7 @@ async fn typing_reaches_the_others_but_not_the_typist() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_repeated_client_msg_id_is_delivered_once_per_user() {
-    let server = TestServer::start().await;
+async fn a_repeated_client_msg_id_is_delivered_once_per_user(server: Place) {
     let (mut alice, _, alice_id) = person(&server, "alice").await;
     let (mut bob, _, bob_id) = person(&server, "bob").await;
     let room_id = create_room(&mut alice, "dedupe").await;
@@ -504,9 +493,7 @@ async fn a_repeated_client_msg_id_is_delivered_once_per_user() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn join_since_seq_recovers_from_the_history_window() {
-    let server = TestServer::start_with(|config| config.room_history = 100).await;
+async fn join_since_seq_recovers_from_the_history_window(server: Place) {
     let (mut alice, _, alice_id) = person(&server, "alice").await;
     let (mut bob, _, _) = person(&server, "bob").await;
     let (mut carol, _, _) = person(&server, "carol").await;
@@ -600,9 +587,7 @@ async fn join_since_seq_recovers_from_the_history_window() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn leaving_and_rejoining_since_seq_recovers_exactly_what_was_missed() {
-    let server = TestServer::start().await;
+async fn leaving_and_rejoining_since_seq_recovers_exactly_what_was_missed(server: Place) {
     let (mut alice, _, _) = person(&server, "alice").await;
     let (mut bob, _, _) = person(&server, "bob").await;
     let room_id = create_room(&mut alice, "away").await;
@@ -639,9 +624,7 @@ async fn leaving_and_rejoining_since_seq_recovers_exactly_what_was_missed() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn several_sockets_of_one_user_count_as_one_member() {
-    let server = TestServer::start().await;
+async fn several_sockets_of_one_user_count_as_one_member(server: Place) {
     let (mut alice, alice_token, alice_id) = person(&server, "alice").await;
     let (mut bob, _, bob_id) = person(&server, "bob").await;
     let room_id = create_room(&mut alice, "two tabs").await;
@@ -649,7 +632,7 @@ async fn several_sockets_of_one_user_count_as_one_member() {
     let bob_joined = alice.next_of("room.member_joined").await;
     assert_eq!(bob_joined["user"]["id"], bob_id.as_str());
 
-    let mut alice_tab = WsClient::hello(&server, &alice_token).await;
+    let mut alice_tab = server.socket(&alice_token).await;
     let joined = join(&mut alice_tab, &room_id).await;
     assert_eq!(joined["room"]["member_count"], 2);
     let members = member_ids(&joined);
@@ -683,8 +666,8 @@ async fn several_sockets_of_one_user_count_as_one_member() {
 
     // Two sockets joining afresh: one announcement; closing the first is
     // silent, closing the second announces the leave.
-    let mut tab_a = WsClient::hello(&server, &alice_token).await;
-    let mut tab_b = WsClient::hello(&server, &alice_token).await;
+    let mut tab_a = server.socket(&alice_token).await;
+    let mut tab_b = server.socket(&alice_token).await;
     join(&mut tab_a, &room_id).await;
     let again = bob.next_of("room.member_joined").await;
     assert_eq!(again["user"]["id"], alice_id.as_str());
@@ -699,9 +682,7 @@ async fn several_sockets_of_one_user_count_as_one_member() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_closed_socket_leaves_its_rooms() {
-    let server = TestServer::start().await;
+async fn a_closed_socket_leaves_its_rooms(server: Place) {
     let (mut alice, _, _) = person(&server, "alice").await;
     let (mut bob, _, bob_id) = person(&server, "bob").await;
     let (mut carol, _, carol_id) = person(&server, "carol").await;
@@ -741,9 +722,7 @@ async fn a_closed_socket_leaves_its_rooms() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn with_no_grace_an_empty_room_closes_at_once() {
-    let server = TestServer::start_with(|config| config.room_empty_grace_secs = 0).await;
+async fn with_no_grace_an_empty_room_closes_at_once(server: Place) {
     let (mut alice, _, _) = person(&server, "alice").await;
     let (mut bob, _, _) = person(&server, "bob").await;
     let (mut watcher, _, _) = person(&server, "watcher").await;
@@ -774,9 +753,7 @@ async fn with_no_grace_an_empty_room_closes_at_once() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn within_the_grace_an_empty_room_stays_open_and_a_join_keeps_it() {
-    let server = TestServer::start_with(|config| config.room_empty_grace_secs = 1).await;
+async fn within_the_grace_an_empty_room_stays_open_and_a_join_keeps_it(server: Place) {
     let (mut alice, _, _) = person(&server, "alice").await;
     let (mut bob, _, _) = person(&server, "bob").await;
     let (mut watcher, _, _) = person(&server, "watcher").await;
@@ -815,9 +792,7 @@ async fn within_the_grace_an_empty_room_stays_open_and_a_join_keeps_it() {
     server.shutdown().await;
 }
 
-#[tokio::test]
-async fn rooms_watch_pushes_opens_count_changes_and_closes() {
-    let server = TestServer::start_with(|config| config.room_empty_grace_secs = 0).await;
+async fn rooms_watch_pushes_opens_count_changes_and_closes(server: Place) {
     let (mut alice, _, alice_id) = person(&server, "alice").await;
     let (mut bob, _, _) = person(&server, "bob").await;
     let (mut carol, _, _) = person(&server, "carol").await;
@@ -857,14 +832,12 @@ async fn rooms_watch_pushes_opens_count_changes_and_closes() {
     server.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_members_receive_every_message_once_and_in_order() {
+async fn many_members_receive_every_message_once_and_in_order(server: Place) {
     const MEMBERS: usize = 25;
     const SENDERS: usize = 5;
     const PER_SENDER: usize = 20;
     const TOTAL: usize = SENDERS * PER_SENDER;
 
-    let server = TestServer::start().await;
     let people = users(&server, "fan", MEMBERS).await;
     let ids: Vec<String> = people.iter().map(|(_, _, id)| id.clone()).collect();
     let mut clients: Vec<WsClient> = people.into_iter().map(|(c, _, _)| c).collect();
@@ -962,13 +935,11 @@ async fn many_members_receive_every_message_once_and_in_order() {
     server.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seq_order_is_identical_on_every_member() {
+async fn seq_order_is_identical_on_every_member(server: Place) {
     const MEMBERS: usize = 6;
     const PER_MEMBER: usize = 15;
     const TOTAL: usize = MEMBERS * PER_MEMBER;
 
-    let server = TestServer::start().await;
     let mut clients: Vec<WsClient> = users(&server, "order", MEMBERS)
         .await
         .into_iter()
@@ -1028,4 +999,23 @@ async fn seq_order_is_identical_on_every_member() {
         }
     }
     server.shutdown().await;
+}
+
+room_contract! {
+    seq_order_is_identical_on_every_member: RoomKnobs::default(),
+    many_members_receive_every_message_once_and_in_order: RoomKnobs::default(),
+    room_create_validates_and_makes_the_creator_a_member_and_host: RoomKnobs::default(),
+    room_list_and_rest_directory_show_open_rooms_with_true_member_counts: RoomKnobs::default(),
+    a_full_room_refuses_newcomers_until_someone_leaves: RoomKnobs::default(),
+    unknown_rooms_are_not_found_and_non_members_are_forbidden: RoomKnobs::default(),
+    room_send_validates_text_and_client_msg_id: RoomKnobs::default(),
+    typing_reaches_the_others_but_not_the_typist: RoomKnobs::default(),
+    a_repeated_client_msg_id_is_delivered_once_per_user: RoomKnobs::default(),
+    join_since_seq_recovers_from_the_history_window: RoomKnobs { room_history: Some(100), ..RoomKnobs::default() },
+    leaving_and_rejoining_since_seq_recovers_exactly_what_was_missed: RoomKnobs::default(),
+    several_sockets_of_one_user_count_as_one_member: RoomKnobs::default(),
+    a_closed_socket_leaves_its_rooms: RoomKnobs::default(),
+    with_no_grace_an_empty_room_closes_at_once: RoomKnobs { room_empty_grace_secs: Some(0), ..RoomKnobs::default() },
+    within_the_grace_an_empty_room_stays_open_and_a_join_keeps_it: RoomKnobs { room_empty_grace_secs: Some(1), ..RoomKnobs::default() },
+    rooms_watch_pushes_opens_count_changes_and_closes: RoomKnobs { room_empty_grace_secs: Some(0), ..RoomKnobs::default() },
 }

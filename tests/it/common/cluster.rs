@@ -36,6 +36,8 @@ pub struct Settings {
     pub node_ttl_ms: u64,
     pub presence_grace_ms: u64,
     pub room_empty_grace_secs: u64,
+    /// `MESHI_ROOM_HISTORY`, the messages a room keeps for recovery.
+    pub room_history: u32,
     pub drain_secs: u64,
     pub reconnect_after_ms: u64,
     /// Handles that are admins (`MESHI_ADMIN_HANDLES`); none by default.
@@ -53,6 +55,7 @@ impl Default for Settings {
             node_ttl_ms: 10_000,
             presence_grace_ms: 300,
             room_empty_grace_secs: 30,
+            room_history: 200,
             drain_secs: 5,
             reconnect_after_ms: 200,
             admin_handles: Vec::new(),
@@ -91,6 +94,7 @@ impl NodeSpec {
         config.node_ttl_ms = self.settings.node_ttl_ms;
         config.presence_grace_ms = self.settings.presence_grace_ms;
         config.room_empty_grace_secs = self.settings.room_empty_grace_secs;
+        config.room_history = self.settings.room_history;
         config.drain_secs = self.settings.drain_secs;
         config.reconnect_after_ms = self.settings.reconnect_after_ms;
         config.revocation_check_secs = self.settings.revocation_check_secs;
@@ -116,6 +120,7 @@ impl NodeSpec {
                 "MESHI_ROOM_EMPTY_GRACE_SECS",
                 s.room_empty_grace_secs.to_string(),
             ),
+            ("MESHI_ROOM_HISTORY", s.room_history.to_string()),
             ("MESHI_DRAIN_SECS", s.drain_secs.to_string()),
             ("MESHI_RECONNECT_AFTER_MS", s.reconnect_after_ms.to_string()),
             (

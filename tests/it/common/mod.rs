@@ -8,6 +8,8 @@
 //! - [`chat`] and [`platform`]: rooms, conversations and presence over the
 //!   socket; cards, matches, events and communities over REST.
 //! - [`json`]: checks of what the server answers.
+//! - [`place`]: one node or two, for tests that hold both room engines to
+//!   one contract.
 //! - [`cluster`], [`services`], [`postgres`]: several nodes on a shared
 //!   Postgres and Redis, and the services themselves.
 //! - [`binary`]: the `meshi` binary as a child process.
@@ -25,6 +27,7 @@ pub mod binary;
 pub mod chat;
 pub mod cluster;
 pub mod json;
+pub mod place;
 pub mod platform;
 pub mod postgres;
 pub mod services;
