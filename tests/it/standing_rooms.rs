@@ -3,18 +3,15 @@
 use crate::common::chat::room_list;
 use crate::common::json::{ids, text_of};
 use crate::common::platform::{join_community, new_community, new_event, rsvp};
-use crate::common::{TestServer, WsClient};
 use serde_json::json;
 
-#[tokio::test]
-async fn an_event_room_admits_the_host_and_going_attendees_only() {
-    let server = TestServer::start().await;
-    let (host_token, host_id) = server.register("host").await;
-    let (guest_token, guest_id) = server.register("guest").await;
-    let (late_token, _) = server.register("late").await;
-    let (stranger_token, _) = server.register("stranger").await;
+async fn an_event_room_admits_the_host_and_going_attendees_only(server: Place) {
+    let (host_token, host_id) = server.api().register("host").await;
+    let (guest_token, guest_id) = server.api().register("guest").await;
+    let (late_token, _) = server.api().register("late").await;
+    let (stranger_token, _) = server.api().register("stranger").await;
     let event = new_event(
-        &server,
+        server.api(),
         &host_token,
         json!({"title": "ramen night", "description": "", "starts_at": "2030-01-01T19:00:00Z",
                "venue": "station ramen", "capacity": 1}),
@@ -22,13 +19,13 @@ async fn an_event_room_admits_the_host_and_going_attendees_only() {
     .await;
     let event_id = text_of(&event["id"]);
     let room_id = format!("event:{event_id}");
-    rsvp(&server, &event_id, &guest_token).await;
-    rsvp(&server, &event_id, &late_token).await;
+    rsvp(server.api(), &event_id, &guest_token).await;
+    rsvp(server.api(), &event_id, &late_token).await;
 
-    let mut host = WsClient::hello(&server, &host_token).await;
-    let mut guest = WsClient::hello(&server, &guest_token).await;
-    let mut late = WsClient::hello(&server, &late_token).await;
-    let mut stranger = WsClient::hello(&server, &stranger_token).await;
+    let mut host = server.socket(&host_token).await;
+    let mut guest = server.socket(&guest_token).await;
+    let mut late = server.socket(&late_token).await;
+    let mut stranger = server.socket(&stranger_token).await;
 
     let listed = room_list(&mut host).await;
     assert!(ids(&listed).contains(&room_id), "{listed:?}");
@@ -81,6 +78,7 @@ async fn an_event_room_admits_the_host_and_going_attendees_only() {
 
     // Cancelling the event closes its room for everyone inside.
     let (status, body) = server
+        .api()
         .delete(&format!("/api/v1/events/{event_id}"), &host_token)
         .await;
     assert_eq!(status, 204, "{body}");
@@ -95,24 +93,22 @@ async fn an_event_room_admits_the_host_and_going_attendees_only() {
         .await;
 }
 
-#[tokio::test]
-async fn a_community_room_is_for_members() {
-    let server = TestServer::start().await;
-    let (owner_token, _) = server.register("owner").await;
-    let (member_token, _) = server.register("member").await;
-    let (outsider_token, _) = server.register("outsider").await;
+async fn a_community_room_is_for_members(server: Place) {
+    let (owner_token, _) = server.api().register("owner").await;
+    let (member_token, _) = server.api().register("member").await;
+    let (outsider_token, _) = server.api().register("outsider").await;
     let community = new_community(
-        &server,
+        server.api(),
         &owner_token,
         json!({"name": "rustaceans", "description": "crabs"}),
     )
     .await;
     let community_id = text_of(&community["id"]);
     let room_id = format!("community:{community_id}");
-    join_community(&server, &community_id, &member_token).await;
+    join_community(server.api(), &community_id, &member_token).await;
 
-    let mut member = WsClient::hello(&server, &member_token).await;
-    let mut outsider = WsClient::hello(&server, &outsider_token).await;
+    let mut member = server.socket(&member_token).await;
+    let mut outsider = server.socket(&outsider_token).await;
     let listed = room_list(&mut member).await;
     assert!(ids(&listed).contains(&room_id), "{listed:?}");
     let joined = member
@@ -138,4 +134,12 @@ async fn a_community_room_is_for_members() {
         .ok(json!({"type": "room.join", "room_id": room_id}))
         .await;
     assert_eq!(rejoined["room"]["id"], room_id.as_str());
+}
+
+use crate::common::place::{Place, RoomKnobs};
+use crate::room_contract;
+
+room_contract! {
+    an_event_room_admits_the_host_and_going_attendees_only: RoomKnobs::default(),
+    a_community_room_is_for_members: RoomKnobs::default(),
 }
