@@ -53,9 +53,7 @@ async fn a_user_over_their_socket_cap_is_refused_at_hello() {
     );
 }
 
-#[tokio::test]
-async fn a_socket_joins_at_most_its_room_cap() {
-    let server = TestServer::start_with(|c| c.max_rooms_per_socket = 2).await;
+async fn a_socket_joins_at_most_its_room_cap(server: Place) {
     let (mut host, _, _) = server.user("hoster").await;
     let (mut guest, _, _) = server.user("joiner").await;
     let mut rooms = Vec::new();
@@ -88,9 +86,7 @@ async fn a_socket_joins_at_most_its_room_cap() {
         .await;
 }
 
-#[tokio::test]
-async fn room_list_answers_at_most_its_bound() {
-    let server = TestServer::start_with(|c| c.room_list_max = 3).await;
+async fn room_list_answers_at_most_its_bound(server: Place) {
     for i in 0..5 {
         let (mut host, _, _) = server.user(&format!("host_{i}")).await;
         host.ok(json!({"type": "room.create", "name": format!("room {i}")}))
@@ -102,4 +98,18 @@ async fn room_list_answers_at_most_its_bound() {
     assert_eq!(listed["rooms"].as_array().unwrap().len(), 3, "{listed}");
     let watched = reader.ok(json!({"type": "rooms.watch"})).await;
     assert_eq!(watched["rooms"].as_array().unwrap().len(), 3, "{watched}");
+}
+
+use crate::common::place::{Place, RoomKnobs};
+use crate::room_contract;
+
+room_contract! {
+    a_socket_joins_at_most_its_room_cap: RoomKnobs {
+        max_rooms_per_socket: Some(2),
+        ..RoomKnobs::default()
+    },
+    room_list_answers_at_most_its_bound: RoomKnobs {
+        room_list_max: Some(3),
+        ..RoomKnobs::default()
+    },
 }

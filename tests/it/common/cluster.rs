@@ -47,6 +47,10 @@ pub struct Settings {
     /// by default, as every per-user limit is.
     pub max_hosted_rooms: usize,
     pub room_create_per_min: u32,
+    /// `MESHI_MAX_ROOMS_PER_SOCKET` (lifted by default) and
+    /// `MESHI_ROOM_LIST_MAX`.
+    pub max_rooms_per_socket: usize,
+    pub room_list_max: u32,
 }
 
 impl Default for Settings {
@@ -62,6 +66,8 @@ impl Default for Settings {
             revocation_check_secs: 15,
             max_hosted_rooms: 0,
             room_create_per_min: 0,
+            max_rooms_per_socket: 0,
+            room_list_max: meshi::config::Config::defaults().room_list_max,
         }
     }
 }
@@ -100,6 +106,8 @@ impl NodeSpec {
         config.revocation_check_secs = self.settings.revocation_check_secs;
         config.max_hosted_rooms = self.settings.max_hosted_rooms;
         config.room_create_per_min = self.settings.room_create_per_min;
+        config.max_rooms_per_socket = self.settings.max_rooms_per_socket;
+        config.room_list_max = self.settings.room_list_max;
         if !self.settings.admin_handles.is_empty() {
             config.admin_handles = self.settings.admin_handles.clone();
         }
@@ -139,7 +147,11 @@ impl NodeSpec {
                 "MESHI_ROOM_CREATE_PER_MIN",
                 s.room_create_per_min.to_string(),
             ),
-            ("MESHI_MAX_ROOMS_PER_SOCKET", "0".into()),
+            (
+                "MESHI_MAX_ROOMS_PER_SOCKET",
+                s.max_rooms_per_socket.to_string(),
+            ),
+            ("MESHI_ROOM_LIST_MAX", s.room_list_max.to_string()),
             ("MESHI_LOG", "info,tower_http=warn,sqlx=warn".into()),
         ];
         if !s.admin_handles.is_empty() {

@@ -15,6 +15,8 @@ use crate::common::{Api, TestServer, WsClient};
 pub struct RoomKnobs {
     pub room_history: Option<u32>,
     pub room_empty_grace_secs: Option<u64>,
+    pub max_rooms_per_socket: Option<usize>,
+    pub room_list_max: Option<u32>,
 }
 
 pub struct Place {
@@ -36,6 +38,12 @@ impl Place {
             if let Some(grace) = knobs.room_empty_grace_secs {
                 config.room_empty_grace_secs = grace;
             }
+            if let Some(cap) = knobs.max_rooms_per_socket {
+                config.max_rooms_per_socket = cap;
+            }
+            if let Some(bound) = knobs.room_list_max {
+                config.room_list_max = bound;
+            }
         })
         .await;
         Place::of(Servers::One(Box::new(server)))
@@ -48,6 +56,8 @@ impl Place {
             room_empty_grace_secs: knobs
                 .room_empty_grace_secs
                 .unwrap_or(defaults.room_empty_grace_secs),
+            max_rooms_per_socket: knobs.max_rooms_per_socket.unwrap_or(0),
+            room_list_max: knobs.room_list_max.unwrap_or(defaults.room_list_max),
             ..Settings::default()
         };
         let cluster = Cluster::start(NodeKind::InProcess, 2, shared_redis().await, settings).await;
