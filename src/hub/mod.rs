@@ -5,6 +5,7 @@
 //! one another. Frames are serialized once and the same bytes go to every
 //! recipient through the bus.
 
+pub mod frame;
 pub mod gate;
 pub mod outbox;
 pub mod quota;
@@ -24,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::bus::Bus;
-use outbox::Frame;
+pub use frame::{encode, Frame};
 use subscribers::{Delivery, Subscriber, Subscribers, Topic};
 
 pub type ConnId = u64;
@@ -150,10 +151,4 @@ impl Hub {
             reason,
         });
     }
-}
-
-/// Serializes a frame once; the result is shared by every recipient.
-pub fn encode<T: serde::Serialize>(frame: &T) -> Frame {
-    // Our frame types have only string keys and no fallible serializers.
-    Frame::from(serde_json::to_string(frame).expect("frames always serialize"))
 }

@@ -16,8 +16,7 @@ use meshi_protocol::close;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// A serialized frame; cloning shares the bytes.
-pub type Frame = axum::extract::ws::Utf8Bytes;
+pub use super::frame::Frame;
 
 /// What the socket writer is asked to do, in order.
 #[derive(Debug)]

@@ -20,6 +20,7 @@ use crate::app::AppState;
 use crate::auth::Identity;
 use crate::clock::now_ms;
 use crate::error::Error;
+use crate::hub::frame::ok_reply;
 use crate::hub::outbox::{Frame, Inbox, Kill, Outbound, Outbox};
 use crate::hub::subscribers::{Subscriber, Topic};
 use crate::hub::{encode, ConnId};
@@ -259,7 +260,7 @@ impl Connection {
 
     pub(super) fn reply_ok(&self, reference: Option<&Ref>, data: &str) {
         if let Some(reference) = reference {
-            self.outbox.push(ok_frame(reference, data));
+            self.outbox.push(ok_reply(reference, data));
         }
     }
 
@@ -354,14 +355,6 @@ impl Connection {
         hub.unsubscribe(&Topic::User(session.identity.user.id), self.id);
         self.state.presence.disconnected(session.identity.user.id);
     }
-}
-
-/// `data` is JSON the server serialized; it is checked, not parsed into
-/// values, on its way into the envelope.
-pub(super) fn ok_frame(reference: &Ref, data: &str) -> Frame {
-    let data: &serde_json::value::RawValue =
-        serde_json::from_str(data).expect("reply data is JSON the server wrote");
-    encode(&meshi_protocol::server::OkReply::new(reference, data))
 }
 
 fn close_message(code: u16, reason: &'static str) -> Message {

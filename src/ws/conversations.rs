@@ -9,10 +9,11 @@ use meshi_protocol::{
     ServerFrame,
 };
 
-use super::conn::{ok_frame, Connection};
+use super::conn::Connection;
 use super::dispatch::{data, Reply};
 use crate::clock::{now_ms, rfc3339};
 use crate::error::{Error, Result};
+use crate::hub::frame::ok_reply;
 use crate::hub::subscribers::Topic;
 use crate::hub::validate_message;
 use crate::store::{DmOutcome, NewDm, Pair};
@@ -96,7 +97,7 @@ impl Connection {
                 seq: stored.seq as u64,
             };
             if let (Some(reference), Ok(json)) = (reference, serde_json::to_string(&sent)) {
-                outbox.push(ok_frame(&reference, &json));
+                outbox.push(ok_reply(&reference, &json));
             }
         });
         match self.state.dms.send(message, acknowledge).await? {

@@ -153,7 +153,7 @@ impl Connection {
                             if let (Some(reference), Ok(json)) =
                                 (reference, serde_json::to_string(joined))
                             {
-                                outbox.push(super::conn::ok_frame(reference, &json));
+                                outbox.push(crate::hub::frame::ok_reply(reference, &json));
                             }
                         },
                     )
