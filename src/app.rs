@@ -4,7 +4,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -21,43 +20,9 @@ use crate::hub::{Hub, RoomSettings};
 use crate::notify::Notifier;
 use crate::presence::Presence;
 use crate::rooms::Rooms;
+pub use crate::state::{AppState, Services};
 use crate::store::{Store, StoreError};
 use crate::upkeep::Upkeep;
-
-/// Everything a handler or a socket needs, behind one pointer: axum clones
-/// the state for every request and every socket, and cloning each service
-/// (a dozen reference counts and a vector of channels) showed in profiles
-/// of connect storms.
-#[derive(Clone)]
-pub struct AppState(Arc<Services>);
-
-impl std::ops::Deref for AppState {
-    type Target = Services;
-
-    fn deref(&self) -> &Services {
-        &self.0
-    }
-}
-
-pub struct Services {
-    pub config: Arc<Config>,
-    pub store: Store,
-    pub accounts: Accounts,
-    pub hub: Hub,
-    pub rooms: Rooms,
-    /// Set when this node is one of a cluster.
-    pub cluster: Option<Cluster>,
-    pub notifier: Notifier,
-    pub dms: DirectMessages,
-    pub presence: Presence,
-    pub metrics: PrometheusHandle,
-    /// Cancelled when the node starts draining.
-    pub shutdown: CancellationToken,
-    /// Every socket and timer, so shutdown can wait for them.
-    pub tasks: TaskTracker,
-    /// Open sockets per client address, for `MESHI_MAX_SOCKETS_PER_ADDR`.
-    pub sockets_by_addr: crate::net::CountsByAddr,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {

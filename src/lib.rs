@@ -3,6 +3,8 @@
 //! # Layout
 //! - [`config`]: the one place that reads the environment.
 //! - [`app`]: wires services together; `serve(listener, config, shutdown)`.
+//! - [`state`]: the services every handler and socket is given.
+//! - [`client_addr`]: who a request comes from, trusted proxies considered.
 //! - [`net`]: the TCP listener: connection caps and HTTP deadlines.
 //! - [`http`]: REST handlers under `/api/v1`, plus health and metrics.
 //! - [`ws`]: the socket endpoint: connection loop and one function per op.
@@ -22,6 +24,7 @@
 pub mod app;
 pub mod auth;
 pub mod bus;
+pub mod client_addr;
 pub mod clock;
 pub mod cluster;
 pub mod config;
@@ -37,6 +40,7 @@ pub mod presence;
 pub mod profile;
 pub mod rooms;
 pub mod standing;
+pub mod state;
 pub mod store;
 pub mod upkeep;
 pub mod validate;

@@ -3,8 +3,8 @@
 //! path. [`LocalBus`] serves a single node in-process; [`RedisBus`] carries
 //! deliveries between nodes.
 //!
-//! `publish` must not wait: callers hold a room's lock while publishing so
-//! that a room's messages leave in `seq` order.
+//! The [`Bus`] trait itself is declared in `hub::subscribers`, beside the
+//! deliveries it carries, so the hub depends on nothing above it.
 
 mod local;
 mod redis;
@@ -12,8 +12,4 @@ mod redis;
 pub use local::LocalBus;
 pub use redis::{open_client as open_redis_client, BusError, RedisBus};
 
-use crate::hub::subscribers::Delivery;
-
-pub trait Bus: Send + Sync + 'static {
-    fn publish(&self, delivery: Delivery);
-}
+pub use crate::hub::subscribers::Bus;

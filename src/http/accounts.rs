@@ -7,13 +7,13 @@ use meshi_protocol::close;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::client_addr::ClientAddr;
 use super::extract::{Body, Caller};
-use crate::app::AppState;
 use crate::auth::Issued;
+use crate::client_addr::ClientAddr;
 use crate::error::{ErrorResponse, Result};
 use crate::hub::subscribers::Topic;
 use crate::profile::Profile;
+use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 pub struct Register {

@@ -12,10 +12,10 @@ use utoipa::ToSchema;
 
 use super::extract::{path_id, Body, Caller, Params};
 use super::page::{self, Page, PageQuery};
-use crate::app::AppState;
 use crate::auth::roles::{require, Permission, Role};
 use crate::clock::{now_ms, rfc3339};
 use crate::error::{Error, ErrorResponse, Result};
+use crate::state::AppState;
 use crate::store::{AuditRow, NewAudit, AUDIT_ROLE_CHANGE, AUDIT_ROOM_CLOSE};
 
 /// Room ids are short; a longer one cannot name a room.

@@ -10,11 +10,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{path_id, Body, Caller, Params};
 use super::page::{self, decode_cursor, Page, PageQuery};
-use crate::app::AppState;
 use crate::clock::{now_ms, rfc3339};
 use crate::error::{Error, ErrorResponse, Result};
 use crate::notify::kind;
 use crate::profile::summary;
+use crate::state::AppState;
 use crate::store::{CardChanges, CardFilter, CardRow, MatchError, MatchRow};
 use crate::validate;
 

@@ -8,9 +8,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{path_id, Body, Caller, Params};
 use super::page::{self, decode_text_cursor, encode_text_cursor, Page};
-use crate::app::AppState;
 use crate::clock::{now_ms, rfc3339};
 use crate::error::{Error, ErrorResponse, Result};
+use crate::state::AppState;
 use crate::store::{CommunityFilter, CommunityRow, MembershipChange};
 use crate::validate;
 

@@ -12,10 +12,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{path_id, Body, Caller, Params};
 use super::page::{self, decode_cursor, Page};
-use crate::app::AppState;
 use crate::clock::{now_ms, rfc3339};
 use crate::error::{Error, ErrorResponse, Result};
 use crate::notify::kind;
+use crate::state::AppState;
 use crate::store::{EventChanges, EventError, EventFilter, EventRow, NewEvent, RsvpStatus};
 use crate::validate;
 

@@ -5,9 +5,9 @@ use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 
-use crate::app::AppState;
 use crate::auth::Identity;
 use crate::error::Error;
+use crate::state::AppState;
 
 /// A JSON body; malformed or oversized bodies answer `bad_request` or
 /// `too_large` in the usual error shape.

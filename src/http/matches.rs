@@ -8,11 +8,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{path_id, Caller, Params};
 use super::page::{self, Page, PageQuery};
-use crate::app::AppState;
 use crate::clock::rfc3339;
 use crate::dm;
 use crate::error::{Error, ErrorResponse, Result};
 use crate::profile::summary;
+use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
 pub struct MatchItem {

@@ -5,7 +5,6 @@
 mod accounts;
 mod admin;
 mod cards;
-pub mod client_addr;
 mod communities;
 mod events;
 mod extract;
@@ -24,10 +23,8 @@ use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::app::AppState;
 use crate::error::Error;
-
-pub use client_addr::ClientAddr;
+use crate::state::AppState;
 
 /// Largest REST request body.
 const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -9,9 +9,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{Body, Caller, Params};
 use super::page::{self, decode_cursor, Page};
-use crate::app::AppState;
 use crate::error::{ErrorResponse, Result};
 use crate::notify::view;
+use crate::state::AppState;
 use crate::validate;
 
 #[derive(Deserialize, IntoParams)]

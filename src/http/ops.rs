@@ -6,7 +6,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::json;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))

@@ -5,10 +5,10 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::extract::{path_id, Body, Caller};
-use crate::app::AppState;
 use crate::auth::validate_display_name;
 use crate::error::{Error, ErrorResponse, Result};
 use crate::profile::Profile;
+use crate::state::AppState;
 use crate::store::ProfileChanges;
 use crate::validate;
 

@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use super::extract::{Caller, Params};
 use super::page::{self, Page};
-use crate::app::AppState;
 use crate::error::{Error, ErrorResponse, Result};
+use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -24,9 +24,8 @@ use meshi_protocol::ServerFrame;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::bus::Bus;
 pub use frame::{encode, Frame};
-use subscribers::{Delivery, Subscriber, Subscribers, Topic};
+use subscribers::{Bus, Delivery, Subscriber, Subscribers, Topic};
 
 pub type ConnId = u64;
 pub type UserId = i64;

@@ -57,6 +57,15 @@ pub enum Delivery {
     },
 }
 
+/// What carries a delivery to the subscribers of every node, this one's
+/// included; `bus` has the two kinds. It is declared here, beside what it
+/// carries, so the hub publishes through it without depending on any of
+/// them. `publish` must not wait: callers hold a room's lock while they
+/// publish, so that a room's messages leave in `seq` order.
+pub trait Bus: Send + Sync + 'static {
+    fn publish(&self, delivery: Delivery);
+}
+
 #[derive(Clone)]
 pub struct Subscriber {
     pub conn: ConnId,

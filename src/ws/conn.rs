@@ -16,7 +16,6 @@ use tokio::time::{sleep_until, timeout, Instant};
 use tracing::{field, Instrument};
 
 use super::rate::{RateLimit, Verdict};
-use crate::app::AppState;
 use crate::auth::Identity;
 use crate::clock::now_ms;
 use crate::error::Error;
@@ -24,6 +23,7 @@ use crate::hub::frame::ok_reply;
 use crate::hub::outbox::{Frame, Inbox, Kill, Outbound, Outbox};
 use crate::hub::subscribers::{Subscriber, Topic};
 use crate::hub::{encode, ConnId};
+use crate::state::AppState;
 use crate::store::Pair;
 use meshi_protocol::UserSummary;
 

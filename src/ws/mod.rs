@@ -12,9 +12,9 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use meshi_protocol::SUBPROTOCOL;
 
-use crate::app::AppState;
+use crate::client_addr::ClientAddr;
 use crate::error::Error;
-use crate::http::ClientAddr;
+use crate::state::AppState;
 
 /// How far past the protocol limit the transport still reads a frame, so an
 /// oversized frame is read whole and answered with a clean 1009 close.

@@ -12,9 +12,9 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 
-use crate::app::AppState;
 use crate::config::{canonical_ip, Config};
 use crate::error::Error;
+use crate::state::AppState;
 
 /// The client's address as limits should count it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
