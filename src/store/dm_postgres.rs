@@ -18,7 +18,7 @@ use std::collections::HashSet;
 
 use sqlx::{PgConnection, PgPool};
 
-use super::messages::{DmOutcome, DmRow, NewDm, Pair, DM_SELECT};
+use super::dm_rows::{DmOutcome, DmRow, NewDm, Pair, DM_SELECT};
 use super::StoreError;
 
 const APPEND: &str = "\

@@ -11,6 +11,7 @@ mod audit;
 mod cards;
 mod communities;
 mod dm_postgres;
+mod dm_rows;
 mod events;
 mod matches;
 mod messages;
@@ -20,12 +21,12 @@ pub use accounts::{NewUser, ProfileChanges, SessionRow, UserRow};
 pub use audit::{AuditRow, NewAudit, RoleChanged, AUDIT_ROLE_CHANGE, AUDIT_ROOM_CLOSE};
 pub use cards::{CardChanges, CardFilter, CardRow, InterestRow};
 pub use communities::{CommunityAccess, CommunityFilter, CommunityRow, MembershipChange};
+pub use dm_rows::{DmOutcome, DmRow, NewDm, Pair};
 pub use events::{
     EventAccess, EventChanges, EventError, EventFilter, EventRow, EventUpdated, Left, NewEvent,
     Rsvp, RsvpStatus,
 };
 pub use matches::{ConversationView, MatchError, MatchRow, MatchView, Matched};
-pub use messages::{DmOutcome, DmRow, NewDm, Pair};
 pub use notifications::NotificationRow;
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
