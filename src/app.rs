@@ -20,7 +20,7 @@ use crate::hub::{Hub, RoomSettings};
 use crate::notify::Notifier;
 use crate::presence::Presence;
 use crate::rooms::Rooms;
-pub use crate::state::{AppState, Services};
+use crate::state::{AppState, Services};
 use crate::store::{Store, StoreError};
 use crate::upkeep::Upkeep;
 

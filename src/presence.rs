@@ -21,8 +21,8 @@ use tokio_util::task::TaskTracker;
 use crate::clock::{now_ms, rfc3339};
 use crate::cluster::ClusterPresence;
 use crate::error::Result;
-use crate::hub::outbox::Frame;
 use crate::hub::subscribers::Topic;
+use crate::hub::Frame;
 use crate::hub::{encode, Hub};
 use crate::store::Store;
 

@@ -122,15 +122,16 @@ impl ServerFrame {
 }
 
 /// The `ok` reply as the server writes it: the same frame as
-/// [`ServerFrame::Ok`], around `data` that is serialized already, so a
-/// reply's data is serialized once and never parsed back.
+/// [`ServerFrame::Ok`], with `data` any serializable value (a reply type,
+/// or data serialized already), so the reply is serialized in one pass
+/// and never goes through a `serde_json::Value`.
 #[derive(Debug, Serialize)]
-pub struct OkReply<'a> {
+pub struct OkReply<'a, D: ?Sized> {
     #[serde(rename = "type")]
     kind: OkTag,
     #[serde(rename = "ref")]
     pub reference: &'a Ref,
-    pub data: &'a serde_json::value::RawValue,
+    pub data: &'a D,
 }
 
 #[derive(Debug, Serialize)]
@@ -139,8 +140,8 @@ enum OkTag {
     Ok,
 }
 
-impl<'a> OkReply<'a> {
-    pub fn new(reference: &'a Ref, data: &'a serde_json::value::RawValue) -> Self {
+impl<'a, D: Serialize + ?Sized> OkReply<'a, D> {
+    pub fn new(reference: &'a Ref, data: &'a D) -> Self {
         OkReply {
             kind: OkTag::Ok,
             reference,
@@ -155,8 +156,7 @@ mod tests {
 
     #[test]
     fn an_ok_reply_reads_back_as_the_ok_frame() {
-        let data =
-            serde_json::value::RawValue::from_string(r#"{"room":{"id":"r_1"}}"#.into()).unwrap();
+        let data = serde_json::json!({"room": {"id": "r_1"}});
         let reference = Ref::from(7);
         let written = serde_json::to_string(&OkReply::new(&reference, &data)).unwrap();
         assert_eq!(

@@ -9,14 +9,47 @@ use meshi_protocol::{Room as RoomView, RoomClosedReason, ServerFrame};
 
 use crate::hub::encode;
 
-/// The member count of a view and the seq of a message are written in by
-/// Redis; these stand in for them until then.
-const COUNT_MARK: &str = "\"member_count\":4294967295";
-pub const SEQ_MARK: &str = "\"seq\":18446744073709551615";
-/// Stands in for the user id of `room.member_left`. Room ids never hold
-/// `|`, and a JSON string cannot hold an unescaped `"`, so this occurs
-/// once, as the field itself.
-const USER_MARK: &str = "\"user_id\":\"|\"";
+/// A field whose value a script writes in, serialized first with a stand-in
+/// value. A JSON string cannot hold an unescaped `"`, so the marked field
+/// occurs once, as the field itself, never as text inside a value; room
+/// ids never hold `|`.
+pub struct Hole {
+    marked: &'static str,
+    stand_in: &'static str,
+}
+
+/// The member count of a room's view.
+const COUNT: Hole = Hole {
+    marked: "\"member_count\":4294967295",
+    stand_in: "4294967295",
+};
+/// The seq of a room message.
+pub const SEQ: Hole = Hole {
+    marked: "\"seq\":18446744073709551615",
+    stand_in: "18446744073709551615",
+};
+/// The user id of `room.member_left`, inside its quotes.
+const USER: Hole = Hole {
+    marked: "\"user_id\":\"|\"",
+    stand_in: "|",
+};
+
+impl Hole {
+    /// The serialized frame before and after the stand-in value.
+    pub fn split(&self, json: &str) -> (String, String) {
+        let at = json
+            .find(self.marked)
+            .expect("the marked field is serialized")
+            + self
+                .marked
+                .find(self.stand_in)
+                .expect("the stand-in is in the mark");
+        (
+            json[..at].to_owned(),
+            json[at + self.stand_in.len()..].to_owned(),
+        )
+    }
+}
 
 /// Every reason a room closes for, each with the name scripts use.
 const CLOSE_REASONS: [RoomClosedReason; 3] = [
@@ -44,18 +77,14 @@ pub fn room_fields(view: &RoomView) -> String {
         member_count: u32::MAX,
         ..view.clone()
     };
-    let (vh, vt) = split_at_mark(&encode(&marked), COUNT_MARK);
-    let (dh, dt) = split_at_mark(
-        &encode(&ServerFrame::RoomsChanged(RoomsChanged::open(marked))),
-        COUNT_MARK,
-    );
-    let (lh, lt) = split_at_mark(
-        &encode(&ServerFrame::RoomMemberLeft {
-            room_id: view.id.clone(),
-            user_id: "|".into(),
-        }),
-        USER_MARK,
-    );
+    let (vh, vt) = COUNT.split(&encode(&marked));
+    let (dh, dt) = COUNT.split(&encode(&ServerFrame::RoomsChanged(RoomsChanged::open(
+        marked,
+    ))));
+    let (lh, lt) = USER.split(&encode(&ServerFrame::RoomMemberLeft {
+        room_id: view.id.clone(),
+        user_id: USER.stand_in.into(),
+    }));
     let mut fields = serde_json::Map::new();
     for (name, value) in [
         ("vh", vh),
@@ -86,22 +115,6 @@ pub fn room_fields(view: &RoomView) -> String {
         );
     }
     serde_json::Value::Object(fields).to_string()
-}
-
-/// Splits serialized JSON around the value in `mark` (`"field":<value>`),
-/// keeping the field's name in the head. A JSON string cannot hold an
-/// unescaped `"`, so the first match is the field itself, never text
-/// inside a value.
-pub fn split_at_mark(json: &str, mark: &str) -> (String, String) {
-    let at = json.find(mark).expect("the marked field is serialized");
-    let name_len = mark.find(':').expect("marks are `\"field\":value`") + 1;
-    let value_len = mark.len() - name_len;
-    let (head, tail) = (&json[..at + name_len], &json[at + name_len + value_len..]);
-    // A string hole keeps its quotes outside the hole.
-    if mark.ends_with('"') {
-        return (format!("{head}\""), format!("\"{tail}"));
-    }
-    (head.to_owned(), tail.to_owned())
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use meshi_protocol::{
     UserSummary,
 };
 
-use super::frames::{self, reason_name, split_at_mark, SEQ_MARK};
+use super::frames::{self, reason_name, SEQ};
 use super::{scripts, Cluster, RESEED_GAP};
 use crate::clock::{now_ms, rfc3339};
 use crate::error::{Error, Result};
@@ -390,7 +390,7 @@ impl ClusterRooms {
             sent_at: rfc3339(now_ms()),
             client_msg_id: client_msg_id.clone(),
         }));
-        let (head, tail) = split_at_mark(frame.as_str(), SEQ_MARK);
+        let (head, tail) = SEQ.split(frame.as_str());
         let history = self.hub.settings().history;
         let cid = client_msg_id.unwrap_or_default();
         let args = args![room_id, sender.user, head, tail, message_id, cid, history];

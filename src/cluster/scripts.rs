@@ -101,11 +101,12 @@ end
 -- `frames::room_fields`), capacity, creation time, seq and position floors.
 local function store_room()
   local kind = ARGV[4]
-  redis.call('HSET', K.meta, 'kind', kind, 'cap', ARGV[6], 'created', ARGV[7],
-    'seq', ARGV[8], 'ev', ARGV[9])
+  local fields = {'kind', kind, 'cap', ARGV[6], 'created', ARGV[7], 'seq', ARGV[8], 'ev', ARGV[9]}
   for field, value in pairs(cjson.decode(ARGV[5])) do
-    redis.call('HSET', K.meta, field, value)
+    fields[#fields + 1] = field
+    fields[#fields + 1] = value
   end
+  redis.call('HSET', K.meta, unpack(fields))
   if kind == 'drop_in' then redis.call('ZADD', ROOMS, ARGV[7], room) end
 end
 

@@ -14,10 +14,7 @@ pub fn encode<T: serde::Serialize>(frame: &T) -> Frame {
     Frame::from(serde_json::to_string(frame).expect("frames always serialize"))
 }
 
-/// An `ok` reply around `data`, JSON this node serialized already: it is
-/// checked, not parsed into values, on its way into the envelope.
-pub fn ok_reply(reference: &Ref, data: &str) -> Frame {
-    let data: &serde_json::value::RawValue =
-        serde_json::from_str(data).expect("reply data is JSON the server wrote");
+/// An `ok` reply around `data`, serialized with it in one pass.
+pub fn ok_reply<D: serde::Serialize + ?Sized>(reference: &Ref, data: &D) -> Frame {
     encode(&OkReply::new(reference, data))
 }

@@ -9,7 +9,8 @@
 
 use std::sync::Mutex;
 
-use super::outbox::{Frame, Outbox};
+use super::frame::Frame;
+use super::outbox::Outbox;
 
 /// Events a gate keeps while the join is on its way; a room this busy
 /// during one join overwhelms the socket anyway.

@@ -16,7 +16,7 @@ use meshi_protocol::close;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub use super::frame::Frame;
+use super::frame::Frame;
 
 /// What the socket writer is asked to do, in order.
 #[derive(Debug)]

@@ -14,8 +14,9 @@ use std::sync::{Arc, OnceLock};
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
+use super::frame::Frame;
 use super::gate::Gate;
-use super::outbox::{Frame, Outbox};
+use super::outbox::Outbox;
 use super::{ConnId, UserId};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

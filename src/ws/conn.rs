@@ -20,8 +20,9 @@ use crate::auth::Identity;
 use crate::clock::now_ms;
 use crate::error::Error;
 use crate::hub::frame::ok_reply;
-use crate::hub::outbox::{Frame, Inbox, Kill, Outbound, Outbox};
+use crate::hub::outbox::{Inbox, Kill, Outbound, Outbox};
 use crate::hub::subscribers::{Subscriber, Topic};
+use crate::hub::Frame;
 use crate::hub::{encode, ConnId};
 use crate::state::AppState;
 use crate::store::Pair;
@@ -258,7 +259,7 @@ impl Connection {
         self.handle(text).await
     }
 
-    pub(super) fn reply_ok(&self, reference: Option<&Ref>, data: &str) {
+    pub(super) fn reply_ok(&self, reference: Option<&Ref>, data: &serde_json::value::RawValue) {
         if let Some(reference) = reference {
             self.outbox.push(ok_reply(reference, data));
         }

@@ -96,8 +96,8 @@ impl Connection {
                 message_id: stored.message_id.clone(),
                 seq: stored.seq as u64,
             };
-            if let (Some(reference), Ok(json)) = (reference, serde_json::to_string(&sent)) {
-                outbox.push(ok_reply(&reference, &json));
+            if let Some(reference) = reference {
+                outbox.push(ok_reply(&reference, &sent));
             }
         });
         match self.state.dms.send(message, acknowledge).await? {

@@ -22,13 +22,13 @@ use crate::standing;
 /// How an op answered.
 pub(super) enum Reply {
     /// The `data` of the `ok` reply, serialized.
-    Data(String),
+    Data(Box<serde_json::value::RawValue>),
     /// The op queued its own reply (to order it among pushes).
     Queued,
 }
 
 pub(super) fn data<T: Serialize>(value: &T) -> Result<Reply> {
-    serde_json::to_string(value)
+    serde_json::value::to_raw_value(value)
         .map(Reply::Data)
         .map_err(Error::internal)
 }
@@ -150,10 +150,8 @@ impl Connection {
                         since_seq,
                         already_joined,
                         |joined| {
-                            if let (Some(reference), Ok(json)) =
-                                (reference, serde_json::to_string(joined))
-                            {
-                                outbox.push(crate::hub::frame::ok_reply(reference, &json));
+                            if let Some(reference) = reference {
+                                outbox.push(crate::hub::frame::ok_reply(reference, joined));
                             }
                         },
                     )

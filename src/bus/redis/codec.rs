@@ -29,8 +29,8 @@ use std::sync::{Mutex, OnceLock};
 
 use bytes::Bytes;
 
-use crate::hub::outbox::Frame;
 use crate::hub::subscribers::{Delivery, Topic};
+use crate::hub::Frame;
 
 const VERSION: u8 = 1;
 const KIND_FRAME: u8 = b'F';
