@@ -11,15 +11,16 @@ use tokio_util::task::TaskTracker;
 use crate::auth::jwt::{JwtSetupError, JwtVerifier};
 use crate::auth::Accounts;
 use crate::bus::{Bus, BusError, LocalBus, RedisBus};
-use crate::cluster::{Cluster, ClusterError, ClusterPresence, ClusterRooms};
+use crate::cluster::{Cluster, ClusterError, ClusterPresence, RedisEngine};
 use crate::config::Config;
 use crate::dm::DirectMessages;
-use crate::hub::quota::RoomQuota;
 use crate::hub::subscribers::Subscribers;
-use crate::hub::{Hub, RoomSettings};
+use crate::hub::Hub;
 use crate::notify::Notifier;
 use crate::presence::Presence;
-use crate::rooms::Rooms;
+use crate::rooms::memory::MemoryEngine;
+use crate::rooms::quota::RoomQuota;
+use crate::rooms::{RoomEngine, RoomSettings, Rooms};
 use crate::state::{AppState, Services};
 use crate::store::{Store, StoreError};
 use crate::upkeep::Upkeep;
@@ -64,26 +65,32 @@ impl AppState {
             Reach::Alone => (Arc::new(LocalBus::new(subscribers.clone())), None),
             Reach::Cluster { cluster, bus } => (bus, Some(cluster)),
         };
-        let hub = Hub::new(
-            bus,
-            subscribers,
-            RoomSettings {
-                empty_grace: config.room_empty_grace(),
-                history: config.room_history as usize,
-                quota: RoomQuota {
-                    max_hosted: config.max_hosted_rooms,
-                    create_per_min: config.room_create_per_min,
-                },
+        let hub = Hub::new(bus, subscribers);
+        let settings = RoomSettings {
+            empty_grace: config.room_empty_grace(),
+            history: config.room_history as usize,
+            quota: RoomQuota {
+                max_hosted: config.max_hosted_rooms,
+                create_per_min: config.room_create_per_min,
             },
-            tasks.clone(),
-            shutdown.clone(),
-        );
-        let rooms = match &cluster {
-            Some(cluster) => {
-                Rooms::Cluster(Arc::new(ClusterRooms::new(cluster.clone(), hub.clone())))
-            }
-            None => Rooms::Local(hub.clone()),
         };
+        // The one place where one node and a cluster part ways for rooms.
+        let (engine, redis_rooms): (Arc<dyn RoomEngine>, _) = match &cluster {
+            Some(cluster) => {
+                let engine = Arc::new(RedisEngine::new(cluster.clone(), settings.clone()));
+                (engine.clone(), Some(engine))
+            }
+            None => (
+                Arc::new(MemoryEngine::new(
+                    hub.clone(),
+                    settings.clone(),
+                    tasks.clone(),
+                    shutdown.clone(),
+                )),
+                None,
+            ),
+        };
+        let rooms = Rooms::new(hub.clone(), engine, settings);
         AppState(Arc::new(Services {
             accounts: Accounts::new(store.clone(), config.clone(), jwt),
             notifier: Notifier::new(store.clone(), hub.clone()),
@@ -100,6 +107,7 @@ impl AppState {
             store,
             hub,
             rooms,
+            redis_rooms,
             cluster,
             metrics: crate::metrics::handle(),
             shutdown,
@@ -147,8 +155,8 @@ pub async fn serve(
     let router = crate::http::router(state.clone());
     let upkeep_stop = CancellationToken::new();
     // The node joins the cluster's upkeep before it takes any socket.
-    let upkeep = match (&state.cluster, &state.rooms) {
-        (Some(cluster), Rooms::Cluster(rooms)) => Some(
+    let upkeep = match (&state.cluster, &state.redis_rooms) {
+        (Some(cluster), Some(rooms)) => Some(
             Upkeep {
                 cluster: cluster.clone(),
                 rooms: rooms.clone(),

@@ -9,8 +9,7 @@
 use meshi_protocol::{Room, RoomKind, RoomRemovedReason, ServerFrame};
 
 use crate::error::{Error, Result};
-use crate::hub::StandingRoom;
-use crate::rooms::Rooms;
+use crate::rooms::{Rooms, StandingRoom};
 use crate::store::Store;
 
 /// Members a community room holds at once; the largest room size.

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Accounts;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, RedisEngine};
 use crate::config::Config;
 use crate::dm::DirectMessages;
 use crate::hub::Hub;
@@ -39,6 +39,8 @@ pub struct Services {
     pub accounts: Accounts,
     pub hub: Hub,
     pub rooms: Rooms,
+    /// The rooms' engine when it is Redis, for the cluster's upkeep.
+    pub redis_rooms: Option<Arc<RedisEngine>>,
     /// Set when this node is one of a cluster.
     pub cluster: Option<Cluster>,
     pub notifier: Notifier,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::{Cluster, ClusterError, ClusterPresence, ClusterRooms};
+use crate::cluster::{Cluster, ClusterError, ClusterPresence, RedisEngine};
 use crate::presence::Presence;
 
 /// The upkeep runs at least this often, for closing emptied rooms on time.
@@ -23,7 +23,7 @@ const RECONCILE_EVERY: u64 = 10;
 
 pub struct Upkeep {
     pub cluster: Cluster,
-    pub rooms: Arc<ClusterRooms>,
+    pub rooms: Arc<RedisEngine>,
     pub presence: Presence,
     pub cluster_presence: ClusterPresence,
     pub ttl: Duration,

@@ -72,7 +72,7 @@ pub mod rooms;
 mod scripts;
 
 pub use presence::ClusterPresence;
-pub use rooms::ClusterRooms;
+pub use rooms::RedisEngine;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,41 +1,42 @@
-//! Rooms shared by every node, kept in Redis (see the module above).
+//! Rooms shared by every node, kept in Redis: the Redis implementation of
+//! [`RoomEngine`] (see the module above for the keys and the order).
 //!
-//! A node still counts its own sockets per room and user, so Redis hears
-//! only of a user's first socket on this node entering a room and their
-//! last one leaving it. The joined socket's subscription is local, and the
-//! node listens to the room's channel while it has such a socket, so a
-//! message crosses Redis once per interested node, whatever the number of
-//! members behind it.
+//! Each op is one script, so a room changes atomically and its events
+//! leave Redis in one order. Redis counts members per node: the node side
+//! (`rooms`) joins a user with their first socket here and leaves them with
+//! their last, so a message crosses Redis once per interested node,
+//! whatever the number of members behind it.
+//!
+//! Beyond the scripts, this engine keeps what a node must to survive Redis
+//! losing its data: the rooms it holds members in, with those members, to
+//! put back (`restore_all`), and leaves Redis did not hear, to tell again.
+//! It uses the Redis bus's own reports (what a room's channel carried,
+//! rooms closing, members evicted) for that: they belong to this engine's
+//! half of the seam, not to the node side. It must not know sockets.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
+use async_trait::async_trait;
 use dashmap::DashMap;
 use meshi_protocol::{
-    Room as RoomView, RoomClosedReason, RoomJoined, RoomKind, RoomMessage, Sent, ServerFrame,
-    UserSummary,
+    Room as RoomView, RoomClosedReason, RoomJoined, RoomKind, RoomMessage, ServerFrame, UserSummary,
 };
 
 use super::frames::{self, reason_name, SEQ};
 use super::{scripts, Cluster, RESEED_GAP};
 use crate::clock::{now_ms, rfc3339};
 use crate::error::{Error, Result};
-use crate::hub::gate::Gate;
-use crate::hub::subscribers::{Subscriber, Topic};
-use crate::hub::{
-    encode, validate_message, validate_new_room, Hub, StandingRoom, UserId, LATEST_ON_JOIN,
+use crate::hub::{encode, Frame, UserId};
+use crate::rooms::engine::{
+    Creating, Joined, Joining, Membership, RoomEngine, RoomSettings, Sending, StandingRoom,
+    LATEST_ON_JOIN,
 };
-use crate::ids;
 
-/// How long a join waits for this node to hear the room's channel.
-const LISTEN_WITHIN: Duration = Duration::from_secs(3);
-const MAX_ROOM_ID_BYTES: usize = 64;
-
-pub struct ClusterRooms {
+pub struct RedisEngine {
     cluster: Cluster,
-    hub: Hub,
+    settings: RoomSettings,
     /// Rooms this node holds members in, with what it needs to put the
     /// room back if Redis loses it.
     held: Arc<DashMap<Arc<str>, Arc<Held>>>,
@@ -49,8 +50,8 @@ struct Held {
     fields: String,
     capacity: u32,
     created_ms: i64,
-    /// Users inside through this node: sockets, and their summary JSON.
-    users: Mutex<HashMap<UserId, (u32, String)>>,
+    /// Users inside through this node, with their summary JSON.
+    users: Mutex<HashMap<UserId, String>>,
     /// Highest seq and position this node handed out or was told of.
     seq: AtomicU64,
     position: AtomicU64,
@@ -78,8 +79,8 @@ impl Answer {
     }
 }
 
-impl ClusterRooms {
-    pub fn new(cluster: Cluster, hub: Hub) -> Self {
+impl RedisEngine {
+    pub fn new(cluster: Cluster, settings: RoomSettings) -> Self {
         // A closed room must not come back with the members this node
         // held in it, so its record goes with the close.
         let held: Arc<DashMap<Arc<str>, Arc<Held>>> = Arc::default();
@@ -99,217 +100,20 @@ impl ClusterRooms {
                     forget.remove_if(room, |_, h| h.is_empty());
                 }
             }));
-        ClusterRooms {
+        RedisEngine {
             cluster,
-            hub,
+            settings,
             held,
             unheard_leaves: Mutex::default(),
         }
     }
 
     fn close_at_once(&self) -> &'static str {
-        if self.hub.settings().empty_grace.is_zero() {
+        if self.settings.empty_grace.is_zero() {
             "1"
         } else {
             "0"
         }
-    }
-
-    pub async fn create(
-        &self,
-        creator: &Subscriber,
-        creator_user: &UserSummary,
-        name: &str,
-        topic: Option<&str>,
-        capacity: Option<u32>,
-    ) -> Result<RoomView> {
-        let (name, topic, capacity) = validate_new_room(name, topic, capacity)?;
-        let created_ms = now_ms();
-        let view = RoomView {
-            id: ids::random("r"),
-            kind: RoomKind::DropIn,
-            name,
-            topic,
-            capacity,
-            member_count: 1,
-            host_id: Some(creator.user.to_string()),
-            created_at: rfc3339(created_ms),
-        };
-        let room: Arc<str> = Arc::from(view.id.as_str());
-        let topic = Topic::Room(room.clone());
-        self.hub.subscribe(topic.clone(), creator.clone());
-        let held = self.hold(&room, &view, created_ms);
-        let summary = summary_json(creator_user);
-        held.add_socket(creator.user, &summary);
-        let opened = async {
-            self.listen(&topic).await?;
-            let quota = self.hub.settings().quota;
-            let answer: Vec<String> = self
-                .cluster
-                .run(
-                    &scripts::CREATE,
-                    &args![
-                        &*room,
-                        "drop_in",
-                        held.fields,
-                        capacity,
-                        created_ms,
-                        0u64,
-                        0u64,
-                        creator.user,
-                        summary,
-                        quota.max_hosted,
-                        quota.create_per_min,
-                        created_ms,
-                    ],
-                )
-                .await?;
-            match answer.first().map(String::as_str) {
-                Some("ok") => Ok(()),
-                Some("hosted") => Err(quota.too_many_hosted()),
-                Some("rate") => {
-                    let wait: i64 = parse_number(answer.get(1))?;
-                    Err(quota.too_many_created(wait.max(1) as u64))
-                }
-                _ => Err(Error::internal(format!("room create answered {answer:?}"))),
-            }
-        };
-        if let Err(err) = opened.await {
-            self.hub.unsubscribe(&topic, creator.conn);
-            self.held.remove(&room);
-            return Err(err);
-        }
-        Ok(view)
-    }
-
-    /// Opens an event's or a community's room unless it is open already.
-    pub async fn ensure(&self, spec: StandingRoom) -> Result<RoomView> {
-        check_room_id(&spec.id)?;
-        let created_ms = now_ms();
-        let template = RoomView {
-            id: spec.id.clone(),
-            kind: spec.kind,
-            name: spec.name,
-            topic: spec.topic,
-            capacity: spec.capacity,
-            member_count: 0,
-            host_id: spec.host_id.map(|id| id.to_string()),
-            created_at: rfc3339(created_ms),
-        };
-        let fields = frames::room_fields(&template);
-        let (position, seq) = self.floors(&spec.id);
-        let view: String = self
-            .cluster
-            .run(
-                &scripts::OPEN,
-                &args![
-                    spec.id,
-                    kind_name(spec.kind),
-                    fields,
-                    spec.capacity,
-                    created_ms,
-                    seq,
-                    position,
-                ],
-            )
-            .await?;
-        parse_json(&view)
-    }
-
-    pub async fn join(
-        &self,
-        room_id: &str,
-        joiner: &Subscriber,
-        joiner_user: &UserSummary,
-        since_seq: Option<u64>,
-        already_joined: bool,
-        on_joined: impl FnOnce(&RoomJoined),
-    ) -> Result<()> {
-        check_room_id(room_id)?;
-        let room: Arc<str> = Arc::from(room_id);
-        let topic = Topic::Room(room.clone());
-        let gate = Arc::new(Gate::default());
-        self.hub
-            .subscribers()
-            .resubscribe(topic.clone(), joiner.gated(gate.clone()));
-        let undo = || {
-            if !already_joined {
-                self.hub.unsubscribe(&topic, joiner.conn);
-            }
-        };
-        let answer = async {
-            self.listen(&topic).await?;
-            let summary = summary_json(joiner_user);
-            let joined_frame = encode(&ServerFrame::RoomMemberJoined {
-                room_id: room_id.to_owned(),
-                user: joiner_user.clone(),
-            });
-            let since = since_seq.map(|s| s.to_string()).unwrap_or_default();
-            let args = args![
-                room_id,
-                joiner.user,
-                summary,
-                joined_frame.as_str(),
-                since,
-                LATEST_ON_JOIN,
-            ];
-            let mut answer = Answer::from(self.cluster.run(&scripts::JOIN, &args).await?);
-            if matches!(answer, Answer::Gone) && self.restore_if_lost(room_id).await? {
-                answer = Answer::from(self.cluster.run(&scripts::JOIN, &args).await?);
-            }
-            Ok::<_, Error>((answer, summary))
-        };
-        let (fields, summary) = match answer.await {
-            Ok((Answer::Ok(fields), summary)) => (fields, summary),
-            Ok((Answer::Full, _)) => {
-                undo();
-                return Err(Error::RoomFull);
-            }
-            Ok(_) => {
-                undo();
-                return Err(Error::NotFound("room"));
-            }
-            Err(err) => {
-                undo();
-                return Err(err);
-            }
-        };
-        let joined = parse_joined(&fields)?;
-        let position: u64 = parse_number(fields.get(1))?;
-        let created_ms = parse_number::<i64>(fields.get(4)).unwrap_or_else(|_| now_ms());
-        let held = self.hold(&room, &joined.room, created_ms);
-        held.seen(joined.last_seq, position);
-        if !already_joined {
-            held.add_socket(joiner.user, &summary);
-        }
-        gate.open(position, &joiner.outbox, || on_joined(&joined));
-        Ok(())
-    }
-
-    pub async fn leave(&self, room_id: &str, conn: &Subscriber) -> Result<()> {
-        let room: Arc<str> = Arc::from(room_id);
-        // A socket taken out of the room (its user's access ended) left it
-        // then; Redis has heard of it already.
-        if !self.hub.unsubscribe(&Topic::Room(room.clone()), conn.conn) {
-            return Ok(());
-        }
-        let Some(held) = self.held.get(room_id).map(|h| h.clone()) else {
-            return Ok(());
-        };
-        let (last_socket, room_now_unheld) = held.remove_socket(conn.user);
-        if room_now_unheld {
-            self.held.remove_if(room_id, |_, h| h.is_empty());
-        }
-        if last_socket {
-            if let Err(error) = self.tell_leave(room_id, conn.user).await {
-                self.unheard_leaves
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((room, conn.user));
-                return Err(error.into());
-            }
-        }
-        Ok(())
     }
 
     async fn tell_leave(&self, room_id: &str, user: UserId) -> redis::RedisResult<()> {
@@ -348,176 +152,6 @@ impl ClusterRooms {
         result
     }
 
-    /// Takes `user` out of the room on every node; see [`scripts::REMOVE`].
-    pub async fn remove(&self, room_id: &str, user: UserId, removed: &ServerFrame) -> Result<bool> {
-        if check_room_id(room_id).is_err() {
-            return Ok(false);
-        }
-        let frame = encode(removed);
-        let inside: i64 = self
-            .cluster
-            .run(
-                &scripts::REMOVE,
-                &args![
-                    room_id,
-                    user,
-                    frame.as_str(),
-                    self.close_at_once(),
-                    now_ms()
-                ],
-            )
-            .await?;
-        Ok(inside == 1)
-    }
-
-    pub async fn send(
-        &self,
-        room_id: &str,
-        sender: &Subscriber,
-        sender_user: &UserSummary,
-        text: String,
-        client_msg_id: Option<String>,
-    ) -> Result<Sent> {
-        validate_message(&text, client_msg_id.as_deref())?;
-        check_room_id(room_id)?;
-        let message_id = ids::random("m");
-        let frame = encode(&ServerFrame::RoomMessage(RoomMessage {
-            room_id: room_id.to_owned(),
-            seq: u64::MAX,
-            message_id: message_id.clone(),
-            from: sender_user.clone(),
-            text,
-            sent_at: rfc3339(now_ms()),
-            client_msg_id: client_msg_id.clone(),
-        }));
-        let (head, tail) = SEQ.split(frame.as_str());
-        let history = self.hub.settings().history;
-        let cid = client_msg_id.unwrap_or_default();
-        let args = args![room_id, sender.user, head, tail, message_id, cid, history];
-        let mut answer = Answer::from(self.cluster.run(&scripts::SEND, &args).await?);
-        if matches!(answer, Answer::Gone) && self.restore_if_lost(room_id).await? {
-            answer = Answer::from(self.cluster.run(&scripts::SEND, &args).await?);
-        }
-        match answer {
-            Answer::Ok(fields) => {
-                let seq = parse_number(fields.first())?;
-                if let Some(held) = self.held.get(room_id) {
-                    held.seen(seq, 0);
-                }
-                Ok(Sent {
-                    seq,
-                    message_id: fields.get(1).cloned().unwrap_or(message_id),
-                })
-            }
-            Answer::Forbidden => Err(Error::Forbidden("join the room first")),
-            Answer::Gone | Answer::Full => Err(Error::NotFound("room")),
-        }
-    }
-
-    pub async fn typing(&self, room_id: &str, typist: &Subscriber) -> Result<()> {
-        check_room_id(room_id)?;
-        let (exists, member): (bool, bool) = self
-            .cluster
-            .pipe(
-                redis::pipe()
-                    .exists(self.room_key(room_id, ""))
-                    .hexists(self.room_key(room_id, "|m"), typist.user),
-            )
-            .await?;
-        if !exists {
-            return Err(Error::NotFound("room"));
-        }
-        if !member {
-            return Err(Error::Forbidden("join the room first"));
-        }
-        self.hub.publish_except(
-            Topic::Room(Arc::from(room_id)),
-            &ServerFrame::RoomTyping {
-                room_id: room_id.to_owned(),
-                user_id: typist.user.to_string(),
-            },
-            typist.user,
-        );
-        Ok(())
-    }
-
-    pub async fn close(&self, room_id: &str, reason: RoomClosedReason) -> Result<()> {
-        check_room_id(room_id)?;
-        let closed: i64 = self
-            .cluster
-            .run(&scripts::CLOSE, &args![room_id, reason_name(reason), ""])
-            .await?;
-        if closed == 0 {
-            return Err(Error::NotFound("room"));
-        }
-        Ok(())
-    }
-
-    pub async fn info(&self, room_id: &str) -> Result<RoomView> {
-        check_room_id(room_id)?;
-        let mut views = self.views(&[room_id.to_owned()]).await?;
-        views.pop().flatten().ok_or(Error::NotFound("room"))
-    }
-
-    pub async fn exists(&self, room_id: &str) -> Result<bool> {
-        if check_room_id(room_id).is_err() {
-            return Ok(false);
-        }
-        Ok(self
-            .cluster
-            .query(redis::cmd("EXISTS").arg(self.room_key(room_id, "")))
-            .await?)
-    }
-
-    pub async fn has_member(&self, room_id: &str, user: UserId) -> Result<bool> {
-        if check_room_id(room_id).is_err() {
-            return Ok(false);
-        }
-        Ok(self
-            .cluster
-            .query(
-                redis::cmd("HEXISTS")
-                    .arg(self.room_key(room_id, "|m"))
-                    .arg(user),
-            )
-            .await?)
-    }
-
-    /// Open drop-in rooms across the cluster, newest first, after the
-    /// `(created_at, id)` key of the last room a previous page served.
-    pub async fn page(
-        &self,
-        after: Option<(i64, &str)>,
-        limit: usize,
-    ) -> Result<Vec<(i64, RoomView)>> {
-        let mut listed: Vec<(String, f64)> = self
-            .cluster
-            .query(
-                redis::cmd("ZRANGE")
-                    .arg(self.cluster.key("rooms"))
-                    .arg(0)
-                    .arg(-1)
-                    .arg("WITHSCORES"),
-            )
-            .await?;
-        listed.retain(|(id, at)| match after {
-            None => true,
-            Some((after_at, after_id)) => {
-                let at = *at as i64;
-                at < after_at || (at == after_at && id.as_str() > after_id)
-            }
-        });
-        listed.sort_by(|a, b| (b.1 as i64).cmp(&(a.1 as i64)).then_with(|| a.0.cmp(&b.0)));
-        listed.truncate(limit);
-        let ids: Vec<String> = listed.iter().map(|(id, _)| id.clone()).collect();
-        let views = self.views(&ids).await?;
-        Ok(listed
-            .into_iter()
-            .zip(views)
-            .filter_map(|((_, at), view)| view.map(|view| (at as i64, view)))
-            .collect())
-    }
-
     /// Each room's view as Redis has it now; `None` for one that is gone.
     async fn views(&self, ids: &[String]) -> Result<Vec<Option<RoomView>>> {
         if ids.is_empty() {
@@ -547,7 +181,7 @@ impl ClusterRooms {
 
     /// Closes drop-in rooms that have been empty for the grace period.
     pub(crate) async fn close_emptied(&self) -> redis::RedisResult<()> {
-        let cutoff = now_ms() - self.hub.settings().empty_grace.as_millis() as i64;
+        let cutoff = now_ms() - self.settings.empty_grace.as_millis() as i64;
         for room in self.cluster.due("empty", cutoff).await? {
             self.cluster
                 .run::<i64>(&scripts::CLOSE, &args![room, "empty", cutoff])
@@ -609,7 +243,7 @@ impl ClusterRooms {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .map(|(user, (_, summary))| (*user, summary.clone()))
+            .map(|(user, summary)| (*user, summary.clone()))
             .collect();
         let mut args = args![
             room_id,
@@ -659,47 +293,285 @@ impl ClusterRooms {
             .clone()
     }
 
-    async fn listen(&self, topic: &Topic) -> Result<()> {
-        self.cluster
-            .bus()
-            .listening(topic, LISTEN_WITHIN)
-            .await
-            .map_err(|_| Error::Unavailable("redis"))
-    }
-
     fn room_key(&self, room_id: &str, suffix: &str) -> String {
         format!("{}:r:{room_id}{suffix}", self.cluster.prefix())
     }
 }
 
-impl Held {
-    fn add_socket(&self, user: UserId, summary: &str) {
-        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
-        users
-            .entry(user)
-            .or_insert_with(|| (0, summary.to_owned()))
-            .0 += 1;
+#[async_trait]
+impl RoomEngine for RedisEngine {
+    async fn create(
+        &self,
+        room: &RoomView,
+        created_ms: i64,
+        host: UserId,
+        host_summary: &UserSummary,
+    ) -> Result<Creating> {
+        let id: Arc<str> = Arc::from(room.id.as_str());
+        let held = self.hold(&id, room, created_ms);
+        let summary = summary_json(host_summary);
+        held.add(host, &summary);
+        let quota = self.settings.quota;
+        let answer: Result<Vec<String>> = self
+            .cluster
+            .run(
+                &scripts::CREATE,
+                &args![
+                    &*id,
+                    "drop_in",
+                    held.fields,
+                    room.capacity,
+                    created_ms,
+                    0u64,
+                    0u64,
+                    host,
+                    summary,
+                    quota.max_hosted,
+                    quota.create_per_min,
+                    created_ms,
+                ],
+            )
+            .await
+            .map_err(Error::from);
+        let creating = answer.and_then(|answer| match answer.first().map(String::as_str) {
+            Some("ok") => Ok(Creating::Created),
+            Some("hosted") => Ok(Creating::HostsTooMany),
+            Some("rate") => {
+                let wait: i64 = parse_number(answer.get(1))?;
+                Ok(Creating::TooSoon {
+                    wait_ms: wait.max(1) as u64,
+                })
+            }
+            _ => Err(Error::internal(format!("room create answered {answer:?}"))),
+        });
+        if !matches!(creating, Ok(Creating::Created)) {
+            self.held.remove(&id);
+        }
+        creating
     }
 
-    /// Returns whether that was the user's last socket here, and whether
-    /// this node now holds nobody in the room.
-    fn remove_socket(&self, user: UserId) -> (bool, bool) {
-        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
-        let last = match users.get_mut(&user) {
-            Some((sockets, _)) if *sockets > 1 => {
-                *sockets -= 1;
-                false
-            }
-            Some(_) => {
-                users.remove(&user);
-                true
-            }
-            None => false,
+    async fn ensure(&self, spec: &StandingRoom, created_ms: i64) -> Result<RoomView> {
+        let template = RoomView {
+            id: spec.id.clone(),
+            kind: spec.kind,
+            name: spec.name.clone(),
+            topic: spec.topic.clone(),
+            capacity: spec.capacity,
+            member_count: 0,
+            host_id: spec.host_id.map(|id| id.to_string()),
+            created_at: rfc3339(created_ms),
         };
-        (last, users.is_empty())
+        let fields = frames::room_fields(&template);
+        let (position, seq) = self.floors(&spec.id);
+        let view: String = self
+            .cluster
+            .run(
+                &scripts::OPEN,
+                &args![
+                    spec.id,
+                    kind_name(spec.kind),
+                    fields,
+                    spec.capacity,
+                    created_ms,
+                    seq,
+                    position,
+                ],
+            )
+            .await?;
+        parse_json(&view)
     }
 
-    /// Drops every socket of `user`: they were taken out of the room.
+    async fn join(
+        &self,
+        room_id: &str,
+        user: UserId,
+        summary: &UserSummary,
+        since_seq: Option<u64>,
+    ) -> Result<Joining> {
+        let summary_json = summary_json(summary);
+        let joined_frame = encode(&ServerFrame::RoomMemberJoined {
+            room_id: room_id.to_owned(),
+            user: summary.clone(),
+        });
+        let since = since_seq.map(|s| s.to_string()).unwrap_or_default();
+        let args = args![
+            room_id,
+            user,
+            summary_json,
+            joined_frame.as_str(),
+            since,
+            LATEST_ON_JOIN,
+        ];
+        let mut answer = Answer::from(self.cluster.run(&scripts::JOIN, &args).await?);
+        if matches!(answer, Answer::Gone) && self.restore_if_lost(room_id).await? {
+            answer = Answer::from(self.cluster.run(&scripts::JOIN, &args).await?);
+        }
+        let fields = match answer {
+            Answer::Ok(fields) => fields,
+            Answer::Full => return Ok(Joining::Full),
+            Answer::Gone | Answer::Forbidden => return Ok(Joining::NoRoom),
+        };
+        let reply = parse_joined(&fields)?;
+        let position: u64 = parse_number(fields.get(1))?;
+        let created_ms = parse_number::<i64>(fields.get(4)).unwrap_or_else(|_| now_ms());
+        let held = self.hold(&Arc::from(room_id), &reply.room, created_ms);
+        held.seen(reply.last_seq, position);
+        held.add(user, &summary_json);
+        Ok(Joining::Joined(Box::new(Joined { reply, position })))
+    }
+
+    async fn leave(
+        &self,
+        room_id: &str,
+        user: UserId,
+        back: &(dyn Fn() -> bool + Send + Sync),
+    ) -> Result<()> {
+        if back() {
+            return Ok(());
+        }
+        if let Some(held) = self.held.get(room_id).map(|h| h.clone()) {
+            held.forget(user);
+            if held.is_empty() {
+                self.held.remove_if(room_id, |_, h| h.is_empty());
+            }
+        }
+        if let Err(error) = self.tell_leave(room_id, user).await {
+            self.unheard_leaves
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((Arc::from(room_id), user));
+            return Err(error.into());
+        }
+        Ok(())
+    }
+
+    /// See [`scripts::REMOVE`].
+    async fn remove(&self, room_id: &str, user: UserId, removed: Frame) -> Result<bool> {
+        let inside: i64 = self
+            .cluster
+            .run(
+                &scripts::REMOVE,
+                &args![
+                    room_id,
+                    user,
+                    removed.as_str(),
+                    self.close_at_once(),
+                    now_ms()
+                ],
+            )
+            .await?;
+        Ok(inside == 1)
+    }
+
+    async fn send(&self, room_id: &str, sender: UserId, message: RoomMessage) -> Result<Sending> {
+        let message_id = message.message_id.clone();
+        let cid = message.client_msg_id.clone().unwrap_or_default();
+        // The script numbers the message: the frame goes as two halves
+        // around its seq.
+        let frame = encode(&ServerFrame::RoomMessage(RoomMessage {
+            seq: u64::MAX,
+            ..message
+        }));
+        let (head, tail) = SEQ.split(frame.as_str());
+        let history = self.settings.history;
+        let args = args![room_id, sender, head, tail, message_id, cid, history];
+        let mut answer = Answer::from(self.cluster.run(&scripts::SEND, &args).await?);
+        if matches!(answer, Answer::Gone) && self.restore_if_lost(room_id).await? {
+            answer = Answer::from(self.cluster.run(&scripts::SEND, &args).await?);
+        }
+        Ok(match answer {
+            Answer::Ok(fields) => {
+                let seq = parse_number(fields.first())?;
+                if let Some(held) = self.held.get(room_id) {
+                    held.seen(seq, 0);
+                }
+                Sending::Sent(meshi_protocol::Sent {
+                    seq,
+                    message_id: fields.get(1).cloned().unwrap_or(message_id),
+                })
+            }
+            Answer::Forbidden => Sending::NotMember,
+            Answer::Gone | Answer::Full => Sending::NoRoom,
+        })
+    }
+
+    async fn membership(&self, room_id: &str, user: UserId) -> Result<Membership> {
+        let (exists, member): (bool, bool) = self
+            .cluster
+            .pipe(
+                redis::pipe()
+                    .exists(self.room_key(room_id, ""))
+                    .hexists(self.room_key(room_id, "|m"), user),
+            )
+            .await?;
+        Ok(match (exists, member) {
+            (false, _) => Membership::NoRoom,
+            (true, true) => Membership::Member,
+            (true, false) => Membership::Outsider,
+        })
+    }
+
+    async fn close(&self, room_id: &str, reason: RoomClosedReason) -> Result<bool> {
+        let closed: i64 = self
+            .cluster
+            .run(&scripts::CLOSE, &args![room_id, reason_name(reason), ""])
+            .await?;
+        Ok(closed != 0)
+    }
+
+    async fn info(&self, room_id: &str) -> Result<Option<RoomView>> {
+        let mut views = self.views(&[room_id.to_owned()]).await?;
+        Ok(views.pop().flatten())
+    }
+
+    async fn exists(&self, room_id: &str) -> Result<bool> {
+        Ok(self
+            .cluster
+            .query(redis::cmd("EXISTS").arg(self.room_key(room_id, "")))
+            .await?)
+    }
+
+    /// Open drop-in rooms across the cluster, newest first.
+    async fn page(&self, after: Option<(i64, &str)>, limit: usize) -> Result<Vec<(i64, RoomView)>> {
+        let mut listed: Vec<(String, f64)> = self
+            .cluster
+            .query(
+                redis::cmd("ZRANGE")
+                    .arg(self.cluster.key("rooms"))
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES"),
+            )
+            .await?;
+        listed.retain(|(id, at)| match after {
+            None => true,
+            Some((after_at, after_id)) => {
+                let at = *at as i64;
+                at < after_at || (at == after_at && id.as_str() > after_id)
+            }
+        });
+        listed.sort_by(|a, b| (b.1 as i64).cmp(&(a.1 as i64)).then_with(|| a.0.cmp(&b.0)));
+        listed.truncate(limit);
+        let ids: Vec<String> = listed.iter().map(|(id, _)| id.clone()).collect();
+        let views = self.views(&ids).await?;
+        Ok(listed
+            .into_iter()
+            .zip(views)
+            .filter_map(|((_, at), view)| view.map(|view| (at as i64, view)))
+            .collect())
+    }
+}
+
+impl Held {
+    fn add(&self, user: UserId, summary: &str) {
+        self.users
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(user)
+            .or_insert_with(|| summary.to_owned());
+    }
+
+    /// This node no longer holds `user` in the room.
     fn forget(&self, user: UserId) {
         self.users
             .lock()
@@ -724,20 +596,6 @@ impl Held {
     fn seen(&self, seq: u64, position: u64) {
         self.seq.fetch_max(seq, Ordering::Relaxed);
         self.position.fetch_max(position, Ordering::Relaxed);
-    }
-}
-
-/// Room ids go into Redis keys, which use `|` and the prefix's `:` as
-/// separators; anything else is no room of ours.
-fn check_room_id(room_id: &str) -> Result<()> {
-    let fits = (1..=MAX_ROOM_ID_BYTES).contains(&room_id.len())
-        && room_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-'));
-    if fits {
-        Ok(())
-    } else {
-        Err(Error::NotFound("room"))
     }
 }
 
@@ -790,18 +648,4 @@ fn parse_joined(fields: &[String]) -> Result<RoomJoined> {
         last_seq,
         recovered,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn room_ids_that_could_meet_other_keys_are_refused() {
-        assert!(check_room_id("event:12").is_ok());
-        assert!(check_room_id("r_AbC123").is_ok());
-        for bad in ["", "a|m", "a b", "x".repeat(65).as_str(), "é"] {
-            assert!(check_room_id(bad).is_err(), "{bad}");
-        }
-    }
 }

@@ -1,28 +1,22 @@
-//! The live state of this node: sockets, who listens to what, and rooms.
+//! The live delivery side of this node: sockets' outboxes, who listens to
+//! which topic, the join gate, and publishing through the bus.
 //!
-//! Synchronous and free of I/O: no method awaits. Rooms sit in a sharded
-//! map, each behind its own short-lived lock, so rooms never contend with
-//! one another. Frames are serialized once and the same bytes go to every
-//! recipient through the bus.
+//! It owns no room, conversation or user state and imports nothing above
+//! it: rooms (`rooms`), direct messages (`dm`) and presence publish
+//! through it. Publishing never waits, so callers may hold their own
+//! short locks while they publish to keep an order. Frames are serialized
+//! once and the same bytes go to every recipient.
 
 pub mod frame;
 pub mod gate;
 pub mod outbox;
-pub mod quota;
-mod rooms;
 pub mod subscribers;
-
-pub use rooms::{
-    validate_message, validate_new_room, validate_text, RoomSettings, StandingRoom, LATEST_ON_JOIN,
-};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use dashmap::DashMap;
 use meshi_protocol::ServerFrame;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 pub use frame::{encode, Frame};
 use subscribers::{Bus, Delivery, Subscriber, Subscribers, Topic};
@@ -36,37 +30,18 @@ pub struct Hub {
 }
 
 struct Inner {
-    rooms: DashMap<Arc<str>, Arc<rooms::Room>>,
     bus: Arc<dyn Bus>,
     subscribers: Arc<Subscribers>,
-    settings: RoomSettings,
-    /// Rooms each user hosts and has created lately, when this node runs
-    /// alone; a cluster counts them in Redis.
-    quota: quota::LocalQuota,
     next_conn: AtomicU64,
-    /// Timers (empty-room grace) are tracked and cancelled with the node.
-    tasks: TaskTracker,
-    shutdown: CancellationToken,
 }
 
 impl Hub {
-    pub fn new(
-        bus: Arc<dyn Bus>,
-        subscribers: Arc<Subscribers>,
-        settings: RoomSettings,
-        tasks: TaskTracker,
-        shutdown: CancellationToken,
-    ) -> Self {
+    pub fn new(bus: Arc<dyn Bus>, subscribers: Arc<Subscribers>) -> Self {
         Hub {
             inner: Arc::new(Inner {
-                rooms: DashMap::new(),
                 bus,
                 subscribers,
-                settings,
-                quota: quota::LocalQuota::default(),
                 next_conn: AtomicU64::new(1),
-                tasks,
-                shutdown,
             }),
         }
     }
@@ -104,6 +79,31 @@ impl Hub {
         });
     }
 
+    /// Pushes a room event at its `position` in the room's order, which
+    /// gates of joining sockets go by.
+    pub fn publish_in_order(&self, topic: Topic, frame: Frame, position: u64) {
+        self.inner.bus.publish(Delivery::Frame {
+            topic,
+            frame,
+            skip_user: None,
+            position: Some(position),
+        });
+    }
+
+    /// Takes every socket of `user` off `topic`, on every node, each told
+    /// so by `frame`.
+    pub fn evict(&self, topic: Topic, user: UserId, frame: Frame) {
+        self.inner
+            .bus
+            .publish(Delivery::Evict { topic, user, frame });
+    }
+
+    /// Whether what is published on `topic` anywhere reaches this node's
+    /// subscribers of it (by `within`).
+    pub async fn listening(&self, topic: &Topic, within: Duration) -> bool {
+        self.inner.bus.listening(topic, within).await
+    }
+
     /// Pushes a frame to every socket listening to `topic` but `skip_user`'s.
     pub fn publish_except(&self, topic: Topic, frame: &ServerFrame, skip_user: UserId) {
         self.inner.bus.publish(Delivery::Frame {
@@ -124,13 +124,9 @@ impl Hub {
         });
     }
 
-    /// The local subscriber table, which a cluster's rooms manage directly.
+    /// The local subscriber table.
     pub fn subscribers(&self) -> &Arc<Subscribers> {
         &self.inner.subscribers
-    }
-
-    pub fn settings(&self) -> &RoomSettings {
-        &self.inner.settings
     }
 
     /// Closes this node's sockets listening to `topic`.

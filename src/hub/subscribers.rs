@@ -63,8 +63,26 @@ pub enum Delivery {
 /// carries, so the hub publishes through it without depending on any of
 /// them. `publish` must not wait: callers hold a room's lock while they
 /// publish, so that a room's messages leave in `seq` order.
+#[async_trait::async_trait]
 pub trait Bus: Send + Sync + 'static {
     fn publish(&self, delivery: Delivery);
+
+    /// Resolves to true once deliveries on `topic` published anywhere reach
+    /// this node, which a local subscriber asked for; false if that did not
+    /// happen `within`. A room join waits for it, so that no event
+    /// sequenced after the join can pass this node by.
+    async fn listening(&self, topic: &Topic, within: std::time::Duration) -> bool;
+}
+
+/// What taking one socket off a topic left of its user there.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unsubscribed {
+    /// The socket was not on the topic (or was taken off it already).
+    NotOn,
+    /// Another socket of the same user still is.
+    OthersOfUser,
+    /// It was the user's last socket on the topic.
+    LastOfUser,
 }
 
 #[derive(Clone)]
@@ -150,6 +168,27 @@ impl Subscribers {
             .is_some()
     }
 
+    /// Takes a socket off a topic and says, in the same step, whether its
+    /// user still has a socket there.
+    pub fn unsubscribe_counting(&self, topic: &Topic, conn: ConnId) -> Unsubscribed {
+        let mut outcome = Unsubscribed::NotOn;
+        let emptied = self.topics.remove_if_mut(topic, |_, subscribers| {
+            if let Some(at) = subscribers.iter().position(|s| s.conn == conn) {
+                let gone = subscribers.remove(at);
+                outcome = if subscribers.iter().any(|s| s.user == gone.user) {
+                    Unsubscribed::OthersOfUser
+                } else {
+                    Unsubscribed::LastOfUser
+                };
+            }
+            subscribers.is_empty()
+        });
+        if let (Some((topic, _)), Some(watcher)) = (emptied, self.watcher.get()) {
+            watcher(&topic, false);
+        }
+        outcome
+    }
+
     /// Takes every subscriber `leaves` picks off `topic` and returns them.
     fn unsubscribe_where(
         &self,
@@ -175,6 +214,13 @@ impl Subscribers {
         self.topics
             .get(topic)
             .is_some_and(|subscribers| subscribers.iter().any(|s| s.conn == conn))
+    }
+
+    /// Whether any socket of `user` listens to a topic right now.
+    pub fn has_user(&self, topic: &Topic, user: UserId) -> bool {
+        self.topics
+            .get(topic)
+            .is_some_and(|subscribers| subscribers.iter().any(|s| s.user == user))
     }
 
     /// Every topic with at least one local subscriber right now.
@@ -264,5 +310,34 @@ mod tests {
             vec![(topic.clone(), true), (topic, false)]
         );
         assert!(subscribers.topics().is_empty());
+    }
+
+    #[test]
+    fn unsubscribing_says_whether_the_user_is_still_on_the_topic() {
+        let subscribers = Subscribers::default();
+        let topic = Topic::Room(Arc::from("r"));
+        let subscriber = |conn, user| Subscriber::new(conn, user, Outbox::new(1).0);
+        subscribers.subscribe(topic.clone(), subscriber(1, 7));
+        subscribers.subscribe(topic.clone(), subscriber(2, 7));
+        subscribers.subscribe(topic.clone(), subscriber(3, 8));
+        assert_eq!(
+            subscribers.unsubscribe_counting(&topic, 1),
+            Unsubscribed::OthersOfUser
+        );
+        assert_eq!(
+            subscribers.unsubscribe_counting(&topic, 1),
+            Unsubscribed::NotOn
+        );
+        assert!(subscribers.has_user(&topic, 7));
+        assert_eq!(
+            subscribers.unsubscribe_counting(&topic, 2),
+            Unsubscribed::LastOfUser
+        );
+        assert!(!subscribers.has_user(&topic, 7));
+        assert_eq!(
+            subscribers.unsubscribe_counting(&topic, 3),
+            Unsubscribed::LastOfUser
+        );
+        assert_eq!(subscribers.count(&topic), 0);
     }
 }

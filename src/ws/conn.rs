@@ -21,7 +21,7 @@ use crate::clock::now_ms;
 use crate::error::Error;
 use crate::hub::frame::ok_reply;
 use crate::hub::outbox::{Inbox, Kill, Outbound, Outbox};
-use crate::hub::subscribers::{Subscriber, Topic};
+use crate::hub::subscribers::{Bus, Subscriber, Topic};
 use crate::hub::Frame;
 use crate::hub::{encode, ConnId};
 use crate::state::AppState;
@@ -310,12 +310,7 @@ impl Connection {
         let mut topics = vec![Topic::User(session.identity.user.id)];
         topics.extend(session.identity.session_id().map(Topic::Session));
         for topic in &topics {
-            if cluster
-                .bus()
-                .listening(topic, HELLO_LISTEN_WITHIN)
-                .await
-                .is_err()
-            {
+            if !cluster.bus().listening(topic, HELLO_LISTEN_WITHIN).await {
                 tracing::warn!("hello answered before Redis confirmed the user's channels");
                 return;
             }

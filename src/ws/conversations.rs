@@ -15,7 +15,6 @@ use crate::clock::{now_ms, rfc3339};
 use crate::error::{Error, Result};
 use crate::hub::frame::ok_reply;
 use crate::hub::subscribers::Topic;
-use crate::hub::validate_message;
 use crate::store::{DmOutcome, NewDm, Pair};
 use crate::{dm, ids};
 
@@ -73,7 +72,7 @@ impl Connection {
         reference: Option<&Ref>,
     ) -> Result<Reply> {
         let id = conversation_id(raw_id)?;
-        validate_message(&text, client_msg_id.as_deref())?;
+        crate::rooms::validate::message(&text, client_msg_id.as_deref())?;
         let sender = &self
             .session
             .as_ref()

@@ -86,8 +86,6 @@ pub enum BusError {
     NodeId,
     #[error("these subscribers are already fed by another bus")]
     AlreadyWatched,
-    #[error("Redis did not confirm the subscription in time")]
-    NotListening,
 }
 
 pub struct RedisBus {
@@ -235,27 +233,6 @@ impl RedisBus {
             && self.health.publisher_up.load(Ordering::Relaxed)
     }
 
-    /// Resolves once this node hears `topic`'s channel, which a local
-    /// subscriber asked for; a room join waits for it so that no event
-    /// sequenced after the join can pass this node by.
-    pub async fn listening(&self, topic: &Topic, within: Duration) -> Result<(), BusError> {
-        let channel = self.channels.name(topic);
-        let mut changed = self.heard.changed.subscribe();
-        let wait = async {
-            loop {
-                if self.heard.has_channel(&channel) {
-                    return Ok(());
-                }
-                if changed.changed().await.is_err() {
-                    return Err(BusError::NotListening);
-                }
-            }
-        };
-        tokio::time::timeout(within, wait)
-            .await
-            .map_err(|_| BusError::NotListening)?
-    }
-
     /// Installs the one listener for rooms closing; false if one is set.
     pub fn on_room_closed(&self, closed: RoomClosed) -> bool {
         self.heard.on_room_closed.set(closed).is_ok()
@@ -301,12 +278,30 @@ impl Drop for RedisBus {
     }
 }
 
+#[async_trait::async_trait]
 impl Bus for RedisBus {
     fn publish(&self, delivery: Delivery) {
         self.subscribers.deliver(&delivery);
         if self.queue.try_send(delivery).is_err() {
             metrics::counter!("meshi_bus_dropped_total").increment(1);
         }
+    }
+
+    /// Waits for Redis to confirm the subscription to `topic`'s channel.
+    async fn listening(&self, topic: &Topic, within: Duration) -> bool {
+        let channel = self.channels.name(topic);
+        let mut changed = self.heard.changed.subscribe();
+        let wait = async {
+            loop {
+                if self.heard.has_channel(&channel) {
+                    return true;
+                }
+                if changed.changed().await.is_err() {
+                    return false;
+                }
+            }
+        };
+        tokio::time::timeout(within, wait).await.unwrap_or(false)
     }
 }
 

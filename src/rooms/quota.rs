@@ -1,14 +1,16 @@
 //! What one user may open: drop-in rooms hosted at once and rooms created
 //! per minute. The limits and their refusals are defined here; a node
-//! alone counts in memory (this module), a cluster counts in Redis (the
-//! `CREATE` script), so a user spread over nodes meets the same limits.
+//! alone counts in memory (`LocalQuota`, for the memory engine), a cluster
+//! counts in Redis (the `CREATE` script), so a user spread over nodes
+//! meets the same limits.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
-use crate::error::{Error, Result};
+use super::engine::Creating;
+use crate::error::Error;
 use crate::hub::UserId;
 
 /// The window `MESHI_ROOM_CREATE_PER_MIN` counts in.
@@ -66,7 +68,7 @@ impl LocalQuota {
     /// Counts a room `user` is about to open, or refuses it. Checking and
     /// counting happen under one entry lock, so two racing creates cannot
     /// both take the last place.
-    pub fn claim(&self, quota: &RoomQuota, user: UserId) -> Result<()> {
+    pub fn claim(&self, quota: &RoomQuota, user: UserId) -> Creating {
         let now = Instant::now();
         if quota.create_per_min > 0 && self.created.len() > PRUNE_ABOVE {
             self.created.retain(|_, times| {
@@ -77,11 +79,12 @@ impl LocalQuota {
         }
         let mut hosted = self.hosted.entry(user).or_insert(0);
         let claimed = self.check_and_count(quota, *hosted, user, now);
-        if claimed.is_ok() {
+        let counted = matches!(claimed, Creating::Created);
+        if counted {
             *hosted += 1;
         }
         drop(hosted);
-        if claimed.is_err() {
+        if !counted {
             self.hosted.remove_if(&user, |_, hosted| *hosted == 0);
         }
         claimed
@@ -93,9 +96,9 @@ impl LocalQuota {
         hosted: usize,
         user: UserId,
         now: Instant,
-    ) -> Result<()> {
+    ) -> Creating {
         if quota.max_hosted > 0 && hosted >= quota.max_hosted {
-            return Err(quota.too_many_hosted());
+            return Creating::HostsTooMany;
         }
         if quota.create_per_min > 0 {
             let mut times = self.created.entry(user).or_default();
@@ -108,11 +111,13 @@ impl LocalQuota {
             if times.len() >= quota.create_per_min as usize {
                 let oldest = times.front().copied().unwrap_or(now);
                 let wait = CREATE_WINDOW.saturating_sub(now.duration_since(oldest));
-                return Err(quota.too_many_created(wait.as_millis() as u64));
+                return Creating::TooSoon {
+                    wait_ms: wait.as_millis() as u64,
+                };
             }
             times.push_back(now);
         }
-        Ok(())
+        Creating::Created
     }
 
     /// A room `user` hosted has closed, or failed to open.
@@ -135,12 +140,12 @@ mod tests {
             create_per_min: 0,
         };
         let local = LocalQuota::default();
-        local.claim(&quota, 1).unwrap();
-        local.claim(&quota, 1).unwrap();
-        assert!(matches!(local.claim(&quota, 1), Err(Error::Conflict(_))));
-        local.claim(&quota, 2).unwrap();
+        assert!(matches!(local.claim(&quota, 1), Creating::Created));
+        assert!(matches!(local.claim(&quota, 1), Creating::Created));
+        assert!(matches!(local.claim(&quota, 1), Creating::HostsTooMany));
+        assert!(matches!(local.claim(&quota, 2), Creating::Created));
         local.release(1);
-        local.claim(&quota, 1).unwrap();
+        assert!(matches!(local.claim(&quota, 1), Creating::Created));
     }
 
     #[test]
@@ -151,18 +156,15 @@ mod tests {
         };
         let local = LocalQuota::default();
         for _ in 0..3 {
-            local.claim(&quota, 1).unwrap();
+            assert!(matches!(local.claim(&quota, 1), Creating::Created));
             local.release(1);
         }
         match local.claim(&quota, 1) {
-            Err(Error::RateLimited { retry_after_ms, .. }) => {
-                assert!(
-                    (59_000..=60_000).contains(&retry_after_ms),
-                    "{retry_after_ms}"
-                )
+            Creating::TooSoon { wait_ms } => {
+                assert!((59_000..=60_000).contains(&wait_ms), "{wait_ms}")
             }
-            other => panic!("expected rate_limited, got {other:?}"),
+            _ => panic!("expected to wait"),
         }
-        local.claim(&quota, 2).unwrap();
+        assert!(matches!(local.claim(&quota, 2), Creating::Created));
     }
 }

@@ -1,0 +1,270 @@
+//! Rooms as handlers see them, whichever engine keeps their state.
+//!
+//! This is the node side of every room op, written once: it validates
+//! input, turns an engine's outcome into the protocol's answer, and keeps
+//! per-socket membership, which is the hub's subscriber table itself: a
+//! user joins a room's engine with their first socket on this node and
+//! leaves it with their last. A join listens to the room before it asks
+//! the engine, and gates the socket's room events until its reply is
+//! queued, so nothing is missed and nothing comes twice. What the room
+//! state is and how it changes is the engine's (`engine`), in memory on a
+//! node alone (`memory`) or in Redis for a cluster (`cluster::rooms`).
+//!
+//! It must not keep room state of its own, or choose an engine: the app
+//! does that once, when it builds the node.
+
+pub mod engine;
+pub mod memory;
+pub mod quota;
+pub mod validate;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshi_protocol::{
+    Room as RoomView, RoomClosedReason, RoomJoined, RoomKind, RoomMessage, Sent, ServerFrame,
+    UserSummary,
+};
+
+pub use engine::{RoomEngine, RoomSettings, StandingRoom, LATEST_ON_JOIN};
+
+use crate::clock::{now_ms, rfc3339};
+use crate::error::{Error, Result};
+use crate::hub::gate::Gate;
+use crate::hub::subscribers::{Subscriber, Topic, Unsubscribed};
+use crate::hub::{encode, Hub, UserId};
+use crate::ids;
+use engine::{Creating, Joining, Membership, Sending};
+
+/// How long a join waits for this node to hear the room's channel.
+const LISTEN_WITHIN: Duration = Duration::from_secs(3);
+
+#[derive(Clone)]
+pub struct Rooms {
+    hub: Hub,
+    engine: Arc<dyn RoomEngine>,
+    settings: RoomSettings,
+}
+
+impl Rooms {
+    pub fn new(hub: Hub, engine: Arc<dyn RoomEngine>, settings: RoomSettings) -> Self {
+        Rooms {
+            hub,
+            engine,
+            settings,
+        }
+    }
+
+    /// Opens a drop-in room with the creator inside as host.
+    pub async fn create(
+        &self,
+        creator: &Subscriber,
+        creator_user: &UserSummary,
+        name: &str,
+        topic: Option<&str>,
+        capacity: Option<u32>,
+    ) -> Result<RoomView> {
+        let (name, topic, capacity) = validate::new_room(name, topic, capacity)?;
+        let created_ms = now_ms();
+        let room = RoomView {
+            id: ids::random("r"),
+            kind: RoomKind::DropIn,
+            name,
+            topic,
+            capacity,
+            member_count: 1,
+            host_id: Some(creator.user.to_string()),
+            created_at: rfc3339(created_ms),
+        };
+        let topic = Topic::Room(Arc::from(room.id.as_str()));
+        self.hub.subscribe(topic.clone(), creator.clone());
+        let opened = async {
+            self.listen(&topic).await?;
+            let quota = &self.settings.quota;
+            match self
+                .engine
+                .create(&room, created_ms, creator.user, creator_user)
+                .await?
+            {
+                Creating::Created => Ok(()),
+                Creating::HostsTooMany => Err(quota.too_many_hosted()),
+                Creating::TooSoon { wait_ms } => Err(quota.too_many_created(wait_ms)),
+            }
+        };
+        if let Err(err) = opened.await {
+            self.hub.unsubscribe(&topic, creator.conn);
+            return Err(err);
+        }
+        Ok(room)
+    }
+
+    /// Opens the room of an event or a community unless it is open.
+    pub async fn ensure(&self, spec: StandingRoom) -> Result<RoomView> {
+        validate::room_id(&spec.id)?;
+        self.engine.ensure(&spec, now_ms()).await
+    }
+
+    /// Joins a socket to a room. `already_joined` says this socket is in
+    /// the room already, which makes the join a plain re-read. `on_joined`
+    /// queues the reply before any room event that follows it.
+    pub async fn join(
+        &self,
+        room_id: &str,
+        joiner: &Subscriber,
+        joiner_user: &UserSummary,
+        since_seq: Option<u64>,
+        already_joined: bool,
+        on_joined: impl FnOnce(&RoomJoined),
+    ) -> Result<()> {
+        validate::room_id(room_id)?;
+        let topic = Topic::Room(Arc::from(room_id));
+        let gate = Arc::new(Gate::default());
+        self.hub
+            .subscribers()
+            .resubscribe(topic.clone(), joiner.gated(gate.clone()));
+        let joining = async {
+            self.listen(&topic).await?;
+            self.engine
+                .join(room_id, joiner.user, joiner_user, since_seq)
+                .await
+        };
+        let refusal = match joining.await {
+            Ok(Joining::Joined(joined)) => {
+                gate.open(joined.position, &joiner.outbox, || on_joined(&joined.reply));
+                return Ok(());
+            }
+            Ok(Joining::Full) => Error::RoomFull,
+            Ok(Joining::NoRoom) => Error::NotFound("room"),
+            Err(err) => err,
+        };
+        if already_joined {
+            // The socket stays in the room as it was: what its gate held
+            // meanwhile it gets now, and later events pass.
+            gate.open(0, &joiner.outbox, || {});
+        } else {
+            self.hub.unsubscribe(&topic, joiner.conn);
+        }
+        Err(refusal)
+    }
+
+    /// Takes a socket out of a room; its user leaves the room with their
+    /// last socket on this node.
+    pub async fn leave(&self, room_id: &str, conn: &Subscriber) -> Result<()> {
+        let topic = Topic::Room(Arc::from(room_id));
+        let subscribers = self.hub.subscribers();
+        // A socket taken out of the room already (its user's access ended)
+        // left it then.
+        if subscribers.unsubscribe_counting(&topic, conn.conn) != Unsubscribed::LastOfUser {
+            return Ok(());
+        }
+        let back = || subscribers.has_user(&topic, conn.user);
+        self.engine.leave(room_id, conn.user, &back).await
+    }
+
+    /// Takes `user` out of a room that goes on without them; each of their
+    /// sockets in it gets `removed`. Returns whether they were inside; a
+    /// room that is not open has nobody to take out.
+    pub async fn remove(&self, room_id: &str, user: UserId, removed: &ServerFrame) -> Result<bool> {
+        if validate::room_id(room_id).is_err() {
+            return Ok(false);
+        }
+        self.engine.remove(room_id, user, encode(removed)).await
+    }
+
+    /// Sends a message to everyone in the room, the sender included.
+    pub async fn send(
+        &self,
+        room_id: &str,
+        sender: &Subscriber,
+        sender_user: &UserSummary,
+        text: String,
+        client_msg_id: Option<String>,
+    ) -> Result<Sent> {
+        validate::message(&text, client_msg_id.as_deref())?;
+        validate::room_id(room_id)?;
+        let message = RoomMessage {
+            room_id: room_id.to_owned(),
+            seq: 0,
+            message_id: ids::random("m"),
+            from: sender_user.clone(),
+            text,
+            sent_at: rfc3339(now_ms()),
+            client_msg_id,
+        };
+        match self.engine.send(room_id, sender.user, message).await? {
+            Sending::Sent(sent) => Ok(sent),
+            Sending::NotMember => Err(Error::Forbidden("join the room first")),
+            Sending::NoRoom => Err(Error::NotFound("room")),
+        }
+    }
+
+    /// Tells the room's other members that this user is typing.
+    pub async fn typing(&self, room_id: &str, typist: &Subscriber) -> Result<()> {
+        validate::room_id(room_id)?;
+        match self.engine.membership(room_id, typist.user).await? {
+            Membership::Member => {}
+            Membership::Outsider => return Err(Error::Forbidden("join the room first")),
+            Membership::NoRoom => return Err(Error::NotFound("room")),
+        }
+        self.hub.publish_except(
+            Topic::Room(Arc::from(room_id)),
+            &ServerFrame::RoomTyping {
+                room_id: room_id.to_owned(),
+                user_id: typist.user.to_string(),
+            },
+            typist.user,
+        );
+        Ok(())
+    }
+
+    /// Closes a room for everyone inside, telling them why.
+    pub async fn close(&self, room_id: &str, reason: RoomClosedReason) -> Result<()> {
+        validate::room_id(room_id)?;
+        if self.engine.close(room_id, reason).await? {
+            Ok(())
+        } else {
+            Err(Error::NotFound("room"))
+        }
+    }
+
+    /// An open room as the directory shows it.
+    pub async fn info(&self, room_id: &str) -> Result<RoomView> {
+        validate::room_id(room_id)?;
+        self.engine
+            .info(room_id)
+            .await?
+            .ok_or(Error::NotFound("room"))
+    }
+
+    pub async fn exists(&self, room_id: &str) -> Result<bool> {
+        if validate::room_id(room_id).is_err() {
+            return Ok(false);
+        }
+        self.engine.exists(room_id).await
+    }
+
+    pub async fn has_member(&self, room_id: &str, user: UserId) -> Result<bool> {
+        if validate::room_id(room_id).is_err() {
+            return Ok(false);
+        }
+        Ok(self.engine.membership(room_id, user).await? == Membership::Member)
+    }
+
+    /// Open drop-in rooms, newest first, after the `(created_at, id)` key
+    /// of the last room a previous page served; each with its key.
+    pub async fn page(
+        &self,
+        after: Option<(i64, &str)>,
+        limit: usize,
+    ) -> Result<Vec<(i64, RoomView)>> {
+        self.engine.page(after, limit).await
+    }
+
+    async fn listen(&self, topic: &Topic) -> Result<()> {
+        if self.hub.listening(topic, LISTEN_WITHIN).await {
+            Ok(())
+        } else {
+            Err(Error::Unavailable("redis"))
+        }
+    }
+}
