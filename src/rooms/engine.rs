@@ -17,6 +17,8 @@ use async_trait::async_trait;
 use meshi_protocol::{Room as RoomView, RoomClosedReason, RoomJoined, RoomMessage, Sent};
 use meshi_protocol::{RoomKind, UserSummary};
 
+pub use super::quota::Creating;
+use super::quota::RoomQuota;
 use crate::error::Result;
 use crate::hub::{Frame, UserId};
 
@@ -28,17 +30,6 @@ pub struct StandingRoom {
     pub topic: Option<String>,
     pub capacity: u32,
     pub host_id: Option<UserId>,
-}
-
-pub enum Creating {
-    Created,
-    /// The host has `MESHI_MAX_HOSTED_ROOMS` open already.
-    HostsTooMany,
-    /// The host created `MESHI_ROOM_CREATE_PER_MIN` within the last
-    /// minute; the oldest of those leaves the window after `wait_ms`.
-    TooSoon {
-        wait_ms: u64,
-    },
 }
 
 pub enum Joining {
@@ -134,7 +125,7 @@ pub struct RoomSettings {
     /// Messages kept per room for `since_seq` recovery.
     pub history: usize,
     /// What one user may open; see `quota`.
-    pub quota: super::quota::RoomQuota,
+    pub quota: RoomQuota,
 }
 
 /// Messages a join returns when it cannot, or was not asked to, recover.

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 
-use super::engine::Creating;
 use crate::error::Error;
 use crate::hub::UserId;
 
@@ -53,6 +52,18 @@ impl RoomQuota {
             retry_after_ms: retry_after_ms.max(1),
         }
     }
+}
+
+/// What opening a room meets, from either engine's count.
+pub enum Creating {
+    Created,
+    /// The host has `MESHI_MAX_HOSTED_ROOMS` open already.
+    HostsTooMany,
+    /// The host created `MESHI_ROOM_CREATE_PER_MIN` within the last
+    /// minute; the oldest of those leaves the window after `wait_ms`.
+    TooSoon {
+        wait_ms: u64,
+    },
 }
 
 /// The memory-kept counts of a node that runs alone.

@@ -1,4 +1,4 @@
-//! Where a room behaviour test runs: one node alone (the hub's rooms), or
+//! Where a room behaviour test runs: one node alone (the memory engine), or
 //! two nodes of a cluster over real Redis (the rooms kept in Redis), each
 //! new user on the other node than the last, so that every exchange
 //! between two users crosses nodes. A test written against a [`Place`]
