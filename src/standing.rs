@@ -63,7 +63,7 @@ pub async fn end_access(rooms: &Rooms, room_id: &str, user: i64) -> Result<()> {
         reason: RoomRemovedReason::Access,
         until: None,
     };
-    rooms.remove(room_id, user, &removed).await?;
+    rooms.remove(room_id, user, &removed, None).await?;
     Ok(())
 }
 

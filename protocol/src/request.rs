@@ -50,6 +50,20 @@ pub enum Request {
     },
     #[serde(rename = "room.typing")]
     RoomTyping { room_id: String },
+    /// Takes a user out of a room, by a moderator or a drop-in room's host;
+    /// with `ban_secs` they may not join again until the ban ends.
+    #[serde(rename = "room.kick")]
+    RoomKick {
+        room_id: String,
+        user_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ban_secs: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Closes a room for everyone inside, by its host or a moderator.
+    #[serde(rename = "room.close")]
+    RoomClose { room_id: String },
     #[serde(rename = "rooms.watch")]
     RoomsWatch,
 
@@ -91,6 +105,8 @@ impl Request {
             Request::RoomLeave { .. } => "room.leave",
             Request::RoomSend { .. } => "room.send",
             Request::RoomTyping { .. } => "room.typing",
+            Request::RoomKick { .. } => "room.kick",
+            Request::RoomClose { .. } => "room.close",
             Request::RoomsWatch => "rooms.watch",
             Request::DmSend { .. } => "dm.send",
             Request::DmHistory { .. } => "dm.history",

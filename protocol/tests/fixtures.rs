@@ -114,9 +114,8 @@ fn reply_check(op: &str) -> Option<fn(&str, &Value)> {
     Some(match op {
         "hello" => round_trip_value::<HelloOk>,
         "ping" => round_trip_value::<PingOk>,
-        "auth.refresh" | "room.leave" | "room.typing" | "dm.read" | "dm.typing" => {
-            round_trip_value::<Empty>
-        }
+        "auth.refresh" | "room.leave" | "room.typing" | "room.kick" | "room.close" | "dm.read"
+        | "dm.typing" => round_trip_value::<Empty>,
         "room.create" => round_trip_value::<RoomCreated>,
         "room.list" | "rooms.watch" => round_trip_value::<RoomList>,
         "room.join" => round_trip_value::<RoomJoined>,
@@ -172,6 +171,13 @@ fn every_request() -> Vec<Request> {
             client_msg_id: None,
         },
         Request::RoomTyping { room_id: s() },
+        Request::RoomKick {
+            room_id: s(),
+            user_id: s(),
+            ban_secs: None,
+            reason: None,
+        },
+        Request::RoomClose { room_id: s() },
         Request::RoomsWatch,
         Request::DmSend {
             conversation_id: s(),
@@ -205,6 +211,8 @@ fn every_request() -> Vec<Request> {
             | Request::RoomLeave { .. }
             | Request::RoomSend { .. }
             | Request::RoomTyping { .. }
+            | Request::RoomKick { .. }
+            | Request::RoomClose { .. }
             | Request::RoomsWatch
             | Request::DmSend { .. }
             | Request::DmHistory { .. }

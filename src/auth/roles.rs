@@ -95,6 +95,55 @@ impl fmt::Display for Role {
     }
 }
 
+/// Who acts on a room: its host, or staff through their role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomActor {
+    Host,
+    Staff,
+}
+
+impl RoomActor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoomActor::Host => "host",
+            RoomActor::Staff => "staff",
+        }
+    }
+}
+
+/// Passes for the host of a drop-in room (`hosts`), or a caller whose
+/// role holds `permission`; a host who is staff too acts as the host.
+pub fn require_in_room(
+    identity: &Identity,
+    permission: Permission,
+    hosts: bool,
+) -> Result<RoomActor> {
+    if hosts {
+        Ok(RoomActor::Host)
+    } else if identity.role().permits(permission) {
+        Ok(RoomActor::Staff)
+    } else {
+        Err(Error::Forbidden(
+            "only the room's host or a moderator may do this",
+        ))
+    }
+}
+
+/// Passes for a kick of `target`'s holder out of a room: staff may kick
+/// anyone, a drop-in room's host anyone but staff.
+pub fn require_kick(identity: &Identity, hosts: bool, target: Role) -> Result<RoomActor> {
+    if identity.role().permits(Permission::KickUser) {
+        return Ok(RoomActor::Staff);
+    }
+    let actor = require_in_room(identity, Permission::KickUser, hosts)?;
+    if target.permits(Permission::KickUser) {
+        return Err(Error::Forbidden(
+            "a host cannot kick a moderator or an admin",
+        ));
+    }
+    Ok(actor)
+}
+
 /// Passes when the caller's role holds `permission`, else `forbidden`.
 pub fn require(identity: &Identity, permission: Permission) -> Result<()> {
     if identity.role().permits(permission) {

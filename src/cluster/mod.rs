@@ -13,6 +13,7 @@
 //! | `<p>:r:<room>\|n`, `\|c` | which nodes hold which member, and how many nodes hold each |
 //! | `<p>:r:<room>\|h` | list: the latest messages, capped at the history window |
 //! | `<p>:r:<room>\|d`, `\|q` | `client_msg_id` -> first result, and their order for eviction |
+//! | `<p>:r:<room>\|b` | hash: user id -> when their ban from the room ends (ms) |
 //! | `<p>:rooms` | sorted set: open drop-in rooms by creation time |
 //! | `<p>:empty` | sorted set: drop-in rooms by when they emptied |
 //! | `<p>:u:<user>:hosts`, `:created` | the drop-in rooms a user hosts, and when they created their latest, for `MESHI_MAX_HOSTED_ROOMS` and `MESHI_ROOM_CREATE_PER_MIN` |

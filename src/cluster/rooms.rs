@@ -63,11 +63,18 @@ enum Answer {
     Gone,
     Full,
     Forbidden,
+    Banned(i64),
 }
 
 impl Answer {
     fn from(mut reply: Vec<String>) -> Answer {
         match reply.first().map(String::as_str) {
+            Some("banned") => Answer::Banned(
+                reply
+                    .get(1)
+                    .and_then(|until| until.parse().ok())
+                    .unwrap_or(0),
+            ),
             Some("ok") => {
                 reply.remove(0);
                 Answer::Ok(reply)
@@ -401,6 +408,7 @@ impl RoomEngine for RedisEngine {
             joined_frame.as_str(),
             since,
             LATEST_ON_JOIN,
+            now_ms(),
         ];
         let mut answer = Answer::from(self.cluster.run(&scripts::JOIN, &args).await?);
         if matches!(answer, Answer::Gone) && self.restore_if_lost(room_id).await? {
@@ -409,6 +417,7 @@ impl RoomEngine for RedisEngine {
         let fields = match answer {
             Answer::Ok(fields) => fields,
             Answer::Full => return Ok(Joining::Full),
+            Answer::Banned(until_ms) => return Ok(Joining::Banned { until_ms }),
             Answer::Gone | Answer::Forbidden => return Ok(Joining::NoRoom),
         };
         let reply = parse_joined(&fields)?;
@@ -446,7 +455,14 @@ impl RoomEngine for RedisEngine {
     }
 
     /// See [`scripts::REMOVE`].
-    async fn remove(&self, room_id: &str, user: UserId, removed: Frame) -> Result<bool> {
+    async fn remove(
+        &self,
+        room_id: &str,
+        user: UserId,
+        removed: Frame,
+        ban_until_ms: Option<i64>,
+    ) -> Result<bool> {
+        let ban = ban_until_ms.map(|ms| ms.to_string()).unwrap_or_default();
         let inside: i64 = self
             .cluster
             .run(
@@ -456,7 +472,8 @@ impl RoomEngine for RedisEngine {
                     user,
                     removed.as_str(),
                     self.close_at_once(),
-                    now_ms()
+                    now_ms(),
+                    ban,
                 ],
             )
             .await?;
@@ -491,7 +508,7 @@ impl RoomEngine for RedisEngine {
                 })
             }
             Answer::Forbidden => Sending::NotMember,
-            Answer::Gone | Answer::Full => Sending::NoRoom,
+            Answer::Gone | Answer::Full | Answer::Banned(_) => Sending::NoRoom,
         })
     }
 

@@ -25,7 +25,7 @@ local P, NODE, room = ARGV[1], ARGV[2], ARGV[3]
 local base = P .. ':r:' .. room
 local K = {
   meta = base, mem = base .. '|m', at = base .. '|n', cnt = base .. '|c',
-  hist = base .. '|h', cid = base .. '|d', cidq = base .. '|q',
+  hist = base .. '|h', cid = base .. '|d', cidq = base .. '|q', ban = base .. '|b',
 }
 local ROOMS, EMPTY = P .. ':rooms', P .. ':empty'
 local ROOM_CH, DIR_CH = P .. ':room:' .. room, P .. ':dir'
@@ -65,7 +65,7 @@ local function close(reason)
   end
   local host = redis.call('HGET', K.meta, 'host')
   if host then redis.call('SREM', P .. ':u:' .. host .. ':hosts', room) end
-  redis.call('DEL', K.meta, K.mem, K.at, K.cnt, K.hist, K.cid, K.cidq)
+  redis.call('DEL', K.meta, K.mem, K.at, K.cnt, K.hist, K.cid, K.cidq, K.ban)
   redis.call('ZREM', ROOMS, room)
   redis.call('ZREM', EMPTY, room)
 end
@@ -177,14 +177,20 @@ return {'ok'}
 });
 
 /// ARGV 4..: user, summary JSON, member_joined frame, since_seq or "",
-/// how many latest messages to return without recovery. Returns
-/// `{"gone"}`, `{"full"}`, or `{"ok", last_seq, position, view, recovered,
-/// created, member count, members..., messages...}`.
+/// how many latest messages to return without recovery, now (ms). Returns
+/// `{"gone"}`, `{"full"}`, `{"banned", until_ms}`, or `{"ok", last_seq,
+/// position, view, recovered, created, member count, members...,
+/// messages...}`.
 pub static JOIN: LazyLock<Script> = LazyLock::new(|| {
     room_script(
         r#"
 if redis.call('EXISTS', K.meta) == 0 then return {'gone'} end
 local user = ARGV[4]
+local banned = redis.call('HGET', K.ban, user)
+if banned then
+  if tonumber(banned) > tonumber(ARGV[9]) then return {'banned', banned} end
+  redis.call('HDEL', K.ban, user)
+end
 if redis.call('HEXISTS', K.cnt, user) == 0 then
   local cap = tonumber(redis.call('HGET', K.meta, 'cap'))
   if redis.call('HLEN', K.mem) >= cap then return {'full'} end
@@ -266,7 +272,8 @@ return 1
 
 /// Takes a member out of the room on every node. ARGV 4..: user, the
 /// frame their sockets get, "1" to close an emptied drop-in room at once,
-/// now (ms). The removal is sequenced like any room event (kind R), so no
+/// now (ms), and when a ban on their joining ends (ms) or "" for none;
+/// the ban is set even if they are not inside. The removal is sequenced like any room event (kind R), so no
 /// node hands the user anything the room sends after it. Returns 1 if the
 /// user was inside.
 pub static REMOVE: LazyLock<Script> = LazyLock::new(|| {
@@ -274,6 +281,7 @@ pub static REMOVE: LazyLock<Script> = LazyLock::new(|| {
         r#"
 if redis.call('EXISTS', K.meta) == 0 then return 0 end
 local user = ARGV[4]
+if ARGV[8] ~= '' then redis.call('HSET', K.ban, user, ARGV[8]) end
 if redis.call('HEXISTS', K.mem, user) == 0 then return 0 end
 local prefix = user .. '@'
 for _, field in ipairs(redis.call('HKEYS', K.at)) do

@@ -36,6 +36,10 @@ pub enum Joining {
     Joined(Box<Joined>),
     Full,
     NoRoom,
+    /// The user was kicked with a ban that ends at `until_ms`.
+    Banned {
+        until_ms: i64,
+    },
 }
 
 pub struct Joined {
@@ -96,8 +100,16 @@ pub trait RoomEngine: Send + Sync + 'static {
 
     /// Takes `user` out of a room that goes on without them; each of their
     /// sockets in it, on every node, gets `removed` and is off the room
-    /// before its next event. Returns whether they were inside.
-    async fn remove(&self, room_id: &str, user: UserId, removed: Frame) -> Result<bool>;
+    /// before its next event. With `ban_until_ms` they may not join again
+    /// before then (set even if they were not inside; kept as long as the
+    /// room is open). Returns whether they were inside.
+    async fn remove(
+        &self,
+        room_id: &str,
+        user: UserId,
+        removed: Frame,
+        ban_until_ms: Option<i64>,
+    ) -> Result<bool>;
 
     /// Numbers `message` (its `seq` is set here), keeps it in the history
     /// and publishes it, unless `sender` sent it before under the same

@@ -30,7 +30,7 @@ use super::engine::{
     LATEST_ON_JOIN,
 };
 use super::quota::LocalQuota;
-use crate::clock::rfc3339;
+use crate::clock::{now_ms, rfc3339};
 use crate::error::Result;
 use crate::hub::subscribers::Topic;
 use crate::hub::{encode, Frame, Hub, UserId};
@@ -70,6 +70,8 @@ struct RoomState {
     history: VecDeque<Arc<RoomMessage>>,
     sent_by_client_id: HashMap<(UserId, String), Sent>,
     client_ids_in_order: VecDeque<(UserId, String)>,
+    /// Users kicked with a ban, and when it ends (ms).
+    bans: HashMap<UserId, i64>,
     closed: bool,
     /// Bumped whenever the room empties, so a stale close timer can tell.
     emptied: u64,
@@ -156,8 +158,14 @@ impl RoomEngine for MemoryEngine {
         Ok(())
     }
 
-    async fn remove(&self, room_id: &str, user: UserId, removed: Frame) -> Result<bool> {
-        Ok(self.shared.remove(room_id, user, removed))
+    async fn remove(
+        &self,
+        room_id: &str,
+        user: UserId,
+        removed: Frame,
+        ban_until_ms: Option<i64>,
+    ) -> Result<bool> {
+        Ok(self.shared.remove(room_id, user, removed, ban_until_ms))
     }
 
     async fn send(&self, room_id: &str, sender: UserId, message: RoomMessage) -> Result<Sending> {
@@ -311,6 +319,12 @@ impl Shared {
         if state.closed {
             return Joining::NoRoom;
         }
+        if let Some(&until_ms) = state.bans.get(&user) {
+            if until_ms > now_ms() {
+                return Joining::Banned { until_ms };
+            }
+            state.bans.remove(&user);
+        }
         let new_member = !state.members.contains_key(&user);
         if new_member {
             if state.members.len() >= room.capacity as usize {
@@ -363,12 +377,24 @@ impl Shared {
         self.member_left(&room, state, user);
     }
 
-    fn remove(self: &Arc<Self>, room_id: &str, user: UserId, removed: Frame) -> bool {
+    fn remove(
+        self: &Arc<Self>,
+        room_id: &str,
+        user: UserId,
+        removed: Frame,
+        ban_until_ms: Option<i64>,
+    ) -> bool {
         let Some(room) = self.room(room_id) else {
             return false;
         };
         let mut state = room.lock();
-        if state.closed || state.members.remove(&user).is_none() {
+        if state.closed {
+            return false;
+        }
+        if let Some(until) = ban_until_ms {
+            state.bans.insert(user, until);
+        }
+        if state.members.remove(&user).is_none() {
             return false;
         }
         self.hub.evict(room.topic(), user, removed);

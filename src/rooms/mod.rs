@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshi_protocol::{
-    Room as RoomView, RoomClosedReason, RoomJoined, RoomKind, RoomMessage, Sent, ServerFrame,
-    UserSummary,
+    Room as RoomView, RoomClosedReason, RoomJoined, RoomKind, RoomMessage, RoomRemovedReason, Sent,
+    ServerFrame, UserSummary,
 };
 
 pub use engine::{RoomEngine, RoomSettings, StandingRoom, LATEST_ON_JOIN};
@@ -134,6 +134,7 @@ impl Rooms {
                 return Ok(());
             }
             Ok(Joining::Full) => Error::RoomFull,
+            Ok(Joining::Banned { .. }) => Error::Forbidden("you are banned from this room for now"),
             Ok(Joining::NoRoom) => Error::NotFound("room"),
             Err(err) => err,
         };
@@ -162,13 +163,35 @@ impl Rooms {
     }
 
     /// Takes `user` out of a room that goes on without them; each of their
-    /// sockets in it gets `removed`. Returns whether they were inside; a
-    /// room that is not open has nobody to take out.
-    pub async fn remove(&self, room_id: &str, user: UserId, removed: &ServerFrame) -> Result<bool> {
+    /// sockets in it gets `removed`, and with `ban_until_ms` they may not
+    /// join again before then. Returns whether they were inside; a room
+    /// that is not open has nobody to take out.
+    pub async fn remove(
+        &self,
+        room_id: &str,
+        user: UserId,
+        removed: &ServerFrame,
+        ban_until_ms: Option<i64>,
+    ) -> Result<bool> {
         if validate::room_id(room_id).is_err() {
             return Ok(false);
         }
-        self.engine.remove(room_id, user, encode(removed)).await
+        self.engine
+            .remove(room_id, user, encode(removed), ban_until_ms)
+            .await
+    }
+
+    /// Kicks `user` out of a room, banned from it for `ban` if given; who
+    /// may do so is the caller's to check.
+    pub async fn kick(&self, room_id: &str, user: UserId, ban: Option<Duration>) -> Result<()> {
+        let until = ban.map(|ban| now_ms() + ban.as_millis() as i64);
+        let removed = ServerFrame::RoomRemoved {
+            room_id: room_id.to_owned(),
+            reason: RoomRemovedReason::Kicked,
+            until: until.map(rfc3339),
+        };
+        self.remove(room_id, user, &removed, until).await?;
+        Ok(())
     }
 
     /// Sends a message to everyone in the room, the sender included.

@@ -6,8 +6,12 @@ use super::{on_pool, Store, StoreError};
 /// A user's role was set (`data`: `from`, `to`, and `source` when the
 /// configuration rather than a person did it).
 pub const AUDIT_ROLE_CHANGE: &str = "role.change";
-/// A moderator or admin closed a room (`data`: the room as it was).
+/// A moderator, an admin or a drop-in room's host closed a room (`data`:
+/// the room as it was, and `as`: `host` or `staff`).
 pub const AUDIT_ROOM_CLOSE: &str = "room.close";
+/// A user was kicked out of a room (`data`: the room, `ban_secs`, `reason`,
+/// and `as`: `host` or `staff`).
+pub const AUDIT_ROOM_KICK: &str = "room.kick";
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditRow {

@@ -18,7 +18,9 @@ mod messages;
 mod notifications;
 
 pub use accounts::{NewUser, ProfileChanges, SessionRow, UserRow};
-pub use audit::{AuditRow, NewAudit, RoleChanged, AUDIT_ROLE_CHANGE, AUDIT_ROOM_CLOSE};
+pub use audit::{
+    AuditRow, NewAudit, RoleChanged, AUDIT_ROLE_CHANGE, AUDIT_ROOM_CLOSE, AUDIT_ROOM_KICK,
+};
 pub use cards::{CardChanges, CardFilter, CardRow, InterestRow};
 pub use communities::{CommunityAccess, CommunityFilter, CommunityRow, MembershipChange};
 pub use dm_rows::{DmOutcome, DmRow, NewDm, Pair};

@@ -192,6 +192,20 @@ impl Connection {
                 rooms.typing(&room_id, &session.subscriber).await?;
                 data(&Empty {})
             }
+            Request::RoomKick {
+                room_id,
+                user_id,
+                ban_secs,
+                reason,
+            } => {
+                let identity = session.identity.clone();
+                self.room_kick(&identity, &room_id, &user_id, ban_secs, reason)
+                    .await
+            }
+            Request::RoomClose { room_id } => {
+                let identity = session.identity.clone();
+                self.room_close(&identity, &room_id).await
+            }
             Request::RoomsWatch => {
                 // Subscribe before listing, so no change falls between.
                 self.state

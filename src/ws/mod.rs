@@ -4,6 +4,7 @@
 mod conn;
 mod conversations;
 mod dispatch;
+mod moderation;
 mod rate;
 
 use axum::extract::{State, WebSocketUpgrade};

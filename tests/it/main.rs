@@ -28,6 +28,7 @@ mod postgres_server;
 mod production;
 mod revocation;
 mod room_access;
+mod room_moderation;
 mod room_quota;
 mod rooms;
 mod rooms_directory;
