@@ -129,6 +129,11 @@ impl Hub {
         &self.inner.subscribers
     }
 
+    /// Takes this node's sockets off `topic`, whose last event they have.
+    pub fn end_here(&self, topic: &Topic) {
+        self.inner.subscribers.end(topic);
+    }
+
     /// Closes this node's sockets listening to `topic`.
     pub fn close_here(&self, topic: Topic, code: u16, reason: &'static str) {
         self.inner.subscribers.deliver(&Delivery::Close {

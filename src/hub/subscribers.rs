@@ -189,6 +189,14 @@ impl Subscribers {
         outcome
     }
 
+    /// Takes every socket off `topic`: its last event was delivered (a
+    /// room closed), and nothing later under the same name is theirs.
+    pub fn end(&self, topic: &Topic) {
+        if let (Some((topic, _)), Some(watcher)) = (self.topics.remove(topic), self.watcher.get()) {
+            watcher(&topic, false);
+        }
+    }
+
     /// Takes every subscriber `leaves` picks off `topic` and returns them.
     fn unsubscribe_where(
         &self,

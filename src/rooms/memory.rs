@@ -483,6 +483,9 @@ impl Shared {
                 reason,
             },
         );
+        // Its members heard the close; a room opened later under the same
+        // id (an event's or a community's) is not theirs until they join.
+        self.hub.end_here(&room.topic());
         self.announce(room, RoomsChanged::closed(room.id.to_string()));
         self.rooms.remove(&room.id);
         if let (RoomKind::DropIn, Some(host)) = (room.kind, room.host_id) {

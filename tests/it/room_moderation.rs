@@ -122,9 +122,32 @@ async fn only_the_host_kicks_or_closes_and_input_is_checked(server: Place) {
     server.shutdown().await;
 }
 
+/// A closed room ends its sockets' membership on every node: it no longer
+/// counts among the rooms a socket is in.
+async fn a_closed_room_no_longer_counts_against_the_sockets_cap(server: Place) {
+    let (mut alice, _, _) = person(&server, "alice").await;
+    let (mut bob, _, _) = person(&server, "bob").await;
+    let room_id = create_room(&mut alice, "only one").await;
+    join(&mut bob, &room_id).await;
+    bob.err(
+        json!({"type": "room.create", "name": "a second"}),
+        "conflict",
+    )
+    .await;
+
+    alice
+        .ok(json!({"type": "room.close", "room_id": room_id}))
+        .await;
+    bob.next_of("room.closed").await;
+    let next = create_room(&mut bob, "bob's next").await;
+    join(&mut alice, &next).await;
+    server.shutdown().await;
+}
+
 room_contract! {
     a_host_kicks_and_bans_and_the_room_goes_on: RoomKnobs::default(),
     only_the_host_kicks_or_closes_and_input_is_checked: RoomKnobs::default(),
+    a_closed_room_no_longer_counts_against_the_sockets_cap: RoomKnobs { max_rooms_per_socket: Some(1), ..RoomKnobs::default() },
 }
 
 #[tokio::test]

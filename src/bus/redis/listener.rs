@@ -242,6 +242,10 @@ impl Listener {
                     }
                 }
                 self.subscribers.deliver(&delivery);
+                if closes {
+                    // The room's last event: its sockets here are out of it.
+                    self.subscribers.end(topic);
+                }
             }
             Err(error) => {
                 metrics::counter!("meshi_bus_decode_errors_total").increment(1);
