@@ -165,6 +165,61 @@ mod tests {
         Permission::ReadAudit,
     ];
 
+    fn identity(role: Role) -> Identity {
+        Identity {
+            user: crate::store::UserRow {
+                id: 1,
+                handle: "someone".into(),
+                display_name: "Someone".into(),
+                bio: String::new(),
+                tags: "[]".into(),
+                role: role.as_str().into(),
+                created_at: 0,
+            },
+            credential: super::super::Credential::Session(1),
+            expires_at: i64::MAX,
+        }
+    }
+
+    #[test]
+    fn a_host_kicks_members_but_not_staff_and_staff_kick_anyone() {
+        let member = identity(Role::Member);
+        assert_eq!(
+            require_kick(&member, true, Role::Member).ok(),
+            Some(RoomActor::Host)
+        );
+        for staff in [Role::Moderator, Role::Admin] {
+            assert!(require_kick(&member, true, staff).is_err(), "{staff}");
+        }
+        assert!(require_kick(&member, false, Role::Member).is_err());
+        let moderator = identity(Role::Moderator);
+        for target in Role::ALL {
+            assert_eq!(
+                require_kick(&moderator, false, target).ok(),
+                Some(RoomActor::Staff)
+            );
+            assert_eq!(
+                require_kick(&moderator, true, target).ok(),
+                Some(RoomActor::Staff)
+            );
+        }
+    }
+
+    #[test]
+    fn a_host_closes_as_the_host_even_when_staff() {
+        let moderator = identity(Role::Moderator);
+        let close = Permission::CloseRoom;
+        assert_eq!(
+            require_in_room(&moderator, close, true).ok(),
+            Some(RoomActor::Host)
+        );
+        assert_eq!(
+            require_in_room(&moderator, close, false).ok(),
+            Some(RoomActor::Staff)
+        );
+        assert!(require_in_room(&identity(Role::Member), close, false).is_err());
+    }
+
     #[test]
     fn members_hold_no_permission() {
         for permission in EVERY_PERMISSION {
