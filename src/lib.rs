@@ -34,6 +34,7 @@ pub mod http;
 pub mod hub;
 mod ids;
 pub mod metrics;
+pub mod moderation;
 pub mod net;
 pub mod notify;
 pub mod presence;

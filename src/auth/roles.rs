@@ -123,26 +123,28 @@ pub fn require_in_room(
     } else if identity.role().permits(permission) {
         Ok(RoomActor::Staff)
     } else {
-        Err(Error::Forbidden(
-            "only the room's host or a moderator may do this",
-        ))
+        Err(NOT_HOST_OR_STAFF)
     }
 }
 
-/// Passes for a kick of `target`'s holder out of a room: staff may kick
-/// anyone, a drop-in room's host anyone but staff.
+/// Passes for a kick of a user whose role is `target` out of a room:
+/// staff may kick anyone, a drop-in room's host anyone but staff.
 pub fn require_kick(identity: &Identity, hosts: bool, target: Role) -> Result<RoomActor> {
     if identity.role().permits(Permission::KickUser) {
-        return Ok(RoomActor::Staff);
-    }
-    let actor = require_in_room(identity, Permission::KickUser, hosts)?;
-    if target.permits(Permission::KickUser) {
-        return Err(Error::Forbidden(
+        Ok(RoomActor::Staff)
+    } else if !hosts {
+        Err(NOT_HOST_OR_STAFF)
+    } else if target.permits(Permission::KickUser) {
+        Err(Error::Forbidden(
             "a host cannot kick a moderator or an admin",
-        ));
+        ))
+    } else {
+        Ok(RoomActor::Host)
     }
-    Ok(actor)
 }
+
+const NOT_HOST_OR_STAFF: Error =
+    Error::Forbidden("only the room's host or a moderator may do this");
 
 /// Passes when the caller's role holds `permission`, else `forbidden`.
 pub fn require(identity: &Identity, permission: Permission) -> Result<()> {

@@ -12,14 +12,12 @@ use utoipa::ToSchema;
 
 use super::extract::{path_id, Body, Caller, Params};
 use super::page::{self, Page, PageQuery};
-use crate::auth::roles::{require, Permission, Role};
+use crate::auth::roles::{require, Permission, Role, RoomActor};
 use crate::clock::{now_ms, rfc3339};
 use crate::error::{Error, ErrorResponse, Result};
+use crate::moderation;
 use crate::state::AppState;
-use crate::store::{AuditRow, NewAudit, AUDIT_ROLE_CHANGE, AUDIT_ROOM_CLOSE};
-
-/// Room ids are short; a longer one cannot name a room.
-const MAX_ROOM_ID_BYTES: usize = 128;
+use crate::store::{AuditRow, NewAudit, AUDIT_ROLE_CHANGE};
 
 #[derive(Deserialize, ToSchema)]
 pub struct RoleChange {
@@ -99,40 +97,15 @@ pub async fn close_room(
     Path(room_id): Path<String>,
 ) -> Result<StatusCode> {
     require(&me, Permission::CloseRoom)?;
-    if room_id.len() > MAX_ROOM_ID_BYTES {
-        return Err(Error::NotFound("room"));
-    }
     let room = state.rooms.info(&room_id).await?;
-    let target = format!("room:{}", room.id);
-    let data = json!({
-        "name": room.name,
-        "kind": room.kind,
-        "member_count": room.member_count,
-        "host_id": room.host_id,
-    })
-    .to_string();
-    // Recorded first: a close that cannot be recorded does not happen.
-    state
-        .store
-        .append_audit(NewAudit {
-            actor_id: Some(me.user.id),
-            action: AUDIT_ROOM_CLOSE,
-            target: &target,
-            data: &data,
-            now: now_ms(),
-        })
-        .await?;
-    match state
-        .rooms
-        .close(&room.id, RoomClosedReason::Moderator)
-        .await
-    {
-        // The room may have closed on its own since it was looked up (it
-        // emptied); it is closed either way, which is what was asked.
-        Ok(()) | Err(Error::NotFound(_)) => {}
-        Err(other) => return Err(other),
-    }
-    tracing::info!(actor_id = me.user.id, room_id = %room.id, "room closed by moderator");
+    moderation::close_room(
+        &state,
+        &me,
+        RoomActor::Staff,
+        &room,
+        RoomClosedReason::Moderator,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -172,7 +172,7 @@ impl Subscribers {
     /// user still has a socket there.
     pub fn unsubscribe_counting(&self, topic: &Topic, conn: ConnId) -> Unsubscribed {
         let mut outcome = Unsubscribed::NotOn;
-        let emptied = self.topics.remove_if_mut(topic, |_, subscribers| {
+        self.take_from(topic, |subscribers| {
             if let Some(at) = subscribers.iter().position(|s| s.conn == conn) {
                 let gone = subscribers.remove(at);
                 outcome = if subscribers.iter().any(|s| s.user == gone.user) {
@@ -181,20 +181,14 @@ impl Subscribers {
                     Unsubscribed::LastOfUser
                 };
             }
-            subscribers.is_empty()
         });
-        if let (Some((topic, _)), Some(watcher)) = (emptied, self.watcher.get()) {
-            watcher(&topic, false);
-        }
         outcome
     }
 
     /// Takes every socket off `topic`: its last event was delivered (a
     /// room closed), and nothing later under the same name is theirs.
     pub fn end(&self, topic: &Topic) {
-        if let (Some((topic, _)), Some(watcher)) = (self.topics.remove(topic), self.watcher.get()) {
-            watcher(&topic, false);
-        }
+        self.take_from(topic, Vec::clear);
     }
 
     /// Takes every subscriber `leaves` picks off `topic` and returns them.
@@ -204,17 +198,25 @@ impl Subscribers {
         leaves: impl Fn(&Subscriber) -> bool,
     ) -> std::vec::IntoIter<Subscriber> {
         let mut left = Vec::new();
-        let emptied = self.topics.remove_if_mut(topic, |_, subscribers| {
+        self.take_from(topic, |subscribers| {
             let (gone, stay): (Vec<_>, Vec<_>) =
                 std::mem::take(subscribers).into_iter().partition(&leaves);
             *subscribers = stay;
             left = gone;
+        });
+        left.into_iter()
+    }
+
+    /// Runs `take` on a topic's subscribers under its shard lock; a topic
+    /// left without any is dropped, and the watcher told.
+    fn take_from(&self, topic: &Topic, take: impl FnOnce(&mut Vec<Subscriber>)) {
+        let emptied = self.topics.remove_if_mut(topic, |_, subscribers| {
+            take(subscribers);
             subscribers.is_empty()
         });
         if let (Some((topic, _)), Some(watcher)) = (emptied, self.watcher.get()) {
             watcher(&topic, false);
         }
-        left.into_iter()
     }
 
     /// Whether a socket listens to a topic right now.

@@ -198,14 +198,10 @@ impl Connection {
                 ban_secs,
                 reason,
             } => {
-                let identity = session.identity.clone();
-                self.room_kick(&identity, &room_id, &user_id, ban_secs, reason)
+                self.room_kick(&session.identity, &room_id, &user_id, ban_secs, reason)
                     .await
             }
-            Request::RoomClose { room_id } => {
-                let identity = session.identity.clone();
-                self.room_close(&identity, &room_id).await
-            }
+            Request::RoomClose { room_id } => self.room_close(&session.identity, &room_id).await,
             Request::RoomsWatch => {
                 // Subscribe before listing, so no change falls between.
                 self.state

@@ -1,20 +1,15 @@
-//! The socket's room moderation ops, `room.kick` and `room.close`: who may
-//! act (asked of `auth::roles`), the audit record, then the room op. The
-//! record is written first: an action that cannot be recorded does not
-//! happen.
+//! The socket's room moderation ops, `room.kick` and `room.close`: their
+//! input, and who may act (asked of `auth::roles`); the action itself is
+//! `crate::moderation`'s, shared with REST.
 
-use std::time::Duration;
-
-use meshi_protocol::{Empty, RoomClosedReason, RoomKind};
-use serde_json::json;
+use meshi_protocol::{Empty, Room as RoomView, RoomClosedReason, RoomKind};
 
 use super::conn::Connection;
 use super::dispatch::{data, Reply};
 use crate::auth::roles::{self, Permission, Role, RoomActor};
 use crate::auth::Identity;
-use crate::clock::now_ms;
 use crate::error::{Error, Result};
-use crate::store::{NewAudit, AUDIT_ROOM_CLOSE, AUDIT_ROOM_KICK};
+use crate::moderation;
 
 /// The longest ban `room.kick` sets: thirty days.
 const MAX_BAN_SECS: u64 = 2_592_000;
@@ -48,87 +43,39 @@ impl Connection {
             .user_by_id(target)
             .await?
             .ok_or(Error::NotFound("user"))?;
-        let actor = roles::require_kick(
+        let acting_as = roles::require_kick(
             identity,
             hosts(identity, &room),
             Role::from_stored(&target_row.role),
         )?;
-        let details = json!({
-            "room_id": room.id,
-            "room_kind": room.kind,
-            "ban_secs": ban_secs,
-            "reason": reason,
-            "as": actor.as_str(),
-        });
-        self.audit(
+        moderation::kick(
+            &self.state,
             identity,
-            AUDIT_ROOM_KICK,
-            &format!("user:{target}"),
-            &details,
+            acting_as,
+            &room,
+            target,
+            ban_secs,
+            reason.as_deref(),
         )
         .await?;
-        self.state
-            .rooms
-            .kick(&room.id, target, ban_secs.map(Duration::from_secs))
-            .await?;
-        tracing::info!(actor_id = identity.user.id, target, room_id = %room.id, "user kicked from room");
         data(&Empty {})
     }
 
     pub(super) async fn room_close(&self, identity: &Identity, room_id: &str) -> Result<Reply> {
         let room = self.state.rooms.info(room_id).await?;
-        let actor =
+        let acting_as =
             roles::require_in_room(identity, Permission::CloseRoom, hosts(identity, &room))?;
-        let reason = match actor {
+        let reason = match acting_as {
             RoomActor::Host => RoomClosedReason::Host,
             RoomActor::Staff => RoomClosedReason::Moderator,
         };
-        let details = json!({
-            "name": room.name,
-            "kind": room.kind,
-            "member_count": room.member_count,
-            "host_id": room.host_id,
-            "as": actor.as_str(),
-        });
-        self.audit(
-            identity,
-            AUDIT_ROOM_CLOSE,
-            &format!("room:{}", room.id),
-            &details,
-        )
-        .await?;
-        match self.state.rooms.close(&room.id, reason).await {
-            // It may have closed on its own since it was looked up (it
-            // emptied); it is closed either way, which is what was asked.
-            Ok(()) | Err(Error::NotFound(_)) => {}
-            Err(other) => return Err(other),
-        }
+        moderation::close_room(&self.state, identity, acting_as, &room, reason).await?;
         data(&Empty {})
-    }
-
-    async fn audit(
-        &self,
-        identity: &Identity,
-        action: &str,
-        target: &str,
-        details: &serde_json::Value,
-    ) -> Result<()> {
-        self.state
-            .store
-            .append_audit(NewAudit {
-                actor_id: Some(identity.user.id),
-                action,
-                target,
-                data: &details.to_string(),
-                now: now_ms(),
-            })
-            .await?;
-        Ok(())
     }
 }
 
 /// Whether the caller hosts this room: only drop-in rooms have hosts with
 /// powers; an event's host runs it through the event itself.
-fn hosts(identity: &Identity, room: &meshi_protocol::Room) -> bool {
+fn hosts(identity: &Identity, room: &RoomView) -> bool {
     room.kind == RoomKind::DropIn && room.host_id == Some(identity.user.id.to_string())
 }

@@ -7,19 +7,11 @@ use std::time::Duration;
 
 use crate::common::chat::{create_room, join, say};
 use crate::common::place::{Place, RoomKnobs};
-use crate::common::wait::within;
-use crate::common::{TestServer, WsClient};
+use crate::common::TestServer;
 use crate::room_contract;
 use serde_json::{json, Value};
 
 const QUIET: Duration = Duration::from_millis(400);
-const GENEROUS: Duration = Duration::from_secs(90);
-
-async fn person(server: &Place, handle: &str) -> (WsClient, String, String) {
-    within(GENEROUS, server.user(handle))
-        .await
-        .expect("a user signs in within the generous deadline")
-}
 
 fn kick(room_id: &str, user_id: &str, ban_secs: Option<u64>) -> Value {
     let mut frame = json!({"type": "room.kick", "room_id": room_id, "user_id": user_id});
@@ -30,9 +22,9 @@ fn kick(room_id: &str, user_id: &str, ban_secs: Option<u64>) -> Value {
 }
 
 async fn a_host_kicks_and_bans_and_the_room_goes_on(server: Place) {
-    let (mut alice, _, _) = person(&server, "alice").await;
-    let (mut bob, _, bob_id) = person(&server, "bob").await;
-    let (mut carol, _, carol_id) = person(&server, "carol").await;
+    let (mut alice, _, _) = server.person("alice").await;
+    let (mut bob, _, bob_id) = server.person("bob").await;
+    let (mut carol, _, carol_id) = server.person("carol").await;
     let room_id = create_room(&mut alice, "kicks").await;
     join(&mut bob, &room_id).await;
     join(&mut carol, &room_id).await;
@@ -74,9 +66,9 @@ async fn a_host_kicks_and_bans_and_the_room_goes_on(server: Place) {
 }
 
 async fn only_the_host_kicks_or_closes_and_input_is_checked(server: Place) {
-    let (mut alice, _, alice_id) = person(&server, "alice").await;
-    let (mut bob, _, _) = person(&server, "bob").await;
-    let (mut carol, _, carol_id) = person(&server, "carol").await;
+    let (mut alice, _, alice_id) = server.person("alice").await;
+    let (mut bob, _, _) = server.person("bob").await;
+    let (mut carol, _, carol_id) = server.person("carol").await;
     let room_id = create_room(&mut alice, "mine").await;
     join(&mut bob, &room_id).await;
     join(&mut carol, &room_id).await;
@@ -125,8 +117,8 @@ async fn only_the_host_kicks_or_closes_and_input_is_checked(server: Place) {
 /// A closed room ends its sockets' membership on every node: it no longer
 /// counts among the rooms a socket is in.
 async fn a_closed_room_no_longer_counts_against_the_sockets_cap(server: Place) {
-    let (mut alice, _, _) = person(&server, "alice").await;
-    let (mut bob, _, _) = person(&server, "bob").await;
+    let (mut alice, _, _) = server.person("alice").await;
+    let (mut bob, _, _) = server.person("bob").await;
     let room_id = create_room(&mut alice, "only one").await;
     join(&mut bob, &room_id).await;
     bob.err(

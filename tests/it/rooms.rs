@@ -82,11 +82,6 @@ async fn gone_within(client: &mut WsClient, room_id: &str, within: Duration) -> 
     }
 }
 
-/// Registers a user and says hello, under a deadline like every receive.
-async fn person(server: &Place, handle: &str) -> (WsClient, String, String) {
-    generously(server.user(handle)).await
-}
-
 /// Awaits `work` (an HTTP round trip or a whole exchange) under [`GENEROUS`].
 async fn generously<T>(work: impl std::future::Future<Output = T>) -> T {
     within(GENEROUS, work)
@@ -98,7 +93,7 @@ async fn generously<T>(work: impl std::future::Future<Output = T>) -> T {
 async fn users(server: &Place, prefix: &str, n: usize) -> Vec<(WsClient, String, String)> {
     join_all((0..n).map(|i| {
         let handle = format!("{prefix}_{i:02}");
-        async move { person(server, &handle).await }
+        async move { server.person(&handle).await }
     }))
     .await
 }
@@ -120,8 +115,8 @@ async fn next_change(client: &mut WsClient, room_id: &str) -> Value {
 }
 
 async fn room_create_validates_and_makes_the_creator_a_member_and_host(server: Place) {
-    let (mut alice, _, alice_id) = person(&server, "alice").await;
-    let (mut bob, _, bob_id) = person(&server, "bob").await;
+    let (mut alice, _, alice_id) = server.person("alice").await;
+    let (mut bob, _, bob_id) = server.person("bob").await;
 
     let long_name = "n".repeat(61);
     for name in ["", long_name.as_str(), "   ", " \t "] {
@@ -199,10 +194,10 @@ async fn room_create_validates_and_makes_the_creator_a_member_and_host(server: P
 }
 
 async fn room_list_and_rest_directory_show_open_rooms_with_true_member_counts(server: Place) {
-    let (mut alice, alice_token, _) = person(&server, "alice").await;
-    let (mut bob, _, _) = person(&server, "bob").await;
-    let (mut carol, _, _) = person(&server, "carol").await;
-    let (mut dave, dave_token, _) = person(&server, "dave").await;
+    let (mut alice, alice_token, _) = server.person("alice").await;
+    let (mut bob, _, _) = server.person("bob").await;
+    let (mut carol, _, _) = server.person("carol").await;
+    let (mut dave, dave_token, _) = server.person("dave").await;
 
     let alpha = create_room(&mut alice, "alpha").await;
     let beta = create_room(&mut bob, "beta").await;
@@ -259,10 +254,10 @@ async fn room_list_and_rest_directory_show_open_rooms_with_true_member_counts(se
 }
 
 async fn a_full_room_refuses_newcomers_until_someone_leaves(server: Place) {
-    let (mut alice, alice_token, _) = person(&server, "alice").await;
-    let (mut bob, _, _) = person(&server, "bob").await;
-    let (mut carol, _, carol_id) = person(&server, "carol").await;
-    let (mut dave, _, _) = person(&server, "dave").await;
+    let (mut alice, alice_token, _) = server.person("alice").await;
+    let (mut bob, _, _) = server.person("bob").await;
+    let (mut carol, _, carol_id) = server.person("carol").await;
+    let (mut dave, _, _) = server.person("dave").await;
 
     let room_id = create_room_with_capacity(&mut alice, "pair", 2).await;
     join(&mut bob, &room_id).await;
@@ -304,8 +299,8 @@ async fn a_full_room_refuses_newcomers_until_someone_leaves(server: Place) {
 }
 
 async fn unknown_rooms_are_not_found_and_non_members_are_forbidden(server: Place) {
-    let (mut alice, _, _) = person(&server, "alice").await;
-    let (mut bob, _, _) = person(&server, "bob").await;
+    let (mut alice, _, _) = server.person("alice").await;
+    let (mut bob, _, _) = server.person("bob").await;
 
     let missing = "r_does_not_exist";
     alice
@@ -361,8 +356,8 @@ async fn unknown_rooms_are_not_found_and_non_members_are_forbidden(server: Place
 }
 
 async fn room_send_validates_text_and_client_msg_id(server: Place) {
-    let (mut alice, _, _) = person(&server, "alice").await;
-    let (mut bob, _, _) = person(&server, "bob").await;
+    let (mut alice, _, _) = server.person("alice").await;
+    let (mut bob, _, _) = server.person("bob").await;
     let room_id = create_room(&mut alice, "texts").await;
     join(&mut bob, &room_id).await;
 
@@ -426,9 +421,9 @@ async fn room_send_validates_text_and_client_msg_id(server: Place) {
 }
 
 async fn typing_reaches_the_others_but_not_the_typist(server: Place) {
-    let (mut alice, _, alice_id) = person(&server, "alice").await;
-    let (mut bob, _, _) = person(&server, "bob").await;
-    let (mut carol, _, _) = person(&server, "carol").await;
+    let (mut alice, _, alice_id) = server.person("alice").await;
+    let (mut bob, _, _) = server.person("bob").await;
+    let (mut carol, _, _) = server.person("carol").await;
     let room_id = create_room(&mut alice, "typing").await;
     join(&mut bob, &room_id).await;
     join(&mut carol, &room_id).await;
@@ -449,8 +444,8 @@ async fn typing_reaches_the_others_but_not_the_typist(server: Place) {
 }
 
 async fn a_repeated_client_msg_id_is_delivered_once_per_user(server: Place) {
-    let (mut alice, _, alice_id) = person(&server, "alice").await;
-    let (mut bob, _, bob_id) = person(&server, "bob").await;
+    let (mut alice, _, alice_id) = server.person("alice").await;
+    let (mut bob, _, bob_id) = server.person("bob").await;
     let room_id = create_room(&mut alice, "dedupe").await;
     join(&mut bob, &room_id).await;
 
@@ -494,9 +489,9 @@ async fn a_repeated_client_msg_id_is_delivered_once_per_user(server: Place) {
 }
 
 async fn join_since_seq_recovers_from_the_history_window(server: Place) {
-    let (mut alice, _, alice_id) = person(&server, "alice").await;
-    let (mut bob, _, _) = person(&server, "bob").await;
-    let (mut carol, _, _) = person(&server, "carol").await;
+    let (mut alice, _, alice_id) = server.person("alice").await;
+    let (mut bob, _, _) = server.person("bob").await;
+    let (mut carol, _, _) = server.person("carol").await;
     let room_id = create_room(&mut alice, "history").await;
 
     // A new room: since_seq 0 is fully recovered, with nothing in it.
@@ -588,8 +583,8 @@ async fn join_since_seq_recovers_from_the_history_window(server: Place) {
 }
 
 async fn leaving_and_rejoining_since_seq_recovers_exactly_what_was_missed(server: Place) {
-    let (mut alice, _, _) = person(&server, "alice").await;
-    let (mut bob, _, _) = person(&server, "bob").await;
+    let (mut alice, _, _) = server.person("alice").await;
+    let (mut bob, _, _) = server.person("bob").await;
     let room_id = create_room(&mut alice, "away").await;
     join(&mut bob, &room_id).await;
 
@@ -625,8 +620,8 @@ async fn leaving_and_rejoining_since_seq_recovers_exactly_what_was_missed(server
 }
 
 async fn several_sockets_of_one_user_count_as_one_member(server: Place) {
-    let (mut alice, alice_token, alice_id) = person(&server, "alice").await;
-    let (mut bob, _, bob_id) = person(&server, "bob").await;
+    let (mut alice, alice_token, alice_id) = server.person("alice").await;
+    let (mut bob, _, bob_id) = server.person("bob").await;
     let room_id = create_room(&mut alice, "two tabs").await;
     join(&mut bob, &room_id).await;
     let bob_joined = alice.next_of("room.member_joined").await;
@@ -683,10 +678,10 @@ async fn several_sockets_of_one_user_count_as_one_member(server: Place) {
 }
 
 async fn a_closed_socket_leaves_its_rooms(server: Place) {
-    let (mut alice, _, _) = person(&server, "alice").await;
-    let (mut bob, _, bob_id) = person(&server, "bob").await;
-    let (mut carol, _, carol_id) = person(&server, "carol").await;
-    let (mut dave, _, _) = person(&server, "dave").await;
+    let (mut alice, _, _) = server.person("alice").await;
+    let (mut bob, _, bob_id) = server.person("bob").await;
+    let (mut carol, _, carol_id) = server.person("carol").await;
+    let (mut dave, _, _) = server.person("dave").await;
     let room_id = create_room(&mut alice, "closing").await;
     let other_room = create_room(&mut dave, "other").await;
     join(&mut bob, &room_id).await;
@@ -723,9 +718,9 @@ async fn a_closed_socket_leaves_its_rooms(server: Place) {
 }
 
 async fn with_no_grace_an_empty_room_closes_at_once(server: Place) {
-    let (mut alice, _, _) = person(&server, "alice").await;
-    let (mut bob, _, _) = person(&server, "bob").await;
-    let (mut watcher, _, _) = person(&server, "watcher").await;
+    let (mut alice, _, _) = server.person("alice").await;
+    let (mut bob, _, _) = server.person("bob").await;
+    let (mut watcher, _, _) = server.person("watcher").await;
     watcher.ok(json!({"type": "rooms.watch"})).await;
 
     let room_id = create_room(&mut alice, "brief").await;
@@ -754,9 +749,9 @@ async fn with_no_grace_an_empty_room_closes_at_once(server: Place) {
 }
 
 async fn within_the_grace_an_empty_room_stays_open_and_a_join_keeps_it(server: Place) {
-    let (mut alice, _, _) = person(&server, "alice").await;
-    let (mut bob, _, _) = person(&server, "bob").await;
-    let (mut watcher, _, _) = person(&server, "watcher").await;
+    let (mut alice, _, _) = server.person("alice").await;
+    let (mut bob, _, _) = server.person("bob").await;
+    let (mut watcher, _, _) = server.person("watcher").await;
     watcher.ok(json!({"type": "rooms.watch"})).await;
 
     let room_id = create_room(&mut alice, "lingering").await;
@@ -793,10 +788,10 @@ async fn within_the_grace_an_empty_room_stays_open_and_a_join_keeps_it(server: P
 }
 
 async fn rooms_watch_pushes_opens_count_changes_and_closes(server: Place) {
-    let (mut alice, _, alice_id) = person(&server, "alice").await;
-    let (mut bob, _, _) = person(&server, "bob").await;
-    let (mut carol, _, _) = person(&server, "carol").await;
-    let (mut watcher, _, _) = person(&server, "watcher").await;
+    let (mut alice, _, alice_id) = server.person("alice").await;
+    let (mut bob, _, _) = server.person("bob").await;
+    let (mut carol, _, _) = server.person("carol").await;
+    let (mut watcher, _, _) = server.person("watcher").await;
 
     let earlier = create_room(&mut carol, "earlier").await;
     let data = watcher.ok(json!({"type": "rooms.watch"})).await;

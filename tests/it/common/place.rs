@@ -10,6 +10,9 @@ use crate::common::cluster::{Cluster, NodeKind, Settings};
 use crate::common::services::shared_redis;
 use crate::common::{Api, TestServer, WsClient};
 
+/// Upper bound for signing a user in on a loaded machine.
+const SIGN_IN_WITHIN: std::time::Duration = std::time::Duration::from_secs(90);
+
 /// The room settings a test may need other than the defaults.
 #[derive(Clone, Copy, Default)]
 pub struct RoomKnobs {
@@ -87,6 +90,14 @@ impl Place {
     pub async fn user(&self, handle: &str) -> (WsClient, String, String) {
         let index = self.next_user.fetch_add(1, Ordering::Relaxed);
         self.node(index).user(handle).await
+    }
+
+    /// [`Place::user`] under a deadline like every receive, so a stuck
+    /// sign-in fails the test rather than hanging it.
+    pub async fn person(&self, handle: &str) -> (WsClient, String, String) {
+        crate::common::wait::within(SIGN_IN_WITHIN, self.user(handle))
+            .await
+            .expect("a user signs in within the deadline")
     }
 
     /// Another socket for a user who has a token, on the next node in turn.
