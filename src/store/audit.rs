@@ -13,6 +13,11 @@ pub const AUDIT_ROOM_CLOSE: &str = "room.close";
 /// and `as`: `host` or `staff`).
 pub const AUDIT_ROOM_KICK: &str = "room.kick";
 
+/// A room's host or staff deleted someone else's message (`data`: where
+/// it was, its author, and `as`: `host` or `staff`). Authors deleting
+/// their own are not moderation and are not recorded.
+pub const AUDIT_MESSAGE_DELETE: &str = "message.delete";
+
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditRow {
     pub id: i64,
