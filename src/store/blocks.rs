@@ -44,19 +44,34 @@ const BLOCKED_EITHER_WAY: &str = "EXISTS (SELECT 1 FROM blocks WHERE \
      (blocker_id = $1 AND blocked_id = $2) OR (blocker_id = $2 AND blocked_id = $1))";
 
 impl Store {
-    /// `blocker` blocks `blocked`; false when they did already.
+    /// `blocker` blocks `blocked`; false when they did already. Interest
+    /// either pressed on the other's cards goes with it: a block is no
+    /// interest between them, and lifting it brings none back.
     pub async fn block(&self, blocker: i64, blocked: i64, now: i64) -> Result<bool, StoreError> {
-        let done = on_pool!(self, pool => sqlx::query(
-            "INSERT INTO blocks (blocker_id, blocked_id, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (blocker_id, blocked_id) DO NOTHING",
-        )
-        .bind(blocker)
-        .bind(blocked)
-        .bind(now)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
-        Ok(done > 0)
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let done = sqlx::query(
+                "INSERT INTO blocks (blocker_id, blocked_id, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (blocker_id, blocked_id) DO NOTHING",
+            )
+            .bind(blocker)
+            .bind(blocked)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            sqlx::query(
+                "DELETE FROM interests WHERE \
+                 (user_id = $2 AND card_id IN (SELECT id FROM cards WHERE owner_id = $1)) OR \
+                 (user_id = $1 AND card_id IN (SELECT id FROM cards WHERE owner_id = $2))",
+            )
+            .bind(blocker)
+            .bind(blocked)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(done > 0)
+        })
     }
 
     /// Lifts `blocker`'s block of `blocked`; false when there was none.

@@ -102,17 +102,6 @@ impl Store {
             .await?
             .rows_affected()
                 > 0;
-            let interested: Option<(i64,)> = sqlx::query_as(
-                "SELECT CAST(1 AS BIGINT) FROM interests WHERE card_id = $1 AND user_id = $2",
-            )
-            .bind(card_id)
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if interested.is_none() {
-                tx.rollback().await?;
-                return Err(MatchError::NotInterested);
-            }
             let (blocked,): (bool,) = sqlx::query_as(
                 "SELECT EXISTS (SELECT 1 FROM blocks WHERE \
                  (blocker_id = $1 AND blocked_id = $2) OR (blocker_id = $2 AND blocked_id = $1))",
@@ -124,6 +113,17 @@ impl Store {
             if blocked {
                 tx.rollback().await?;
                 return Err(MatchError::Blocked);
+            }
+            let interested: Option<(i64,)> = sqlx::query_as(
+                "SELECT CAST(1 AS BIGINT) FROM interests WHERE card_id = $1 AND user_id = $2",
+            )
+            .bind(card_id)
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if interested.is_none() {
+                tx.rollback().await?;
+                return Err(MatchError::NotInterested);
             }
             // Matching again opens a conversation the pair unmatched, with
             // its history.

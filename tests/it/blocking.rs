@@ -86,6 +86,12 @@ async fn a_block_closes_everything_between_the_pair_until_lifted(place: Place) {
         .await;
     assert_eq!(presence, json!({"presence": []}));
 
+    // The interest that made the match is gone with the block.
+    let (items, _) = api
+        .page(&format!("/api/v1/cards/{ann_card}/interests"), &ann_token)
+        .await;
+    assert!(items.is_empty(), "{items:?}");
+
     // Only the blocker lists the block.
     let (items, next) = api.page("/api/v1/me/blocks", &ann_token).await;
     assert_eq!(items.len(), 1, "{items:?}");
