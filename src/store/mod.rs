@@ -16,10 +16,13 @@ mod events;
 mod matches;
 mod messages;
 mod notifications;
+mod reports;
+mod suspensions;
 
 pub use accounts::{NewUser, ProfileChanges, SessionRow, UserRow};
 pub use audit::{
-    AuditRow, NewAudit, RoleChanged, AUDIT_ROLE_CHANGE, AUDIT_ROOM_CLOSE, AUDIT_ROOM_KICK,
+    AuditRow, NewAudit, RoleChanged, AUDIT_REPORT_RESOLVE, AUDIT_ROLE_CHANGE, AUDIT_ROOM_CLOSE,
+    AUDIT_ROOM_KICK, AUDIT_USER_SUSPEND, AUDIT_USER_UNSUSPEND,
 };
 pub use cards::{CardChanges, CardFilter, CardRow, InterestRow};
 pub use communities::{CommunityAccess, CommunityFilter, CommunityRow, MembershipChange};
@@ -30,6 +33,8 @@ pub use events::{
 };
 pub use matches::{ConversationView, MatchError, MatchRow, MatchView, Matched};
 pub use notifications::NotificationRow;
+pub use reports::{Filed, NewReport, QueueFrom, ReportRow, Resolution, Resolved};
+pub use suspensions::{ListedUser, TokenLookup, UserFilter, SUSPENDED_INDEFINITELY};
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{

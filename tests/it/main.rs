@@ -42,3 +42,4 @@ mod store_communities;
 mod store_contract;
 mod store_messages;
 mod store_platform;
+mod suspension;
