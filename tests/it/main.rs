@@ -26,6 +26,7 @@ mod notifications;
 mod openapi;
 mod postgres_server;
 mod production;
+mod reports;
 mod revocation;
 mod room_access;
 mod room_moderation;
