@@ -442,3 +442,103 @@ async fn a_suspension_closes_the_users_socket_on_the_other_node() {
     let (status, body) = n2.login_with("frank", crate::common::api::PASSWORD).await;
     assert_eq!(assert_error(status, &body, 403, "forbidden"), "suspended");
 }
+
+const JWT_SECRET: &str = "hs256-test-secret-that-is-long-enough-for-rfc7518";
+
+/// A server that trusts HS256 JWTs signed with [`JWT_SECRET`], sweeping
+/// for revocations every second.
+async fn sso_server() -> TestServer {
+    TestServer::start_with(|config| {
+        config.jwt_secret = Some(meshi::config::Secret::new(JWT_SECRET));
+        config.revocation_check_secs = 1;
+    })
+    .await
+}
+
+fn jwt(sub: &str) -> String {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"sub": sub, "iat": now, "exp": now + 600}),
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()).expect("an HMAC key"),
+    )
+    .expect("sign HS256")
+}
+
+/// The id of the user a JWT signs in, created on first sight.
+async fn jwt_user(server: &TestServer, token: &str) -> String {
+    let (status, me) = server.get("/api/v1/me", Some(token)).await;
+    assert_eq!(status, 200, "{me}");
+    me["id"].as_str().expect("id").to_owned()
+}
+
+#[tokio::test]
+async fn a_jwt_answers_403_while_its_user_is_suspended_and_works_once_lifted() {
+    let server = sso_server().await;
+    let (admin, _) = server.admin(ADMIN).await;
+    let token = jwt("idp|grace");
+    let user_id = jwt_user(&server, &token).await;
+    let mut socket = server.client(&token).await;
+
+    let (status, body) = suspend(
+        &server,
+        &admin,
+        &user_id,
+        json!({"until": in_secs(600), "reason": "spam"}),
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(
+        socket.closed_with(Duration::from_secs(5)).await,
+        Ended::Closed(4010)
+    );
+    let (status, body) = server.get("/api/v1/me", Some(&token)).await;
+    let message = assert_error(status, &body, 403, "forbidden");
+    assert!(message.starts_with("suspended until "), "{message}");
+
+    let (status, body) = unsuspend(&server, &admin, &user_id).await;
+    assert_eq!(status, 204, "{body}");
+    // Nothing was stored for the JWT, so nothing of it was revoked.
+    assert_eq!(jwt_user(&server, &token).await, user_id);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_sweep_closes_sockets_of_a_suspension_no_bus_message_announced() {
+    let server = sso_server().await;
+    let token = jwt("idp|quiet");
+    let user_id: i64 = jwt_user(&server, &token).await.parse().expect("numeric id");
+    let mut socket = server.client(&token).await;
+    socket.ok(json!({"type": "ping"})).await;
+
+    // Written straight to the database, as if the node that took the
+    // suspension had published to a bus this node never heard. A JWT
+    // socket has no session for the session sweep to find.
+    let store = meshi::store::Store::connect(&server.config.database_url)
+        .await
+        .expect("open the server's database");
+    let target = format!("user:{user_id}");
+    let now = OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    store
+        .suspend_user(
+            user_id,
+            now + 600_000,
+            "quietly",
+            meshi::store::NewAudit {
+                actor_id: None,
+                action: "user.suspend",
+                target: &target,
+                data: "{}",
+                now,
+            },
+        )
+        .await
+        .expect("suspend")
+        .expect("the user exists");
+    store.close().await;
+    assert_eq!(
+        socket.closed_with(Duration::from_secs(5)).await,
+        Ended::Closed(4010)
+    );
+    server.shutdown().await;
+}
