@@ -19,9 +19,7 @@ use std::sync::Arc;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::store::{
-    NewAudit, NewUser, Store, StoreError, TokenLookup, UserRow, AUDIT_ROLE_CHANGE,
-};
+use crate::store::{NewAudit, NewUser, Store, StoreError, TokenLookup, UserRow, AUDIT_ROLE_CHANGE};
 use jwt::JwtVerifier;
 use limits::AuthLimits;
 use password::Hasher;

@@ -308,7 +308,10 @@ mod tests {
         assert!(require_suspend(&admin, OTHER, Role::Admin).is_err());
         for (me, role) in [(&moderator, Role::Moderator), (&admin, Role::Admin)] {
             let myself = me.user.id;
-            assert!(require_suspend(me, myself, role).is_err(), "{role} on themselves");
+            assert!(
+                require_suspend(me, myself, role).is_err(),
+                "{role} on themselves"
+            );
         }
     }
 

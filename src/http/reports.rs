@@ -234,7 +234,12 @@ pub async fn create(
     match filed {
         Filed::Filed(row) => {
             tracing::info!(report_id = row.id, kind = %row.kind, "report filed");
-            Ok((StatusCode::CREATED, Json(Filed201 { report: row.into() })))
+            Ok((
+                StatusCode::CREATED,
+                Json(Filed201 {
+                    report: (*row).into(),
+                }),
+            ))
         }
         Filed::TooManyOpen => Err(Error::RateLimited {
             limit: format!(
@@ -289,7 +294,12 @@ pub async fn queue(
         Some(_) => return Err(Error::bad("status", "must be open or resolved")),
     };
     let from = if open {
-        QueueFrom::OpenAfter(cursor.map(|c| decode_cursor(c, 1)).transpose()?.map(|k| k[0]))
+        QueueFrom::OpenAfter(
+            cursor
+                .map(|c| decode_cursor(c, 1))
+                .transpose()?
+                .map(|k| k[0]),
+        )
     } else {
         QueueFrom::ResolvedBefore(
             cursor
@@ -396,7 +406,7 @@ pub async fn resolve(
         )
         .await?;
     let row = match resolved {
-        Resolved::Resolved(row) => row,
+        Resolved::Resolved(row) => *row,
         Resolved::AlreadyResolved => {
             return Err(Error::Conflict("the report is resolved already".into()))
         }

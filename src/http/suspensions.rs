@@ -158,7 +158,11 @@ pub async fn unsuspend(
         )
         .await?
         .ok_or(Error::NotFound("user"))?;
-    tracing::info!(actor_id = me.user.id, user_id = user.id, "suspension lifted");
+    tracing::info!(
+        actor_id = me.user.id,
+        user_id = user.id,
+        "suspension lifted"
+    );
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -46,14 +46,14 @@ pub struct NewReport<'a> {
 
 #[derive(Debug, Clone)]
 pub enum Filed {
-    Filed(ReportRow),
+    Filed(Box<ReportRow>),
     /// The reporter has `max_open` open reports already.
     TooManyOpen,
 }
 
 #[derive(Debug, Clone)]
 pub enum Resolved {
-    Resolved(ReportRow),
+    Resolved(Box<ReportRow>),
     AlreadyResolved,
     NotFound,
 }
@@ -145,7 +145,7 @@ impl Store {
             .report(id)
             .await?
             .ok_or(StoreError::Database(sqlx::Error::RowNotFound))?;
-        Ok(Filed::Filed(row))
+        Ok(Filed::Filed(Box::new(row)))
     }
 
     /// A page of the queue from `from`; fetches `limit` rows.
@@ -224,7 +224,7 @@ impl Store {
                     .fetch_one(&mut *tx)
                     .await?;
                 tx.commit().await?;
-                Resolved::Resolved(row)
+                Resolved::Resolved(Box::new(row))
             }
         });
         Ok(outcome)

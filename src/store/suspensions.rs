@@ -58,7 +58,9 @@ pub struct UserFilter<'a> {
 pub enum TokenLookup {
     Live(SessionRow, UserRow),
     /// Its user is suspended until then, whatever the session's state.
-    Suspended { until: i64 },
+    Suspended {
+        until: i64,
+    },
     /// Unknown, revoked or expired.
     Ended,
 }
@@ -230,4 +232,3 @@ impl Store {
             .await)?)
     }
 }
-

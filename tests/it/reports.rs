@@ -116,7 +116,10 @@ async fn reports_round_trip(server: &TestServer) {
         json!({"id": p.a_id, "handle": "alice", "display_name": "alice"})
     );
     let excerpt = of_user["excerpt"].as_str().unwrap();
-    assert!(excerpt.contains("bob") && excerpt.contains("buy my coins"), "{excerpt}");
+    assert!(
+        excerpt.contains("bob") && excerpt.contains("buy my coins"),
+        "{excerpt}"
+    );
     parse_time(&of_user["created_at"]);
 
     let card_id = id_of(&card);
@@ -289,9 +292,21 @@ async fn refusals(server: &TestServer) {
 
     let reason = "because";
     for (body, want, code) in [
-        (json!({"kind": "user", "target_id": "424242", "reason": reason}), 404, "not_found"),
-        (json!({"kind": "user", "target_id": "nope", "reason": reason}), 404, "not_found"),
-        (json!({"kind": "card", "target_id": "424242", "reason": reason}), 404, "not_found"),
+        (
+            json!({"kind": "user", "target_id": "424242", "reason": reason}),
+            404,
+            "not_found",
+        ),
+        (
+            json!({"kind": "user", "target_id": "nope", "reason": reason}),
+            404,
+            "not_found",
+        ),
+        (
+            json!({"kind": "card", "target_id": "424242", "reason": reason}),
+            404,
+            "not_found",
+        ),
         (
             json!({"kind": "dm_message", "target_id": "no-such-message",
                    "conversation_id": p.conversation, "reason": reason}),
@@ -309,10 +324,22 @@ async fn refusals(server: &TestServer) {
         assert_error(status, &answer, want, code);
     }
     for (body, field) in [
-        (json!({"kind": "user", "target_id": p.a_id, "reason": reason}), "target_id"),
-        (json!({"kind": "gossip", "target_id": p.b_id, "reason": reason}), "kind"),
-        (json!({"kind": "user", "target_id": p.b_id, "reason": ""}), "reason"),
-        (json!({"kind": "user", "target_id": p.b_id, "reason": "x".repeat(501)}), "reason"),
+        (
+            json!({"kind": "user", "target_id": p.a_id, "reason": reason}),
+            "target_id",
+        ),
+        (
+            json!({"kind": "gossip", "target_id": p.b_id, "reason": reason}),
+            "kind",
+        ),
+        (
+            json!({"kind": "user", "target_id": p.b_id, "reason": ""}),
+            "reason",
+        ),
+        (
+            json!({"kind": "user", "target_id": p.b_id, "reason": "x".repeat(501)}),
+            "reason",
+        ),
         (
             json!({"kind": "dm_message", "target_id": message_id, "reason": reason}),
             "conversation_id",
@@ -341,12 +368,16 @@ async fn refusals(server: &TestServer) {
     .await;
     let (status, body) = server.get("/api/v1/admin/reports", Some(&p.a_token)).await;
     assert_error(status, &body, 403, "forbidden");
-    let (status, body) = resolve(server, &carol, &id_of(&one), json!({"action": "dismissed"})).await;
+    let (status, body) =
+        resolve(server, &carol, &id_of(&one), json!({"action": "dismissed"})).await;
     assert_error(status, &body, 403, "forbidden");
 
     for (body, field) in [
         (json!({"action": "banished"}), "action"),
-        (json!({"action": "dismissed", "note": "x".repeat(501)}), "note"),
+        (
+            json!({"action": "dismissed", "note": "x".repeat(501)}),
+            "note",
+        ),
     ] {
         let (status, answer) = resolve(server, &admin, &id_of(&one), body).await;
         assert_bad_field(status, &answer, field);
@@ -355,7 +386,11 @@ async fn refusals(server: &TestServer) {
         let (status, body) = resolve(server, &admin, id, json!({"action": "dismissed"})).await;
         assert_error(status, &body, 404, "not_found");
     }
-    for (query, field) in [("status=closed", "status"), ("limit=101", "limit"), ("cursor=!!", "cursor")] {
+    for (query, field) in [
+        ("status=closed", "status"),
+        ("limit=101", "limit"),
+        ("cursor=!!", "cursor"),
+    ] {
         let (status, body) = server
             .get(&format!("/api/v1/admin/reports?{query}"), Some(&admin))
             .await;
@@ -363,7 +398,8 @@ async fn refusals(server: &TestServer) {
     }
     let (status, _) = resolve(server, &admin, &id_of(&one), json!({"action": "dismissed"})).await;
     assert_eq!(status, 200);
-    let (status, body) = resolve(server, &admin, &id_of(&one), json!({"action": "dismissed"})).await;
+    let (status, body) =
+        resolve(server, &admin, &id_of(&one), json!({"action": "dismissed"})).await;
     assert_error(status, &body, 409, "conflict");
     bob.close().await;
 }
@@ -398,7 +434,13 @@ async fn a_reporter_has_at_most_fifty_open_reports() {
     assert_eq!(answer["error"]["code"], "rate_limited");
     // Resolving one makes room for one more.
     let first = first.expect("a report");
-    let (status, _) = resolve(&server, &admin, &id_of(&first), json!({"action": "dismissed"})).await;
+    let (status, _) = resolve(
+        &server,
+        &admin,
+        &id_of(&first),
+        json!({"action": "dismissed"}),
+    )
+    .await;
     assert_eq!(status, 200);
     filed(&server, &token, body.clone()).await;
     let (status, _) = report(&server, &token, body).await;

@@ -91,14 +91,19 @@ async fn suspension_round_trip(server: &TestServer) {
         let message = assert_error(status, &body, 403, "forbidden");
         assert!(message.starts_with("suspended until "), "{message}");
     }
-    let (status, body) = server.login_with("alice", crate::common::api::PASSWORD).await;
+    let (status, body) = server
+        .login_with("alice", crate::common::api::PASSWORD)
+        .await;
     let message = assert_error(status, &body, 403, "forbidden");
     let shown = message
         .strip_prefix("suspended until ")
         .unwrap_or_else(|| panic!("the end is named: {message}"));
     let shown = OffsetDateTime::parse(shown, &Rfc3339).expect("an RFC 3339 end");
     let wanted = OffsetDateTime::parse(&until, &Rfc3339).unwrap();
-    assert!((shown - wanted).abs() < time::Duration::seconds(1), "{message}");
+    assert!(
+        (shown - wanted).abs() < time::Duration::seconds(1),
+        "{message}"
+    );
     // A wrong password is told as wrong, not as suspended.
     let (status, body) = server.login_with("alice", "not the password").await;
     assert_error(status, &body, 401, "unauthenticated");
@@ -201,7 +206,9 @@ async fn a_suspension_that_has_run_out_lets_the_user_back() {
     )
     .await;
     assert_eq!(status, 204, "{body}");
-    let (status, _) = server.login_with("carol", crate::common::api::PASSWORD).await;
+    let (status, _) = server
+        .login_with("carol", crate::common::api::PASSWORD)
+        .await;
     assert_eq!(status, 403);
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     server.login("carol").await;
@@ -256,7 +263,10 @@ async fn who_may_suspend_whom(server: &TestServer) {
     for (bad, field) in [
         (json!({"until": in_secs(-60), "reason": "x"}), "until"),
         (json!({"until": "next week", "reason": "x"}), "until"),
-        (json!({"until": "+10000-01-01T00:00:00Z", "reason": "x"}), "until"),
+        (
+            json!({"until": "+10000-01-01T00:00:00Z", "reason": "x"}),
+            "until",
+        ),
         (json!({"reason": ""}), "reason"),
         (json!({"reason": "   "}), "reason"),
         (json!({"reason": "x".repeat(501)}), "reason"),
