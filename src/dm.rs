@@ -143,7 +143,9 @@ async fn write_loop(store: Store, push: Push, mut queue: mpsc::Receiver<Pending>
                             }
                         },
                         DmOutcome::Duplicate(first) => (sender.acknowledge)(first),
-                        DmOutcome::NotParticipant | DmOutcome::NoConversation => {}
+                        DmOutcome::NotParticipant
+                        | DmOutcome::NoConversation
+                        | DmOutcome::Closed => {}
                     }
                     let _ = sender.reply.send(Ok(outcome));
                 }
@@ -222,5 +224,7 @@ pub fn view(row: &DmRow) -> DmMessage {
         text: row.text.clone(),
         sent_at: rfc3339(row.sent_at),
         client_msg_id: row.client_msg_id.clone(),
+        edited_at: row.edited_at.map(rfc3339),
+        deleted: row.deleted,
     }
 }

@@ -16,6 +16,10 @@
 //! - [`notify`]: notifications, stored then pushed.
 //! - [`dm`]: direct messages, group-committed then pushed.
 //! - [`presence`]: online/offline and telling partners.
+//! - [`revisions`]: editing and deleting messages after they were sent.
+//! - [`pairing`]: blocking and unmatching, and whether a conversation
+//!   takes messages.
+//! - [`moderation`]: room actions of hosts and staff, audited.
 //! - [`upkeep`]: this node's share of a cluster's upkeep (heartbeats, dead
 //!   nodes, emptied rooms, state put back after Redis lost it).
 //! - [`standing`]: event and community rooms and who may enter them.
@@ -37,8 +41,10 @@ pub mod metrics;
 pub mod moderation;
 pub mod net;
 pub mod notify;
+pub mod pairing;
 pub mod presence;
 pub mod profile;
+pub mod revisions;
 pub mod rooms;
 pub mod standing;
 pub mod state;

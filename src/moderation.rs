@@ -82,7 +82,7 @@ pub async fn kick(
     Ok(())
 }
 
-async fn record(
+pub(crate) async fn record(
     state: &Services,
     by: &Identity,
     action: &str,

@@ -49,6 +49,24 @@ impl Notifier {
         Ok(())
     }
 
+    /// Notifies several users of something `by` did, leaving out everyone
+    /// who blocks `by` or whom `by` blocks.
+    pub async fn notify_all_from(
+        &self,
+        by: i64,
+        user_ids: &[i64],
+        kind: &str,
+        data: Value,
+    ) -> Result<()> {
+        let blocked = self.store.blocked_either_way(by).await?;
+        let told: Vec<i64> = user_ids
+            .iter()
+            .copied()
+            .filter(|user| !blocked.contains(user))
+            .collect();
+        self.notify_all(&told, kind, data).await
+    }
+
     /// Notifies several users, carrying on past a failure so one bad write
     /// does not silence the rest; the first error is returned.
     pub async fn notify_all(&self, user_ids: &[i64], kind: &str, data: Value) -> Result<()> {

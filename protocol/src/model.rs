@@ -44,6 +44,12 @@ pub struct RoomMessage {
     pub sent_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_msg_id: Option<String>,
+    /// When its author last edited it; absent while it is as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<String>,
+    /// `true` once deleted, with `text` emptied; absent otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
 }
 
 #[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
@@ -57,6 +63,12 @@ pub struct DmMessage {
     pub sent_at: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_msg_id: Option<String>,
+    /// When its author last edited it; absent while it is as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<String>,
+    /// `true` once deleted, with `text` emptied; absent otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +92,19 @@ pub enum RoomClosedReason {
     Empty,
     Host,
     Moderator,
+}
+
+/// Why a conversation no longer takes messages.
+#[cfg_attr(feature = "utoipa", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationClosedReason {
+    /// One of the pair blocked the other.
+    Blocked,
+    /// One of the pair unmatched.
+    Unmatched,
+    /// One of the pair deleted their account.
+    AccountDeleted,
 }
 
 /// Why a user was taken out of a room that goes on without them.

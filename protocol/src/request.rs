@@ -50,6 +50,17 @@ pub enum Request {
     },
     #[serde(rename = "room.typing")]
     RoomTyping { room_id: String },
+    /// The author rewrites a message still in the room's history window.
+    #[serde(rename = "room.edit")]
+    RoomEdit {
+        room_id: String,
+        message_id: String,
+        text: String,
+    },
+    /// The author, a moderator or a drop-in room's host deletes a message
+    /// still in the room's history window.
+    #[serde(rename = "room.delete")]
+    RoomDelete { room_id: String, message_id: String },
     /// Takes a user out of a room, by a moderator or a drop-in room's host;
     /// with `ban_secs` they may not join again until the ban ends.
     #[serde(rename = "room.kick")]
@@ -84,6 +95,19 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
+    /// The author rewrites one of their messages.
+    #[serde(rename = "dm.edit")]
+    DmEdit {
+        conversation_id: String,
+        message_id: String,
+        text: String,
+    },
+    /// The author deletes one of their messages.
+    #[serde(rename = "dm.delete")]
+    DmDelete {
+        conversation_id: String,
+        message_id: String,
+    },
     #[serde(rename = "dm.read")]
     DmRead { conversation_id: String, seq: u64 },
     #[serde(rename = "dm.typing")]
@@ -105,11 +129,15 @@ impl Request {
             Request::RoomLeave { .. } => "room.leave",
             Request::RoomSend { .. } => "room.send",
             Request::RoomTyping { .. } => "room.typing",
+            Request::RoomEdit { .. } => "room.edit",
+            Request::RoomDelete { .. } => "room.delete",
             Request::RoomKick { .. } => "room.kick",
             Request::RoomClose { .. } => "room.close",
             Request::RoomsWatch => "rooms.watch",
             Request::DmSend { .. } => "dm.send",
             Request::DmHistory { .. } => "dm.history",
+            Request::DmEdit { .. } => "dm.edit",
+            Request::DmDelete { .. } => "dm.delete",
             Request::DmRead { .. } => "dm.read",
             Request::DmTyping { .. } => "dm.typing",
             Request::PresenceQuery { .. } => "presence.query",

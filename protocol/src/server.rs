@@ -2,8 +2,8 @@
 
 use crate::envelope::{ErrorBody, Ref};
 use crate::model::{
-    DmMessage, Notification, Presence, Room, RoomClosedReason, RoomMessage, RoomRemovedReason,
-    UserSummary,
+    ConversationClosedReason, DmMessage, Notification, Presence, Room, RoomClosedReason,
+    RoomMessage, RoomRemovedReason, UserSummary,
 };
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +24,24 @@ pub enum ServerFrame {
     },
     #[serde(rename = "room.message")]
     RoomMessage(RoomMessage),
+    /// A message in the room's history window was edited by its author.
+    #[serde(rename = "room.message_edited")]
+    RoomMessageEdited {
+        room_id: String,
+        message_id: String,
+        seq: u64,
+        text: String,
+        edited_at: String,
+    },
+    /// A message in the room's history window was deleted.
+    #[serde(rename = "room.message_deleted")]
+    RoomMessageDeleted {
+        room_id: String,
+        message_id: String,
+        seq: u64,
+        /// The user who deleted it: its author, a moderator or the host.
+        deleted_by: String,
+    },
     #[serde(rename = "room.member_joined")]
     RoomMemberJoined { room_id: String, user: UserSummary },
     #[serde(rename = "room.member_left")]
@@ -49,6 +67,27 @@ pub enum ServerFrame {
     RoomsChanged(RoomsChanged),
     #[serde(rename = "dm.message")]
     DmMessage(DmMessage),
+    #[serde(rename = "dm.message_edited")]
+    DmMessageEdited {
+        conversation_id: String,
+        message_id: String,
+        seq: u64,
+        text: String,
+        edited_at: String,
+    },
+    #[serde(rename = "dm.message_deleted")]
+    DmMessageDeleted {
+        conversation_id: String,
+        message_id: String,
+        seq: u64,
+    },
+    /// The conversation takes no more messages: the pair unmatched, one
+    /// blocked the other, or one deleted their account.
+    #[serde(rename = "conversation.closed")]
+    ConversationClosed {
+        conversation_id: String,
+        reason: ConversationClosedReason,
+    },
     #[serde(rename = "dm.read")]
     DmRead {
         conversation_id: String,
@@ -105,6 +144,8 @@ impl ServerFrame {
             ServerFrame::Ok { .. } => "ok",
             ServerFrame::Error { .. } => "error",
             ServerFrame::RoomMessage(_) => "room.message",
+            ServerFrame::RoomMessageEdited { .. } => "room.message_edited",
+            ServerFrame::RoomMessageDeleted { .. } => "room.message_deleted",
             ServerFrame::RoomMemberJoined { .. } => "room.member_joined",
             ServerFrame::RoomMemberLeft { .. } => "room.member_left",
             ServerFrame::RoomTyping { .. } => "room.typing",
@@ -112,6 +153,9 @@ impl ServerFrame {
             ServerFrame::RoomRemoved { .. } => "room.removed",
             ServerFrame::RoomsChanged(_) => "rooms.changed",
             ServerFrame::DmMessage(_) => "dm.message",
+            ServerFrame::DmMessageEdited { .. } => "dm.message_edited",
+            ServerFrame::DmMessageDeleted { .. } => "dm.message_deleted",
+            ServerFrame::ConversationClosed { .. } => "conversation.closed",
             ServerFrame::DmRead { .. } => "dm.read",
             ServerFrame::DmTyping { .. } => "dm.typing",
             ServerFrame::Presence(_) => "presence",

@@ -114,8 +114,10 @@ fn reply_check(op: &str) -> Option<fn(&str, &Value)> {
     Some(match op {
         "hello" => round_trip_value::<HelloOk>,
         "ping" => round_trip_value::<PingOk>,
-        "auth.refresh" | "room.leave" | "room.typing" | "room.kick" | "room.close" | "dm.read"
-        | "dm.typing" => round_trip_value::<Empty>,
+        "auth.refresh" | "room.leave" | "room.typing" | "room.kick" | "room.close"
+        | "room.edit" | "room.delete" | "dm.edit" | "dm.delete" | "dm.read" | "dm.typing" => {
+            round_trip_value::<Empty>
+        }
         "room.create" => round_trip_value::<RoomCreated>,
         "room.list" | "rooms.watch" => round_trip_value::<RoomList>,
         "room.join" => round_trip_value::<RoomJoined>,
@@ -171,6 +173,15 @@ fn every_request() -> Vec<Request> {
             client_msg_id: None,
         },
         Request::RoomTyping { room_id: s() },
+        Request::RoomEdit {
+            room_id: s(),
+            message_id: s(),
+            text: s(),
+        },
+        Request::RoomDelete {
+            room_id: s(),
+            message_id: s(),
+        },
         Request::RoomKick {
             room_id: s(),
             user_id: s(),
@@ -189,6 +200,15 @@ fn every_request() -> Vec<Request> {
             after_seq: None,
             before_seq: None,
             limit: None,
+        },
+        Request::DmEdit {
+            conversation_id: s(),
+            message_id: s(),
+            text: s(),
+        },
+        Request::DmDelete {
+            conversation_id: s(),
+            message_id: s(),
         },
         Request::DmRead {
             conversation_id: s(),
@@ -211,11 +231,15 @@ fn every_request() -> Vec<Request> {
             | Request::RoomLeave { .. }
             | Request::RoomSend { .. }
             | Request::RoomTyping { .. }
+            | Request::RoomEdit { .. }
+            | Request::RoomDelete { .. }
             | Request::RoomKick { .. }
             | Request::RoomClose { .. }
             | Request::RoomsWatch
             | Request::DmSend { .. }
             | Request::DmHistory { .. }
+            | Request::DmEdit { .. }
+            | Request::DmDelete { .. }
             | Request::DmRead { .. }
             | Request::DmTyping { .. }
             | Request::PresenceQuery { .. } => {}
@@ -252,7 +276,22 @@ fn every_server_frame() -> Vec<ServerFrame> {
             text: s(),
             sent_at: s(),
             client_msg_id: None,
+            edited_at: None,
+            deleted: false,
         }),
+        ServerFrame::RoomMessageEdited {
+            room_id: s(),
+            message_id: s(),
+            seq: 1,
+            text: s(),
+            edited_at: s(),
+        },
+        ServerFrame::RoomMessageDeleted {
+            room_id: s(),
+            message_id: s(),
+            seq: 1,
+            deleted_by: s(),
+        },
         ServerFrame::RoomMemberJoined {
             room_id: s(),
             user: user(),
@@ -283,7 +322,25 @@ fn every_server_frame() -> Vec<ServerFrame> {
             text: s(),
             sent_at: s(),
             client_msg_id: None,
+            edited_at: None,
+            deleted: false,
         }),
+        ServerFrame::DmMessageEdited {
+            conversation_id: s(),
+            message_id: s(),
+            seq: 1,
+            text: s(),
+            edited_at: s(),
+        },
+        ServerFrame::DmMessageDeleted {
+            conversation_id: s(),
+            message_id: s(),
+            seq: 1,
+        },
+        ServerFrame::ConversationClosed {
+            conversation_id: s(),
+            reason: meshi_protocol::ConversationClosedReason::Unmatched,
+        },
         ServerFrame::DmRead {
             conversation_id: s(),
             user_id: s(),
@@ -317,6 +374,8 @@ fn every_server_frame() -> Vec<ServerFrame> {
             ServerFrame::Ok { .. }
             | ServerFrame::Error { .. }
             | ServerFrame::RoomMessage(_)
+            | ServerFrame::RoomMessageEdited { .. }
+            | ServerFrame::RoomMessageDeleted { .. }
             | ServerFrame::RoomMemberJoined { .. }
             | ServerFrame::RoomMemberLeft { .. }
             | ServerFrame::RoomTyping { .. }
@@ -324,6 +383,9 @@ fn every_server_frame() -> Vec<ServerFrame> {
             | ServerFrame::RoomRemoved { .. }
             | ServerFrame::RoomsChanged(_)
             | ServerFrame::DmMessage(_)
+            | ServerFrame::DmMessageEdited { .. }
+            | ServerFrame::DmMessageDeleted { .. }
+            | ServerFrame::ConversationClosed { .. }
             | ServerFrame::DmRead { .. }
             | ServerFrame::DmTyping { .. }
             | ServerFrame::Presence(_)

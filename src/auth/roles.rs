@@ -6,6 +6,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use meshi_protocol::{Room as RoomView, RoomKind};
+
 use super::Identity;
 use crate::error::{Error, Result};
 
@@ -188,6 +190,60 @@ pub fn require_suspend(identity: &Identity, target_id: i64, target: Role) -> Res
     }
 }
 
+/// Whether the caller hosts this room: only drop-in rooms have hosts with
+/// powers; an event's host runs it through the event itself.
+pub fn hosts(identity: &Identity, room: &RoomView) -> bool {
+    room.kind == RoomKind::DropIn && room.host_id == Some(identity.user.id.to_string())
+}
+
+/// Who changes a message after it was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageActor {
+    Author,
+    Host,
+    Staff,
+}
+
+impl MessageActor {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageActor::Author => "author",
+            MessageActor::Host => "host",
+            MessageActor::Staff => "staff",
+        }
+    }
+}
+
+/// Passes for the author of a message (`author_id`, as the wire shows
+/// it): nobody edits someone else's message, nor deletes someone else's
+/// direct message.
+pub fn require_author(identity: &Identity, author_id: &str) -> Result<()> {
+    if author_id == identity.user.id.to_string() {
+        Ok(())
+    } else {
+        Err(Error::Forbidden("only its author may change this message"))
+    }
+}
+
+/// Passes for a delete of a room message: by its author, the host of a
+/// drop-in room (`hosts`), or staff; an author deletes as the author.
+pub fn require_room_delete(
+    identity: &Identity,
+    hosts: bool,
+    author_id: &str,
+) -> Result<MessageActor> {
+    if require_author(identity, author_id).is_ok() {
+        return Ok(MessageActor::Author);
+    }
+    match require_in_room(identity, Permission::RemoveMessage, hosts) {
+        Ok(RoomActor::Host) => Ok(MessageActor::Host),
+        Ok(RoomActor::Staff) => Ok(MessageActor::Staff),
+        Err(_) => Err(Error::Forbidden(
+            "only its author, the room's host or a moderator may delete this message",
+        )),
+    }
+}
+
 const NOT_HOST_OR_STAFF: Error =
     Error::Forbidden("only the room's host or a moderator may do this");
 
@@ -252,6 +308,29 @@ mod tests {
             assert_eq!(
                 require_kick(&moderator, true, target).ok(),
                 Some(RoomActor::Staff)
+            );
+        }
+    }
+
+    #[test]
+    fn authors_edit_only_their_own_and_hosts_and_staff_delete_any() {
+        let member = identity(Role::Member);
+        assert!(require_author(&member, "1").is_ok());
+        assert!(require_author(&member, "2").is_err());
+        assert!(require_author(&identity(Role::Admin), "2").is_err());
+        assert_eq!(
+            require_room_delete(&member, false, "1").ok(),
+            Some(MessageActor::Author)
+        );
+        assert!(require_room_delete(&member, false, "2").is_err());
+        assert_eq!(
+            require_room_delete(&member, true, "2").ok(),
+            Some(MessageActor::Host)
+        );
+        for staff in [Role::Moderator, Role::Admin] {
+            assert_eq!(
+                require_room_delete(&identity(staff), false, "2").ok(),
+                Some(MessageActor::Staff)
             );
         }
     }

@@ -30,8 +30,8 @@ use crate::clock::{now_ms, rfc3339};
 use crate::error::{Error, Result};
 use crate::hub::{encode, Frame, UserId};
 use crate::rooms::engine::{
-    Creating, Joined, Joining, Membership, RoomEngine, RoomSettings, Sending, StandingRoom,
-    LATEST_ON_JOIN,
+    Creating, Joined, Joining, Membership, Replacing, RoomEngine, RoomSettings, Sending,
+    StandingRoom, LATEST_ON_JOIN,
 };
 
 pub struct RedisEngine {
@@ -509,6 +509,53 @@ impl RoomEngine for RedisEngine {
             }
             Answer::Forbidden => Sending::NotMember,
             Answer::Gone | Answer::Full | Answer::Banned(_) => Sending::NoRoom,
+        })
+    }
+
+    async fn message(&self, room_id: &str, message_id: &str) -> Result<Option<RoomMessage>> {
+        let kept: Vec<String> = self
+            .cluster
+            .query(
+                redis::cmd("LRANGE")
+                    .arg(self.room_key(room_id, "|h"))
+                    .arg(0)
+                    .arg(-1),
+            )
+            .await?;
+        // Newest last; a revision is most often of a recent message.
+        for frame in kept.iter().rev() {
+            if let ServerFrame::RoomMessage(message) = parse_json(frame)? {
+                if message.message_id == message_id {
+                    return Ok(Some(message));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// See [`scripts::REPLACE`]. The kept frame is the message encoded
+    /// again: encoding is deterministic, so it is the history's entry
+    /// byte for byte while nobody changed it.
+    async fn replace(
+        &self,
+        room_id: &str,
+        kept: &RoomMessage,
+        revised: &RoomMessage,
+        event: Frame,
+    ) -> Result<Replacing> {
+        let kept = encode(&ServerFrame::RoomMessage(kept.clone()));
+        let revised = encode(&ServerFrame::RoomMessage(revised.clone()));
+        let answer: Vec<String> = self
+            .cluster
+            .run(
+                &scripts::REPLACE,
+                &args![room_id, kept.as_str(), revised.as_str(), event.as_str()],
+            )
+            .await?;
+        Ok(match answer.first().map(String::as_str) {
+            Some("ok") => Replacing::Replaced,
+            Some("stale") => Replacing::Stale,
+            _ => Replacing::NoRoom,
         })
     }
 

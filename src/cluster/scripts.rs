@@ -259,6 +259,28 @@ return {'ok', tostring(seq), ARGV[7]}
     )
 });
 
+/// A message revised in the history window (edited or deleted). ARGV
+/// 4..: the message's frame as the history holds it, its revised frame,
+/// and the event telling members. The history entry is replaced only if
+/// it is still exactly as the caller read it. Returns `{"gone"}`,
+/// `{"stale"}` or `{"ok"}`.
+pub static REPLACE: LazyLock<Script> = LazyLock::new(|| {
+    room_script(
+        r#"
+if redis.call('EXISTS', K.meta) == 0 then return {'gone'} end
+local kept = redis.call('LRANGE', K.hist, 0, -1)
+for i, frame in ipairs(kept) do
+  if frame == ARGV[4] then
+    redis.call('LSET', K.hist, i - 1, ARGV[5])
+    publish(0, ARGV[6])
+    return {'ok'}
+  end
+end
+return {'stale'}
+"#,
+    )
+});
+
 /// ARGV 4..: user, "1" to close an emptied drop-in room at once, now (ms).
 pub static LEAVE: LazyLock<Script> = LazyLock::new(|| {
     room_script(

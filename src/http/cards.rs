@@ -292,6 +292,7 @@ pub async fn delete(
         (status = 204, description = "the caller is interested (idempotent)"),
         (status = 400, description = "the card is the caller's own", body = ErrorResponse),
         (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 403, description = "the card's owner and the caller: one blocks the other", body = ErrorResponse),
         (status = 404, description = "no such card", body = ErrorResponse),
         (status = 409, description = "the card is closed", body = ErrorResponse),
     ),
@@ -311,6 +312,7 @@ pub async fn press_interest(
     if !card.is_open {
         return Err(Error::Conflict("the card is closed".into()));
     }
+    crate::pairing::require_not_blocked(&state, card.owner_id, me.user.id).await?;
     if state
         .store
         .press_interest(card.id, me.user.id, now_ms())
@@ -434,7 +436,7 @@ pub struct MatchOut {
         (status = 200, description = "the pair already has a conversation; the existing one", body = MatchCreated),
         (status = 400, description = "`user_id` is invalid, the caller, or has not pressed interested", body = ErrorResponse),
         (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
-        (status = 403, description = "the caller does not own the card", body = ErrorResponse),
+        (status = 403, description = "the caller does not own the card, or one of the pair blocks the other", body = ErrorResponse),
         (status = 404, description = "no such card", body = ErrorResponse),
         (status = 413, description = "the body is too large", body = ErrorResponse),
     ),
@@ -463,6 +465,7 @@ pub async fn create_match(
             MatchError::NotInterested => {
                 Error::bad("user_id", "has not pressed interested on this card")
             }
+            MatchError::Blocked => Error::Forbidden("one of you blocks the other"),
             MatchError::Store(err) => err.into(),
         })?;
     let record: &MatchRow = &matched.record;

@@ -449,7 +449,7 @@ pub async fn update(
         .await?;
     state
         .notifier
-        .notify_all(&updated.attendees, kind::EVENT_UPDATED, notice)
+        .notify_all_from(me.user.id, &updated.attendees, kind::EVENT_UPDATED, notice)
         .await?;
     Ok(Json(event.into()))
 }
@@ -493,7 +493,7 @@ pub async fn cancel(
         let notice = json!({ "event_id": event.id.to_string(), "title": event.title });
         state
             .notifier
-            .notify_all(&attendees, kind::EVENT_CANCELLED, notice)
+            .notify_all_from(me.user.id, &attendees, kind::EVENT_CANCELLED, notice)
             .await?;
     }
     Ok(StatusCode::NO_CONTENT)

@@ -1,6 +1,7 @@
 //! The caller's matches and conversations.
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::Json;
 use meshi_protocol::{DmMessage, UserSummary};
 use serde::{Deserialize, Serialize};
@@ -58,6 +59,30 @@ pub async fn matches(
             created_at: rfc3339(r.matched_at),
         },
     )))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/matches/{id}",
+    operation_id = "unmatch",
+    tag = "matches",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "match id")),
+    responses(
+        (status = 204, description = "the pair is unmatched: every match between them goes, and their conversation closes for both until they match again"),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 404, description = "no such match of the caller's", body = ErrorResponse),
+    ),
+)]
+/// Either participant unmatches; both hear `conversation.closed`.
+pub async fn unmatch(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    let id = path_id(&id, "match")?;
+    crate::pairing::unmatch(&state, me.user.id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -137,7 +162,7 @@ pub struct History {
         (status = 200, description = "the messages in ascending `seq`", body = History),
         (status = 400, description = "a query parameter is invalid", body = ErrorResponse),
         (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
-        (status = 403, description = "the caller is not in this conversation", body = ErrorResponse),
+        (status = 403, description = "the caller is not in this conversation, or it is closed (the pair unmatched)", body = ErrorResponse),
         (status = 404, description = "no such conversation", body = ErrorResponse),
     ),
 )]
@@ -156,14 +181,7 @@ pub async fn messages(
     if query.before_seq.is_some_and(|s| s < 0) {
         return Err(Error::bad("before_seq", "must not be negative"));
     }
-    let pair = state
-        .store
-        .conversation_pair(id)
-        .await?
-        .ok_or(Error::NotFound("conversation"))?;
-    if !pair.includes(me.user.id) {
-        return Err(Error::Forbidden("you are not in this conversation"));
-    }
+    crate::pairing::require_readable(&state, id, me.user.id).await?;
     let rows = state
         .store
         .dm_history(id, query.after_seq, query.before_seq, limit)

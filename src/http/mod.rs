@@ -4,6 +4,7 @@
 
 mod accounts;
 mod admin;
+mod blocks;
 mod cards;
 mod communities;
 mod events;
@@ -50,7 +51,10 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(communities::create, communities::list))
         .routes(routes!(communities::get))
         .routes(routes!(communities::join, communities::leave))
+        .routes(routes!(blocks::block, blocks::unblock))
+        .routes(routes!(blocks::list))
         .routes(routes!(matches::matches))
+        .routes(routes!(matches::unmatch))
         .routes(routes!(matches::conversations))
         .routes(routes!(matches::messages))
         .routes(routes!(events::create, events::list))

@@ -56,6 +56,15 @@ pub enum Sending {
     NoRoom,
 }
 
+/// What putting a revised message in place of a kept one came to.
+pub enum Replacing {
+    Replaced,
+    /// The history no longer holds the message as it was read: it changed
+    /// meanwhile, or left the window.
+    Stale,
+    NoRoom,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Membership {
     Member,
@@ -115,6 +124,22 @@ pub trait RoomEngine: Send + Sync + 'static {
     /// and publishes it, unless `sender` sent it before under the same
     /// `client_msg_id`.
     async fn send(&self, room_id: &str, sender: UserId, message: RoomMessage) -> Result<Sending>;
+
+    /// A message still in the room's history window, as the history keeps
+    /// it; `None` when it is not (or the room is not open).
+    async fn message(&self, room_id: &str, message_id: &str) -> Result<Option<RoomMessage>>;
+
+    /// Puts `revised` in place of `kept` in the history, and publishes
+    /// `event` to the room in the same step, if the history still holds
+    /// `kept` exactly as it was read: a compare-and-set, so two revisions
+    /// of one message never lose one another.
+    async fn replace(
+        &self,
+        room_id: &str,
+        kept: &RoomMessage,
+        revised: &RoomMessage,
+        event: Frame,
+    ) -> Result<Replacing>;
 
     async fn membership(&self, room_id: &str, user: UserId) -> Result<Membership>;
 

@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::engine::{
-    Creating, Joined, Joining, Membership, RoomEngine, RoomSettings, Sending, StandingRoom,
-    LATEST_ON_JOIN,
+    Creating, Joined, Joining, Membership, Replacing, RoomEngine, RoomSettings, Sending,
+    StandingRoom, LATEST_ON_JOIN,
 };
 use super::quota::LocalQuota;
 use crate::clock::{now_ms, rfc3339};
@@ -172,6 +172,31 @@ impl RoomEngine for MemoryEngine {
         Ok(self.shared.send(room_id, sender, message))
     }
 
+    async fn message(&self, room_id: &str, message_id: &str) -> Result<Option<RoomMessage>> {
+        let Some(room) = self.shared.room(room_id) else {
+            return Ok(None);
+        };
+        let state = room.lock();
+        if state.closed {
+            return Ok(None);
+        }
+        Ok(state
+            .history
+            .iter()
+            .find(|m| m.message_id == message_id)
+            .map(|m| RoomMessage::clone(m)))
+    }
+
+    async fn replace(
+        &self,
+        room_id: &str,
+        kept: &RoomMessage,
+        revised: &RoomMessage,
+        event: Frame,
+    ) -> Result<Replacing> {
+        Ok(self.shared.replace(room_id, kept, revised, event))
+    }
+
     async fn membership(&self, room_id: &str, user: UserId) -> Result<Membership> {
         let Some(room) = self.shared.room(room_id) else {
             return Ok(Membership::NoRoom);
@@ -221,9 +246,42 @@ impl Shared {
 
     /// Publishes a room event at the room's next position.
     fn publish(&self, room: &Room, state: &mut RoomState, frame: &ServerFrame) {
+        self.publish_frame(room, state, encode(frame));
+    }
+
+    fn publish_frame(&self, room: &Room, state: &mut RoomState, frame: Frame) {
         state.position += 1;
         self.hub
-            .publish_in_order(room.topic(), encode(frame), state.position);
+            .publish_in_order(room.topic(), frame, state.position);
+    }
+
+    fn replace(
+        &self,
+        room_id: &str,
+        kept: &RoomMessage,
+        revised: &RoomMessage,
+        event: Frame,
+    ) -> Replacing {
+        let Some(room) = self.room(room_id) else {
+            return Replacing::NoRoom;
+        };
+        let mut state = room.lock();
+        if state.closed {
+            return Replacing::NoRoom;
+        }
+        let Some(at) = state
+            .history
+            .iter()
+            .position(|m| m.message_id == kept.message_id)
+        else {
+            return Replacing::Stale;
+        };
+        if *state.history[at] != *kept {
+            return Replacing::Stale;
+        }
+        state.history[at] = Arc::new(revised.clone());
+        self.publish_frame(&room, &mut state, event);
+        Replacing::Replaced
     }
 
     fn create(

@@ -34,10 +34,53 @@ use crate::hub::gate::Gate;
 use crate::hub::subscribers::{Subscriber, Topic, Unsubscribed};
 use crate::hub::{encode, Hub, UserId};
 use crate::ids;
-use engine::{Creating, Joining, Membership, Sending};
+use engine::{Creating, Joining, Membership, Replacing, Sending};
 
 /// How long a join waits for this node to hear the room's channel.
 const LISTEN_WITHIN: Duration = Duration::from_secs(3);
+/// Times a revision reads the message again after losing a race with
+/// another revision of it.
+const REVISE_TRIES: usize = 3;
+
+/// A change to a message after it was sent.
+pub enum Revision {
+    /// New text from its author.
+    Edit(String),
+    /// Deleted by this user: its author, a moderator or the room's host.
+    Delete(UserId),
+}
+
+impl Revision {
+    /// The message as revised, and the event telling the room.
+    fn apply(&self, kept: &RoomMessage, now_ms: i64) -> (RoomMessage, ServerFrame) {
+        let mut revised = kept.clone();
+        let event = match self {
+            Revision::Edit(text) => {
+                let edited_at = rfc3339(now_ms);
+                revised.text = text.clone();
+                revised.edited_at = Some(edited_at.clone());
+                ServerFrame::RoomMessageEdited {
+                    room_id: kept.room_id.clone(),
+                    message_id: kept.message_id.clone(),
+                    seq: kept.seq,
+                    text: text.clone(),
+                    edited_at,
+                }
+            }
+            Revision::Delete(by) => {
+                revised.text = String::new();
+                revised.deleted = true;
+                ServerFrame::RoomMessageDeleted {
+                    room_id: kept.room_id.clone(),
+                    message_id: kept.message_id.clone(),
+                    seq: kept.seq,
+                    deleted_by: by.to_string(),
+                }
+            }
+        };
+        (revised, event)
+    }
+}
 
 #[derive(Clone)]
 pub struct Rooms {
@@ -213,12 +256,56 @@ impl Rooms {
             text,
             sent_at: rfc3339(now_ms()),
             client_msg_id,
+            edited_at: None,
+            deleted: false,
         };
         match self.engine.send(room_id, sender.user, message).await? {
             Sending::Sent(sent) => Ok(sent),
             Sending::NotMember => Err(Error::Forbidden("join the room first")),
             Sending::NoRoom => Err(Error::NotFound("room")),
         }
+    }
+
+    /// A message still in the room's history window and not deleted.
+    pub async fn find_message(&self, room_id: &str, message_id: &str) -> Result<RoomMessage> {
+        validate::room_id(room_id)?;
+        self.engine
+            .message(room_id, message_id)
+            .await?
+            .filter(|message| !message.deleted)
+            .ok_or(Error::NotFound("message"))
+    }
+
+    /// Revises a message in the room's history window and tells everyone
+    /// inside. `may` says from the message whether the caller may; it is
+    /// asked again whenever the message is read again.
+    pub async fn revise(
+        &self,
+        room_id: &str,
+        message_id: &str,
+        revision: Revision,
+        may: impl Fn(&RoomMessage) -> Result<()>,
+    ) -> Result<()> {
+        if let Revision::Edit(text) = &revision {
+            validate::text(text)?;
+        }
+        for _ in 0..REVISE_TRIES {
+            let kept = self.find_message(room_id, message_id).await?;
+            may(&kept)?;
+            let (revised, event) = revision.apply(&kept, now_ms());
+            match self
+                .engine
+                .replace(room_id, &kept, &revised, encode(&event))
+                .await?
+            {
+                Replacing::Replaced => return Ok(()),
+                Replacing::Stale => continue,
+                Replacing::NoRoom => return Err(Error::NotFound("room")),
+            }
+        }
+        Err(Error::Conflict(
+            "the message changed while it was being revised; try again".into(),
+        ))
     }
 
     /// Tells the room's other members that this user is typing.

@@ -21,6 +21,11 @@ pub const AUDIT_USER_UNSUSPEND: &str = "user.unsuspend";
 /// `data`: `kind`, `target_id`, `action`, `note`).
 pub const AUDIT_REPORT_RESOLVE: &str = "report.resolve";
 
+/// A room's host or staff deleted someone else's message (`data`: where
+/// it was, its author, and `as`: `host` or `staff`). Authors deleting
+/// their own are not moderation and are not recorded.
+pub const AUDIT_MESSAGE_DELETE: &str = "message.delete";
+
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditRow {
     pub id: i64,

@@ -18,10 +18,15 @@ use std::collections::HashSet;
 
 use sqlx::{PgConnection, PgPool};
 
-use super::dm_rows::{DmOutcome, DmRow, NewDm, Pair, DM_SELECT};
+use std::sync::LazyLock;
+
+use super::dm_rows::{refusal, takes_messages, DmOutcome, DmRow, NewDm, Pair, DM_SELECT, REFUSAL};
 use super::StoreError;
 
-const APPEND: &str = "\
+static APPEND: LazyLock<String> =
+    LazyLock::new(|| APPEND_TEMPLATE.replace("{open}", &takes_messages("c")));
+
+const APPEND_TEMPLATE: &str = "\
 WITH input AS (
     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[])
         WITH ORDINALITY AS i (conversation_id, sender_id, message_id, text, client_msg_id, sent_at, ord)
@@ -38,6 +43,7 @@ fresh AS (
     FROM input i
     JOIN conversations c ON c.id = i.conversation_id
         AND (c.user_low = i.sender_id OR c.user_high = i.sender_id)
+        AND {open}
     WHERE i.ord NOT IN (SELECT ord FROM earlier)
 ),
 counted AS (
@@ -125,7 +131,7 @@ struct Appended {
 
 async fn append_run(conn: &mut PgConnection, run: &[NewDm]) -> Result<Vec<DmOutcome>, StoreError> {
     let column = |get: fn(&NewDm) -> i64| run.iter().map(get).collect::<Vec<_>>();
-    let rows: Vec<Appended> = sqlx::query_as(APPEND)
+    let rows: Vec<Appended> = sqlx::query_as(APPEND.as_str())
         .bind(column(|dm| dm.conversation_id))
         .bind(column(|dm| dm.sender_id))
         .bind(
@@ -173,16 +179,11 @@ async fn append_run(conn: &mut PgConnection, run: &[NewDm]) -> Result<Vec<DmOutc
         let outcome = match outcome {
             Some(outcome) => outcome,
             None => {
-                let exists: Option<(i64,)> =
-                    sqlx::query_as("SELECT id FROM conversations WHERE id = $1")
-                        .bind(dm.conversation_id)
-                        .fetch_optional(&mut *conn)
-                        .await?;
-                if exists.is_some() {
-                    DmOutcome::NotParticipant
-                } else {
-                    DmOutcome::NoConversation
-                }
+                let found = sqlx::query_as(REFUSAL)
+                    .bind(dm.conversation_id)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                refusal(dm.sender_id, found)
             }
         };
         resolved.push(outcome);

@@ -14,6 +14,8 @@ pub struct DmRow {
     pub text: String,
     pub client_msg_id: Option<String>,
     pub sent_at: i64,
+    pub edited_at: Option<i64>,
+    pub deleted: bool,
 }
 
 /// A message waiting to be stored.
@@ -44,6 +46,8 @@ impl NewDm {
             text: self.text.clone(),
             client_msg_id: self.client_msg_id.clone(),
             sent_at: self.sent_at,
+            edited_at: None,
+            deleted: false,
         }
     }
 }
@@ -59,6 +63,8 @@ pub enum DmOutcome {
     Duplicate(DmRow),
     NotParticipant,
     NoConversation,
+    /// The pair unmatched, or one of them blocks the other.
+    Closed,
 }
 
 /// The two sides of a conversation.
@@ -84,4 +90,36 @@ impl Pair {
 
 pub(super) const DM_SELECT: &str = "SELECT m.conversation_id, m.seq, m.message_id, m.sender_id, \
     u.handle AS sender_handle, u.display_name AS sender_display_name, m.text, m.client_msg_id, \
-    m.sent_at FROM conversation_messages m JOIN users u ON u.id = m.sender_id";
+    m.sent_at, m.edited_at, m.deleted \
+    FROM conversation_messages m JOIN users u ON u.id = m.sender_id";
+
+/// A change to a direct message after it was sent.
+#[derive(Debug, Clone, Copy)]
+pub enum DmRevision<'a> {
+    Edit { text: &'a str, at: i64 },
+    Delete,
+}
+
+/// The SQL condition that the conversation `c` (a table name or alias)
+/// takes messages: nobody closed it, and neither of the pair blocks the
+/// other.
+pub(super) fn takes_messages(c: &str) -> String {
+    format!(
+        "{c}.closed_reason IS NULL AND NOT EXISTS (SELECT 1 FROM blocks b WHERE \
+         (b.blocker_id = {c}.user_low AND b.blocked_id = {c}.user_high) OR \
+         (b.blocker_id = {c}.user_high AND b.blocked_id = {c}.user_low))"
+    )
+}
+
+/// Why a message to `conversation_id` from `sender_id` was not stored,
+/// once the statement storing it left it out.
+pub(super) const REFUSAL: &str =
+    "SELECT user_low, user_high, closed_reason FROM conversations WHERE id = $1";
+
+pub(super) fn refusal(sender_id: i64, found: Option<(i64, i64, Option<String>)>) -> DmOutcome {
+    match found {
+        None => DmOutcome::NoConversation,
+        Some((low, high, _)) if low != sender_id && high != sender_id => DmOutcome::NotParticipant,
+        Some(_) => DmOutcome::Closed,
+    }
+}

@@ -45,6 +45,8 @@ pub struct ConversationView {
 pub enum MatchError {
     #[error("the user has not pressed interested on this card")]
     NotInterested,
+    #[error("one of the pair blocks the other")]
+    Blocked,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -111,6 +113,28 @@ impl Store {
                 tx.rollback().await?;
                 return Err(MatchError::NotInterested);
             }
+            let (blocked,): (bool,) = sqlx::query_as(
+                "SELECT EXISTS (SELECT 1 FROM blocks WHERE \
+                 (blocker_id = $1 AND blocked_id = $2) OR (blocker_id = $2 AND blocked_id = $1))",
+            )
+            .bind(low)
+            .bind(high)
+            .fetch_one(&mut *tx)
+            .await?;
+            if blocked {
+                tx.rollback().await?;
+                return Err(MatchError::Blocked);
+            }
+            // Matching again opens a conversation the pair unmatched, with
+            // its history.
+            sqlx::query(
+                "UPDATE conversations SET closed_reason = NULL \
+                 WHERE user_low = $1 AND user_high = $2 AND closed_reason = 'unmatched'",
+            )
+            .bind(low)
+            .bind(high)
+            .execute(&mut *tx)
+            .await?;
             let (conversation_id,): (i64,) = sqlx::query_as(
                 "SELECT id FROM conversations WHERE user_low = $1 AND user_high = $2",
             )
@@ -179,6 +203,7 @@ impl Store {
                    FROM conversations c JOIN users u ON u.id = \
                      CASE WHEN c.user_low = $1 THEN c.user_high ELSE c.user_low END \
                    WHERE (c.user_low = $1 OR c.user_high = $1) AND c.id < $2 \
+                   AND c.closed_reason IS NULL \
                    ORDER BY c.id DESC LIMIT $3";
         Ok(
             on_pool!(self, pool => sqlx::query_as::<_, ConversationView>(sql)

@@ -1,6 +1,8 @@
 //! Messages of matched pairs, with a gap-free `seq` per conversation.
 
-use super::dm_rows::{DmOutcome, DmRow, NewDm, Pair, DM_SELECT};
+use super::dm_rows::{
+    refusal, takes_messages, DmOutcome, DmRevision, DmRow, NewDm, Pair, DM_SELECT, REFUSAL,
+};
 use super::{dm_postgres, on_pool, Pool, Store, StoreError};
 
 impl Store {
@@ -15,6 +17,14 @@ impl Store {
         if let Pool::Postgres(pool) = &self.pool {
             return dm_postgres::append_dms(pool, batch).await;
         }
+        let take_seq = format!(
+            "UPDATE conversations SET last_seq = last_seq + 1, \
+             low_read_seq = CASE WHEN user_low = $2 THEN last_seq + 1 ELSE low_read_seq END, \
+             high_read_seq = CASE WHEN user_high = $2 THEN last_seq + 1 ELSE high_read_seq END \
+             WHERE id = $1 AND (user_low = $2 OR user_high = $2) AND {} \
+             RETURNING last_seq, user_low, user_high",
+            takes_messages("conversations")
+        );
         let by_client_id = format!(
             "{DM_SELECT} WHERE m.conversation_id = $1 AND m.sender_id = $2 AND m.client_msg_id = $3"
         );
@@ -38,31 +48,21 @@ impl Store {
                     }
                 }
                 // Taking the next seq also checks the sender is in the
-                // conversation, in one round trip. Sending reads everything
+                // conversation and that it takes messages, in one round
+                // trip, so nothing is stored after a block or an unmatch. Sending reads everything
                 // before it: the sender's own messages never count as
                 // unread to them.
-                let taken: Option<(i64, i64, i64)> = sqlx::query_as(
-                    "UPDATE conversations SET last_seq = last_seq + 1, \
-                     low_read_seq = CASE WHEN user_low = $2 THEN last_seq + 1 ELSE low_read_seq END, \
-                     high_read_seq = CASE WHEN user_high = $2 THEN last_seq + 1 ELSE high_read_seq END \
-                     WHERE id = $1 AND (user_low = $2 OR user_high = $2) \
-                     RETURNING last_seq, user_low, user_high",
-                )
+                let taken: Option<(i64, i64, i64)> = sqlx::query_as(&take_seq)
                 .bind(dm.conversation_id)
                 .bind(dm.sender_id)
                 .fetch_optional(&mut *tx)
                 .await?;
                 let Some((seq, user_low, user_high)) = taken else {
-                    let exists: Option<(i64,)> =
-                        sqlx::query_as("SELECT id FROM conversations WHERE id = $1")
-                            .bind(dm.conversation_id)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                    outcomes.push(if exists.is_some() {
-                        DmOutcome::NotParticipant
-                    } else {
-                        DmOutcome::NoConversation
-                    });
+                    let found = sqlx::query_as(REFUSAL)
+                        .bind(dm.conversation_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    outcomes.push(refusal(dm.sender_id, found));
                     continue;
                 };
                 sqlx::query(
@@ -142,6 +142,54 @@ impl Store {
         Ok(rows)
     }
 
+    /// One message of a conversation, by its id.
+    pub async fn dm_message(
+        &self,
+        conversation_id: i64,
+        message_id: &str,
+    ) -> Result<Option<DmRow>, StoreError> {
+        let sql = format!("{DM_SELECT} WHERE m.conversation_id = $1 AND m.message_id = $2");
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, DmRow>(&sql)
+            .bind(conversation_id)
+            .bind(message_id)
+            .fetch_optional(pool)
+            .await)?)
+    }
+
+    /// Edits or deletes a message of `sender_id` that is not deleted;
+    /// answers the message as it is now, or `None` when there is no such
+    /// message left to change.
+    pub async fn revise_dm(
+        &self,
+        conversation_id: i64,
+        message_id: &str,
+        sender_id: i64,
+        revision: DmRevision<'_>,
+    ) -> Result<Option<DmRow>, StoreError> {
+        let (text, edited_at, deleted) = match revision {
+            DmRevision::Edit { text, at } => (text, Some(at), false),
+            DmRevision::Delete => ("", None, true),
+        };
+        let changed = on_pool!(self, pool => sqlx::query(
+            "UPDATE conversation_messages SET text = $1, \
+             edited_at = COALESCE($2, edited_at), deleted = $3 \
+             WHERE conversation_id = $4 AND message_id = $5 AND sender_id = $6 AND NOT deleted",
+        )
+        .bind(text)
+        .bind(edited_at)
+        .bind(deleted)
+        .bind(conversation_id)
+        .bind(message_id)
+        .bind(sender_id)
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected()))?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        self.dm_message(conversation_id, message_id).await
+    }
+
     /// The newest message of a conversation.
     pub async fn last_dm(&self, conversation_id: i64) -> Result<Option<DmRow>, StoreError> {
         let sql = format!("{DM_SELECT} WHERE m.conversation_id = $1 ORDER BY m.seq DESC LIMIT 1");
@@ -178,11 +226,16 @@ impl Store {
         Ok(row.map(|(marker,)| marker))
     }
 
-    /// Everyone `user` shares a conversation with.
+    /// Everyone `user` shares a conversation with that takes messages:
+    /// an unmatched or blocking pair sees nothing of each other.
     pub async fn partner_ids(&self, user: i64) -> Result<Vec<i64>, StoreError> {
-        let rows: Vec<(i64,)> = on_pool!(self, pool => sqlx::query_as(
+        let sql = format!(
             "SELECT CASE WHEN user_low = $1 THEN user_high ELSE user_low END \
-             FROM conversations WHERE user_low = $1 OR user_high = $1",
+             FROM conversations WHERE (user_low = $1 OR user_high = $1) AND {}",
+            takes_messages("conversations")
+        );
+        let rows: Vec<(i64,)> = on_pool!(self, pool => sqlx::query_as(
+            &sql,
         )
         .bind(user)
         .fetch_all(pool)

@@ -8,6 +8,7 @@
 
 mod accounts;
 mod audit;
+mod blocks;
 mod cards;
 mod communities;
 mod dm_postgres;
@@ -21,12 +22,13 @@ mod suspensions;
 
 pub use accounts::{NewUser, ProfileChanges, SessionRow, UserRow};
 pub use audit::{
-    AuditRow, NewAudit, RoleChanged, AUDIT_REPORT_RESOLVE, AUDIT_ROLE_CHANGE, AUDIT_ROOM_CLOSE,
-    AUDIT_ROOM_KICK, AUDIT_USER_SUSPEND, AUDIT_USER_UNSUSPEND,
+    AuditRow, NewAudit, RoleChanged, AUDIT_MESSAGE_DELETE, AUDIT_REPORT_RESOLVE, AUDIT_ROLE_CHANGE,
+    AUDIT_ROOM_CLOSE, AUDIT_ROOM_KICK, AUDIT_USER_SUSPEND, AUDIT_USER_UNSUSPEND,
 };
+pub use blocks::{BlockRow, ConversationAccess, Unmatched};
 pub use cards::{CardChanges, CardFilter, CardRow, InterestRow};
 pub use communities::{CommunityAccess, CommunityFilter, CommunityRow, MembershipChange};
-pub use dm_rows::{DmOutcome, DmRow, NewDm, Pair};
+pub use dm_rows::{DmOutcome, DmRevision, DmRow, NewDm, Pair};
 pub use events::{
     EventAccess, EventChanges, EventError, EventFilter, EventRow, EventUpdated, Left, NewEvent,
     Rsvp, RsvpStatus,

@@ -2,7 +2,6 @@
 //! make: filed by anyone, read and resolved by staff.
 
 use super::audit::NewAudit;
-use super::dm_rows::{DmRow, DM_SELECT};
 use super::suspensions::insert_audit;
 use super::{on_pool, AuditRow, Store, StoreError};
 
@@ -82,20 +81,6 @@ const REPORT_SELECT: &str = "SELECT r.id, r.kind, r.target_id, r.room_id, r.conv
     FROM reports r JOIN users u ON u.id = r.reporter_id";
 
 impl Store {
-    /// One message of a conversation, by its id.
-    pub async fn dm_message(
-        &self,
-        conversation_id: i64,
-        message_id: &str,
-    ) -> Result<Option<DmRow>, StoreError> {
-        let sql = format!("{DM_SELECT} WHERE m.conversation_id = $1 AND m.message_id = $2");
-        Ok(on_pool!(self, pool => sqlx::query_as::<_, DmRow>(&sql)
-            .bind(conversation_id)
-            .bind(message_id)
-            .fetch_optional(pool)
-            .await)?)
-    }
-
     pub async fn report(&self, id: i64) -> Result<Option<ReportRow>, StoreError> {
         let sql = format!("{REPORT_SELECT} WHERE r.id = $1");
         Ok(on_pool!(self, pool => sqlx::query_as::<_, ReportRow>(&sql)

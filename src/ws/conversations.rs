@@ -24,7 +24,7 @@ const MAX_PRESENCE_QUERY: usize = 100;
 const MAX_HISTORY: u32 = 100;
 const DEFAULT_HISTORY: u32 = 50;
 
-fn conversation_id(raw: &str) -> Result<i64> {
+pub(super) fn conversation_id(raw: &str) -> Result<i64> {
     raw.parse::<i64>()
         .ok()
         .filter(|id| *id > 0)
@@ -103,6 +103,7 @@ impl Connection {
             DmOutcome::Stored { .. } | DmOutcome::Duplicate(_) => Ok(Reply::Queued),
             DmOutcome::NotParticipant => Err(Error::Forbidden("you are not in this conversation")),
             DmOutcome::NoConversation => Err(Error::NotFound("conversation")),
+            DmOutcome::Closed => Err(crate::pairing::CLOSED),
         }
     }
 
@@ -120,6 +121,7 @@ impl Connection {
         let after = after_seq.map(|s| seq_value("after_seq", s)).transpose()?;
         let before = before_seq.map(|s| seq_value("before_seq", s)).transpose()?;
         let (id, _) = self.pair(raw_id).await?;
+        crate::pairing::require_readable(&self.state, id, self.me()?).await?;
         let rows = self
             .state
             .store
@@ -134,6 +136,7 @@ impl Connection {
         let seq = seq_value("seq", seq)?;
         let (id, pair) = self.pair(raw_id).await?;
         let me = self.me()?;
+        crate::pairing::require_writable(&self.state, id, me).await?;
         let marker = self
             .state
             .store
@@ -160,6 +163,7 @@ impl Connection {
             .get(&id)
             .is_some_and(|at| now.duration_since(*at) < TYPING_INTERVAL);
         if !recently {
+            crate::pairing::require_writable(&self.state, id, me).await?;
             self.typing_forwarded.insert(id, now);
             self.state.hub.publish(
                 Topic::User(pair.other(me)),
@@ -173,7 +177,8 @@ impl Connection {
     }
 
     /// Presence of the asked users the caller shares a match or a room
-    /// with; anyone else is left out of the answer.
+    /// with; anyone else, and anyone either blocks, is left out of the
+    /// answer.
     pub(super) async fn presence_query(&mut self, user_ids: Vec<String>) -> Result<Reply> {
         if user_ids.len() > MAX_PRESENCE_QUERY {
             return Err(Error::bad("user_ids", "at most 100 users"));
@@ -186,10 +191,11 @@ impl Connection {
             .await?
             .into_iter()
             .collect();
+        let blocked = self.state.store.blocked_either_way(me).await?;
         let rooms = &self.state.rooms;
         let mut asked: Vec<i64> = Vec::with_capacity(user_ids.len());
         for id in user_ids.iter().filter_map(|id| id.parse::<i64>().ok()) {
-            if asked.contains(&id) {
+            if asked.contains(&id) || blocked.contains(&id) {
                 continue;
             }
             let mut may_ask = id == me || partners.contains(&id);

@@ -11,13 +11,14 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use super::conn::{Connection, Flow, Session};
+use super::conversations::conversation_id as conversation_id_of;
 use crate::auth::revocation::{REVOKED, SUSPENDED};
 use crate::clock::{now_ms, rfc3339};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::hub::subscribers::{Subscribers, Topic};
 use crate::hub::ConnId;
-use crate::standing;
+use crate::{revisions, standing};
 
 /// How an op answered.
 pub(super) enum Reply {
@@ -197,6 +198,34 @@ impl Connection {
                 rooms.typing(&room_id, &session.subscriber).await?;
                 data(&Empty {})
             }
+            Request::RoomEdit {
+                room_id,
+                message_id,
+                text,
+            } => {
+                revisions::edit_room_message(
+                    &self.state,
+                    &session.identity,
+                    &room_id,
+                    &message_id,
+                    text,
+                )
+                .await?;
+                data(&Empty {})
+            }
+            Request::RoomDelete {
+                room_id,
+                message_id,
+            } => {
+                revisions::delete_room_message(
+                    &self.state,
+                    &session.identity,
+                    &room_id,
+                    &message_id,
+                )
+                .await?;
+                data(&Empty {})
+            }
             Request::RoomKick {
                 room_id,
                 user_id,
@@ -239,6 +268,23 @@ impl Connection {
             } => {
                 self.dm_history(&conversation_id, after_seq, before_seq, limit)
                     .await
+            }
+            Request::DmEdit {
+                conversation_id,
+                message_id,
+                text,
+            } => {
+                let id = conversation_id_of(&conversation_id)?;
+                revisions::edit_dm(&self.state, &session.identity, id, &message_id, text).await?;
+                data(&Empty {})
+            }
+            Request::DmDelete {
+                conversation_id,
+                message_id,
+            } => {
+                let id = conversation_id_of(&conversation_id)?;
+                revisions::delete_dm(&self.state, &session.identity, id, &message_id).await?;
+                data(&Empty {})
             }
             Request::DmRead {
                 conversation_id,

@@ -2,11 +2,11 @@
 //! input, and who may act (asked of `auth::roles`); the action itself is
 //! `crate::moderation`'s, shared with REST.
 
-use meshi_protocol::{Empty, Room as RoomView, RoomClosedReason, RoomKind};
+use meshi_protocol::{Empty, RoomClosedReason};
 
 use super::conn::Connection;
 use super::dispatch::{data, Reply};
-use crate::auth::roles::{self, Permission, Role, RoomActor};
+use crate::auth::roles::{self, hosts, Permission, Role, RoomActor};
 use crate::auth::Identity;
 use crate::error::{Error, Result};
 use crate::moderation;
@@ -72,10 +72,4 @@ impl Connection {
         moderation::close_room(&self.state, identity, acting_as, &room, reason).await?;
         data(&Empty {})
     }
-}
-
-/// Whether the caller hosts this room: only drop-in rooms have hosts with
-/// powers; an event's host runs it through the event itself.
-fn hosts(identity: &Identity, room: &RoomView) -> bool {
-    room.kind == RoomKind::DropIn && room.host_id == Some(identity.user.id.to_string())
 }

@@ -29,6 +29,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("GET", "/api/v1/cards/{id}/interests"),
     ("POST", "/api/v1/cards/{id}/matches"),
     ("GET", "/api/v1/matches"),
+    ("DELETE", "/api/v1/matches/{id}"),
     ("GET", "/api/v1/conversations"),
     ("GET", "/api/v1/conversations/{id}/messages"),
     ("POST", "/api/v1/events"),
@@ -44,6 +45,9 @@ const CONTRACT: &[(&str, &str)] = &[
     ("PUT", "/api/v1/communities/{id}/membership"),
     ("DELETE", "/api/v1/communities/{id}/membership"),
     ("GET", "/api/v1/rooms"),
+    ("POST", "/api/v1/users/{id}/block"),
+    ("DELETE", "/api/v1/users/{id}/block"),
+    ("GET", "/api/v1/me/blocks"),
     ("GET", "/api/v1/notifications"),
     ("POST", "/api/v1/notifications/read"),
     ("PUT", "/api/v1/admin/users/{id}/role"),
@@ -193,6 +197,7 @@ struct World {
     event_id: String,
     community_id: String,
     conversation_id: String,
+    match_id: String,
     room_id: String,
     /// Suspended and let back in during the sweep.
     suspended_id: String,
@@ -215,6 +220,20 @@ impl World {
         press_interest(&server, &card_id, &other).await;
         let matched = create_match(&server, &card_id, &owner, &other_id).await;
         let conversation_id = text_of(&matched["conversation_id"]);
+        // Unmatching runs after the first card is deleted (and its match
+        // with it), so it takes the match of a second card.
+        let second = new_card(&server, &owner, "sqlx", "", &[]).await;
+        let second_id = text_of(&second["id"]);
+        press_interest(&server, &second_id, &other).await;
+        let (status, body) = server
+            .post(
+                &format!("/api/v1/cards/{second_id}/matches"),
+                Some(&owner),
+                json!({"user_id": other_id}),
+            )
+            .await;
+        assert_eq!(status, 200, "the pair's second match: {body}");
+        let match_id = text_of(&body["match"]["id"]);
 
         let event = new_event(&server, &owner, event_body()).await;
         let community = new_community(
@@ -247,6 +266,7 @@ impl World {
             event_id: text_of(&event["id"]),
             community_id: text_of(&community["id"]),
             conversation_id,
+            match_id,
             room_id,
             suspended_id,
             report_id,
@@ -263,6 +283,7 @@ impl World {
             Some("events") => &self.event_id,
             Some("communities") => &self.community_id,
             Some("conversations") => &self.conversation_id,
+            Some("matches") => &self.match_id,
             Some("admin") if rest.starts_with("admin/users/") && rest.ends_with("/suspend") => {
                 &self.suspended_id
             }
