@@ -17,6 +17,7 @@ use crate::auth::Identity;
 use crate::clock::{now_ms, rfc3339};
 use crate::error::{Error, ErrorResponse, Result};
 use crate::notify::kind::REPORT_RESOLVED;
+use crate::revisions;
 use crate::state::AppState;
 use crate::store::{
     Filed, NewAudit, NewReport, QueueFrom, ReportRow, Resolution, Resolved, AUDIT_REPORT_RESOLVE,
@@ -151,6 +152,20 @@ async fn target(state: &AppState, me: &Identity, body: &NewReportBody) -> Result
             let excerpt = format!("{}\n{}", card.title, card.body);
             Ok(plain(excerpt.trim_end().to_owned(), card.id))
         }
+        "room_message" => {
+            let message_id = message_id(&body.target_id)?;
+            let room_id = body
+                .room_id
+                .as_deref()
+                .ok_or_else(|| Error::bad("room_id", "is required for a room_message"))?;
+            let message = state.rooms.find_message(room_id, message_id).await?;
+            Ok(Target {
+                target_id: message.message_id,
+                room_id: Some(message.room_id),
+                conversation_id: None,
+                excerpt: message.text,
+            })
+        }
         "dm_message" => {
             let message_id = message_id(&body.target_id)?;
             let raw = body
@@ -170,6 +185,7 @@ async fn target(state: &AppState, me: &Identity, body: &NewReportBody) -> Result
                 .store
                 .dm_message(conversation_id, message_id)
                 .await?
+                .filter(|message| !message.deleted)
                 .ok_or(Error::NotFound("message"))?;
             Ok(Target {
                 target_id: message.message_id,
@@ -323,6 +339,43 @@ pub async fn queue(
     )))
 }
 
+fn already_resolved() -> Error {
+    Error::Conflict("the report is resolved already".into())
+}
+
+/// Deletes the message a report is of, as staff (audited as
+/// `message.delete`). A message gone already, deleted by its author or
+/// out of its room's history window, is no reason to leave the report
+/// open: nobody can be shown it any more.
+async fn delete_reported_message(
+    state: &AppState,
+    me: &Identity,
+    report: &ReportRow,
+) -> Result<()> {
+    let deleted = match (
+        report.kind.as_str(),
+        &report.room_id,
+        report.conversation_id,
+    ) {
+        ("room_message", Some(room_id), _) => {
+            revisions::delete_room_message(state, me, room_id, &report.target_id).await
+        }
+        ("dm_message", _, Some(conversation_id)) => {
+            revisions::delete_reported_dm(state, me, conversation_id, &report.target_id).await
+        }
+        _ => {
+            return Err(Error::bad(
+                "action",
+                "message_deleted is for reports of messages",
+            ))
+        }
+    };
+    match deleted {
+        Ok(()) | Err(Error::NotFound(_)) => Ok(()),
+        Err(other) => Err(other),
+    }
+}
+
 #[derive(Deserialize, ToSchema)]
 pub struct Resolve {
     /// `dismissed`, `message_deleted`, `user_kicked` or `user_suspended`.
@@ -380,6 +433,12 @@ pub async fn resolve(
         .report(report_id)
         .await?
         .ok_or(Error::NotFound("report"))?;
+    if existing.status != "open" {
+        return Err(already_resolved());
+    }
+    if action == "message_deleted" {
+        delete_reported_message(&state, &me, &existing).await?;
+    }
     let data = json!({
         "kind": existing.kind,
         "target_id": existing.target_id,
@@ -407,9 +466,7 @@ pub async fn resolve(
         .await?;
     let row = match resolved {
         Resolved::Resolved(row) => *row,
-        Resolved::AlreadyResolved => {
-            return Err(Error::Conflict("the report is resolved already".into()))
-        }
+        Resolved::AlreadyResolved => return Err(already_resolved()),
         Resolved::NotFound => return Err(Error::NotFound("report")),
     };
     tracing::info!(actor_id = me.user.id, report_id, action, "report resolved");

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use crate::common::chat::{create_room, join, say};
 use crate::common::json::{assert_bad_field, assert_error, keys, notification_in, parse_time};
 use crate::common::platform::{new_card, pair};
 use crate::common::{Api, TestServer};
@@ -445,5 +446,154 @@ async fn a_reporter_has_at_most_fifty_open_reports() {
     filed(&server, &token, body.clone()).await;
     let (status, _) = report(&server, &token, body).await;
     assert_eq!(status, 429);
+    server.shutdown().await;
+}
+
+/// Room messages reported by id, and resolving with `message_deleted`
+/// deleting what was reported, in a room and in a conversation.
+async fn reported_messages_are_deleted(server: &TestServer) {
+    let (admin, _) = server.admin(ADMIN).await;
+    let (moderator, mod_id) = server.register("mod_mia").await;
+    make_moderator(server, &admin, &mod_id).await;
+    let p = pair(server, server, "alice", "bob").await;
+    let mut alice = server.client(&p.a_token).await;
+    let mut bob = server.client(&p.b_token).await;
+    let room_id = create_room(&mut alice, "ramen after work").await;
+    join(&mut bob, &room_id).await;
+    let (room_message, _) = say(&mut bob, &room_id, "you all smell").await;
+    alice.next_of("room.message").await;
+
+    let (status, body) = report(
+        server,
+        &p.a_token,
+        json!({"kind": "room_message", "target_id": room_message, "reason": "rude"}),
+    )
+    .await;
+    assert_bad_field(status, &body, "room_id");
+    for (room, message) in [
+        ("r_nosuchroom", room_message.as_str()),
+        (room_id.as_str(), "m_nosuch"),
+    ] {
+        let (status, body) = report(
+            server,
+            &p.a_token,
+            json!({"kind": "room_message", "target_id": message, "room_id": room, "reason": "rude"}),
+        )
+        .await;
+        assert_error(status, &body, 404, "not_found");
+    }
+    let of_room = filed(
+        server,
+        &p.a_token,
+        json!({"kind": "room_message", "target_id": room_message, "room_id": room_id,
+               "reason": "rude"}),
+    )
+    .await;
+    assert_eq!(of_room["excerpt"], "you all smell");
+    assert_eq!(of_room["room_id"], json!(room_id));
+    assert_eq!(of_room["target_id"], json!(room_message));
+
+    let dm = bob
+        .ok(json!({"type": "dm.send", "conversation_id": p.conversation, "text": "pay me"}))
+        .await;
+    let dm_id = dm["message_id"].as_str().expect("message id").to_owned();
+    alice.next_of("dm.message").await;
+    let of_dm = filed(
+        server,
+        &p.a_token,
+        json!({"kind": "dm_message", "target_id": dm_id, "conversation_id": p.conversation,
+               "reason": "extortion"}),
+    )
+    .await;
+    let of_user = filed(
+        server,
+        &p.a_token,
+        json!({"kind": "user", "target_id": p.b_id, "reason": "all of it"}),
+    )
+    .await;
+
+    // Only a message can be deleted.
+    let (status, body) = resolve(
+        server,
+        &moderator,
+        &id_of(&of_user),
+        json!({"action": "message_deleted"}),
+    )
+    .await;
+    assert_bad_field(status, &body, "action");
+
+    let (status, body) = resolve(
+        server,
+        &moderator,
+        &id_of(&of_room),
+        json!({"action": "message_deleted"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    for socket in [&mut alice, &mut bob] {
+        let deleted = socket.next_of("room.message_deleted").await;
+        assert_eq!(deleted["message_id"], json!(room_message));
+        assert_eq!(deleted["deleted_by"], json!(mod_id));
+    }
+    // The report keeps its copy.
+    let (done, _) = server
+        .page("/api/v1/admin/reports?status=resolved", &moderator)
+        .await;
+    assert_eq!(done[0]["excerpt"], "you all smell");
+
+    let (status, body) = resolve(
+        server,
+        &moderator,
+        &id_of(&of_dm),
+        json!({"action": "message_deleted"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    for socket in [&mut alice, &mut bob] {
+        let deleted = socket.next_of("dm.message_deleted").await;
+        assert_eq!(deleted["message_id"], json!(dm_id));
+    }
+    let (status, history) = server
+        .get(
+            &format!("/api/v1/conversations/{}/messages", p.conversation),
+            Some(&p.a_token),
+        )
+        .await;
+    assert_eq!(status, 200, "{history}");
+    let stored = &history["items"][0];
+    assert_eq!(stored["deleted"], true, "{history}");
+    assert_eq!(stored["text"], "");
+    // A deleted message can no longer be reported.
+    let (status, body) = report(
+        server,
+        &p.a_token,
+        json!({"kind": "dm_message", "target_id": dm_id, "conversation_id": p.conversation,
+               "reason": "again"}),
+    )
+    .await;
+    assert_error(status, &body, 404, "not_found");
+
+    let (audit, _) = server.page("/api/v1/admin/audit?limit=100", &admin).await;
+    let deletes: Vec<&Value> = audit
+        .iter()
+        .filter(|e| e["action"] == "message.delete")
+        .collect();
+    assert_eq!(deletes.len(), 2, "{audit:?}");
+    assert!(deletes.iter().all(|e| e["actor_id"] == json!(mod_id)));
+    alice.close().await;
+    bob.close().await;
+}
+
+#[tokio::test]
+async fn resolving_with_message_deleted_deletes_the_reported_message() {
+    let server = TestServer::start().await;
+    reported_messages_are_deleted(&server).await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn resolving_with_message_deleted_deletes_the_reported_message_on_postgres() {
+    let server = TestServer::start_on_postgres(|_| {}).await;
+    reported_messages_are_deleted(&server).await;
     server.shutdown().await;
 }
