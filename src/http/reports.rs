@@ -26,7 +26,7 @@ use crate::validate;
 
 /// Open reports one reporter may have at once, so no one can bury the
 /// queue; resolved ones do not count.
-pub const MAX_OPEN_REPORTS: u32 = 50;
+const MAX_OPEN_REPORTS: u32 = 50;
 
 /// Longest message id accepted as a target; ours are far shorter.
 const MAX_MESSAGE_ID_CHARS: usize = 64;
@@ -108,7 +108,7 @@ impl From<ReportRow> for Report {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct Filed201 {
+pub struct FiledReport {
     report: Report,
 }
 
@@ -216,7 +216,7 @@ fn message_id(raw: &str) -> Result<&str> {
     security(("bearer" = [])),
     request_body = NewReportBody,
     responses(
-        (status = 201, description = "the report, with a copy of the reported text", body = Filed201),
+        (status = 201, description = "the report, with a copy of the reported text", body = FiledReport),
         (status = 400, description = "a field is invalid (the message names it), or the caller reports themselves", body = ErrorResponse),
         (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
         (status = 403, description = "the caller is not in the conversation of the reported message", body = ErrorResponse),
@@ -230,7 +230,7 @@ pub async fn create(
     State(state): State<AppState>,
     Caller(me): Caller,
     Body(body): Body<NewReportBody>,
-) -> Result<(StatusCode, Json<Filed201>)> {
+) -> Result<(StatusCode, Json<FiledReport>)> {
     let reason = validate::prose("reason", &body.reason, 1, 500)?;
     let target = target(&state, &me, &body).await?;
     let filed = state
@@ -252,7 +252,7 @@ pub async fn create(
             tracing::info!(report_id = row.id, kind = %row.kind, "report filed");
             Ok((
                 StatusCode::CREATED,
-                Json(Filed201 {
+                Json(FiledReport {
                     report: (*row).into(),
                 }),
             ))
