@@ -18,6 +18,16 @@ fn send(conversation: &str, text: &str) -> Value {
     json!({"type": "dm.send", "conversation_id": conversation, "text": text})
 }
 
+/// The texts of a `dm.history` answer, in order.
+fn texts(history: &Value) -> Vec<&str> {
+    history["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["text"].as_str().unwrap_or_default())
+        .collect()
+}
+
 async fn a_block_closes_everything_between_the_pair_until_lifted(place: Place) {
     let (mut ann, ann_token, ann_id) = place.person("ann").await;
     let (mut ben, ben_token, ben_id) = place.person("ben").await;
@@ -112,13 +122,7 @@ async fn a_block_closes_everything_between_the_pair_until_lifted(place: Place) {
     let history = ann
         .ok(json!({"type": "dm.history", "conversation_id": conversation}))
         .await;
-    let texts: Vec<&str> = history["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .map(|m| m["text"].as_str().unwrap_or_default())
-        .collect();
-    assert_eq!(texts, ["hi ann", "friends again?"]);
+    assert_eq!(texts(&history), ["hi ann", "friends again?"]);
     press_interest(api, &ben_card, &ann_token).await;
     place.shutdown().await;
 }
@@ -248,13 +252,7 @@ async fn unmatching_closes_the_conversation_until_the_pair_matches_again(place: 
     let history = ann
         .ok(json!({"type": "dm.history", "conversation_id": conversation}))
         .await;
-    let texts: Vec<&str> = history["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .map(|m| m["text"].as_str().unwrap_or_default())
-        .collect();
-    assert_eq!(texts, ["hello ben", "hello again"]);
+    assert_eq!(texts(&history), ["hello ben", "hello again"]);
     let (items, _) = api.page("/api/v1/conversations", &ben_token).await;
     assert_eq!(items.len(), 1, "{items:?}");
     assert_eq!(items[0]["other_user"]["id"], ann_id.as_str());

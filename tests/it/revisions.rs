@@ -256,14 +256,7 @@ async fn moderators_delete_any_room_message_on_the_record() {
     let server = TestServer::start_with(|config| config.admin_handles = vec![ADMIN.into()]).await;
     let (admin_token, _) = server.admin(ADMIN).await;
     let (_, mod_token, mod_id) = server.user("mod_mia").await;
-    let (status, body) = server
-        .put_json(
-            &format!("/api/v1/admin/users/{mod_id}/role"),
-            &admin_token,
-            json!({"role": "moderator"}),
-        )
-        .await;
-    assert_eq!(status, 204, "{body}");
+    server.set_role(&admin_token, &mod_id, "moderator").await;
     let mut moderator = server.client(&mod_token).await;
     let (mut alice, _, _) = server.user("alice").await;
     let (mut bob, _, bob_id) = server.user("bob").await;

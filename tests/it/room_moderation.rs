@@ -148,14 +148,7 @@ async fn moderators_kick_and_close_any_room_and_hosts_cannot_kick_them() {
     let server = TestServer::start_with(|config| config.admin_handles = vec![ADMIN.into()]).await;
     let (admin_token, _) = server.admin(ADMIN).await;
     let (mut moderator, mod_token, mod_id) = server.user("mod_mia").await;
-    let (status, body) = server
-        .put_json(
-            &format!("/api/v1/admin/users/{mod_id}/role"),
-            &admin_token,
-            json!({"role": "moderator"}),
-        )
-        .await;
-    assert_eq!(status, 204, "{body}");
+    server.set_role(&admin_token, &mod_id, "moderator").await;
     // The role is read with the token, so a fresh socket carries it.
     drop(moderator);
     moderator = server.client(&mod_token).await;

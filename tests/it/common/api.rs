@@ -191,6 +191,22 @@ impl Api {
         assert_eq!(status, 204, "logout on {}: {body}", self.name);
     }
 
+    /// An admin (by `admin_token`) gives `user_id` this role.
+    pub async fn set_role(&self, admin_token: &str, user_id: &str, role: &str) {
+        let (status, body) = self
+            .put_json(
+                &format!("/api/v1/admin/users/{user_id}/role"),
+                admin_token,
+                json!({"role": role}),
+            )
+            .await;
+        assert_eq!(
+            status, 204,
+            "{user_id} becomes {role} on {}: {body}",
+            self.name
+        );
+    }
+
     /// A socket here that has said hello with `token`.
     pub async fn client(&self, token: &str) -> WsClient {
         WsClient::hello(self, token).await
