@@ -35,17 +35,6 @@ async fn resolve(api: &Api, token: &str, report_id: &str, body: Value) -> (u16, 
     .await
 }
 
-async fn make_moderator(api: &Api, admin: &str, user_id: &str) {
-    let (status, body) = api
-        .put_json(
-            &format!("/api/v1/admin/users/{user_id}/role"),
-            admin,
-            json!({"role": "moderator"}),
-        )
-        .await;
-    assert_eq!(status, 204, "make {user_id} a moderator: {body}");
-}
-
 fn id_of(value: &Value) -> String {
     value["id"].as_str().expect("id").to_owned()
 }
@@ -75,7 +64,7 @@ async fn whole_queue(api: &Api, token: &str, status: &str, limit: u32) -> Vec<Va
 async fn reports_round_trip(server: &TestServer) {
     let (admin, _) = server.admin(ADMIN).await;
     let (moderator, mod_id) = server.register("mod_mia").await;
-    make_moderator(server, &admin, &mod_id).await;
+    server.set_role(&admin, &mod_id, "moderator").await;
     let p = pair(server, server, "alice", "bob").await;
     let (status, _) = server
         .patch("/api/v1/me", &p.b_token, json!({"bio": "buy my coins"}))
@@ -454,7 +443,7 @@ async fn a_reporter_has_at_most_fifty_open_reports() {
 async fn reported_messages_are_deleted(server: &TestServer) {
     let (admin, _) = server.admin(ADMIN).await;
     let (moderator, mod_id) = server.register("mod_mia").await;
-    make_moderator(server, &admin, &mod_id).await;
+    server.set_role(&admin, &mod_id, "moderator").await;
     let p = pair(server, server, "alice", "bob").await;
     let mut alice = server.client(&p.a_token).await;
     let mut bob = server.client(&p.b_token).await;

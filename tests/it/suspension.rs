@@ -37,17 +37,6 @@ async fn unsuspend(api: &Api, token: &str, user_id: &str) -> (u16, Value) {
         .await
 }
 
-async fn make_moderator(api: &Api, admin: &str, user_id: &str) {
-    let (status, body) = api
-        .put_json(
-            &format!("/api/v1/admin/users/{user_id}/role"),
-            admin,
-            json!({"role": "moderator"}),
-        )
-        .await;
-    assert_eq!(status, 204, "make {user_id} a moderator: {body}");
-}
-
 /// The newest audit entries, newest first.
 async fn audit(api: &Api, admin: &str) -> Vec<Value> {
     let (items, _) = api.page("/api/v1/admin/audit?limit=100", admin).await;
@@ -68,7 +57,7 @@ async fn listed(api: &Api, token: &str, user_id: &str) -> Value {
 async fn suspension_round_trip(server: &TestServer) {
     let (admin, _) = server.admin(ADMIN).await;
     let (moderator, mod_id) = server.register("mod_mia").await;
-    make_moderator(server, &admin, &mod_id).await;
+    server.set_role(&admin, &mod_id, "moderator").await;
     let (mut socket, old_token, alice_id) = server.user("alice").await;
     let second_token = server.login("alice").await;
 
@@ -220,8 +209,8 @@ async fn who_may_suspend_whom(server: &TestServer) {
     let (admin, admin_id) = server.admin(ADMIN).await;
     let (moderator, mod_id) = server.register("mod_mia").await;
     let (other_mod, other_mod_id) = server.register("mod_max").await;
-    make_moderator(server, &admin, &mod_id).await;
-    make_moderator(server, &admin, &other_mod_id).await;
+    server.set_role(&admin, &mod_id, "moderator").await;
+    server.set_role(&admin, &other_mod_id, "moderator").await;
     let (member, member_id) = server.register("dave").await;
     let (_, erin_id) = server.register("erin").await;
     let body = || json!({"reason": "testing the rules"});
@@ -308,7 +297,7 @@ async fn handles(api: &Api, token: &str, query: &[(&str, &str)]) -> Vec<String> 
 async fn listing_filters(server: &TestServer) {
     let (admin, _) = server.admin(ADMIN).await;
     let (moderator, mod_id) = server.register("mod_mia").await;
-    make_moderator(server, &admin, &mod_id).await;
+    server.set_role(&admin, &mod_id, "moderator").await;
     let (_, ramen_id) = server.register("ramen_fan").await;
     server.register("ramen_cook").await;
     let (status, renamed) = server
