@@ -394,7 +394,7 @@ pub struct Resolve {
     request_body = Resolve,
     responses(
         (status = 200, description = "the resolved report; its reporter is notified (`report_resolved`)", body = Report),
-        (status = 400, description = "`action` is not an action, or `note` is too long", body = ErrorResponse),
+        (status = 400, description = "`action` is not an action (or is `message_deleted` for a report of no message), or `note` is too long", body = ErrorResponse),
         (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
         (status = 403, description = "the caller is neither a moderator nor an admin", body = ErrorResponse),
         (status = 404, description = "no such report", body = ErrorResponse),

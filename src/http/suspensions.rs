@@ -22,8 +22,8 @@ use crate::hub::subscribers::Topic;
 use crate::profile::Profile;
 use crate::state::AppState;
 use crate::store::{
-    ListedUser, NewAudit, UserFilter, UserRow, AUDIT_USER_SUSPEND, AUDIT_USER_UNSUSPEND,
-    SUSPENDED_INDEFINITELY,
+    ListedUser, NewAudit, Suspension, UserFilter, UserRow, AUDIT_USER_SUSPEND,
+    AUDIT_USER_UNSUSPEND, SUSPENDED_INDEFINITELY,
 };
 use crate::validate;
 
@@ -51,6 +51,19 @@ async fn target(state: &AppState, me: &Identity, id: &str) -> Result<UserRow> {
     Ok(user)
 }
 
+/// The store's answer as the caller hears it. The role is compared in the
+/// write itself, so a promotion racing a moderator's suspension cannot
+/// leave a moderator suspended by a moderator.
+fn written(outcome: Suspension) -> Result<()> {
+    match outcome {
+        Suspension::Done(_) => Ok(()),
+        Suspension::NoSuchUser => Err(Error::NotFound("user")),
+        Suspension::RoleChanged => Err(Error::Conflict(
+            "the user's role changed meanwhile; try again".into(),
+        )),
+    }
+}
+
 #[utoipa::path(
     post,
     path = "/admin/users/{id}/suspend",
@@ -65,6 +78,7 @@ async fn target(state: &AppState, me: &Identity, id: &str) -> Result<UserRow> {
         (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
         (status = 403, description = "the caller is not staff, or the user is an admin, a moderator (unless the caller is an admin) or the caller", body = ErrorResponse),
         (status = 404, description = "no such user", body = ErrorResponse),
+        (status = 409, description = "the user's role changed while this was asked; try again", body = ErrorResponse),
         (status = 413, description = "the body is too large", body = ErrorResponse),
     ),
 )]
@@ -96,10 +110,11 @@ pub async fn suspend(
     let target = format!("user:{}", user.id);
     let shown_until = (until != SUSPENDED_INDEFINITELY).then(|| rfc3339(until));
     let data = json!({"until": shown_until, "reason": reason}).to_string();
-    state
+    let done = state
         .store
         .suspend_user(
             user.id,
+            &user.role,
             until,
             &reason,
             NewAudit {
@@ -110,8 +125,8 @@ pub async fn suspend(
                 now,
             },
         )
-        .await?
-        .ok_or(Error::NotFound("user"))?;
+        .await?;
+    written(done)?;
     // Sessions and JWT sockets alike listen on the user's topic.
     state
         .hub
@@ -132,6 +147,7 @@ pub async fn suspend(
         (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
         (status = 403, description = "the caller may not suspend this user", body = ErrorResponse),
         (status = 404, description = "no such user", body = ErrorResponse),
+        (status = 409, description = "the user's role changed while this was asked; try again", body = ErrorResponse),
     ),
 )]
 /// `DELETE /admin/users/{id}/suspend`: staff lift a suspension. Whoever
@@ -144,10 +160,11 @@ pub async fn unsuspend(
     require(&me, Permission::SuspendUser)?;
     let user = target(&state, &me, &id).await?;
     let target = format!("user:{}", user.id);
-    state
+    let done = state
         .store
         .unsuspend_user(
             user.id,
+            &user.role,
             NewAudit {
                 actor_id: Some(me.user.id),
                 action: AUDIT_USER_UNSUSPEND,
@@ -156,8 +173,8 @@ pub async fn unsuspend(
                 now: now_ms(),
             },
         )
-        .await?
-        .ok_or(Error::NotFound("user"))?;
+        .await?;
+    written(done)?;
     tracing::info!(
         actor_id = me.user.id,
         user_id = user.id,

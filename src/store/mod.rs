@@ -36,7 +36,7 @@ pub use events::{
 pub use matches::{ConversationView, MatchError, MatchRow, MatchView, Matched};
 pub use notifications::NotificationRow;
 pub use reports::{Filed, NewReport, QueueFrom, ReportRow, Resolution, Resolved};
-pub use suspensions::{ListedUser, TokenLookup, UserFilter, SUSPENDED_INDEFINITELY};
+pub use suspensions::{ListedUser, Suspension, TokenLookup, UserFilter, SUSPENDED_INDEFINITELY};
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{

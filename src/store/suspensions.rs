@@ -28,6 +28,23 @@ macro_rules! insert_audit {
 }
 pub(super) use insert_audit;
 
+/// Why a suspension's UPDATE matched no row, inside its transaction: the
+/// user is gone, or their role changed since the caller's right to act
+/// was judged.
+macro_rules! missed {
+    ($tx:expr, $user_id:expr) => {{
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM users WHERE id = $1")
+            .bind($user_id)
+            .fetch_optional(&mut *$tx)
+            .await?;
+        if exists.is_some() {
+            Suspension::RoleChanged
+        } else {
+            Suspension::NoSuchUser
+        }
+    }};
+}
+
 /// What a suspension without an end stores: 9999-12-31T23:59:59.999Z, the
 /// last instant RFC 3339 can write, so it still shows as a time.
 pub const SUSPENDED_INDEFINITELY: i64 = 253_402_300_799_999;
@@ -51,6 +68,16 @@ pub struct UserFilter<'a> {
     pub before_id: Option<i64>,
     pub limit: u32,
     pub now: i64,
+}
+
+/// What suspending or lifting came to.
+#[derive(Debug, Clone)]
+pub enum Suspension {
+    Done(AuditRow),
+    NoSuchUser,
+    /// The user's role is no longer the one the caller's right to act was
+    /// judged by (someone changed it meanwhile); nothing was written.
+    RoleChanged,
 }
 
 /// What a bearer token of ours comes to.
@@ -145,28 +172,31 @@ impl Store {
         Ok(suspended)
     }
 
-    /// Suspends `user_id` until `until`, ends every session they have and
-    /// records it, all or nothing. `None` when there is no such user.
+    /// Suspends `user_id`, whose role is still `role`, until `until`, ends
+    /// every session they have and records it, all or nothing.
     pub async fn suspend_user(
         &self,
         user_id: i64,
+        role: &str,
         until: i64,
         reason: &str,
         audit: NewAudit<'_>,
-    ) -> Result<Option<AuditRow>, StoreError> {
+    ) -> Result<Suspension, StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let found = sqlx::query(
-                "UPDATE users SET suspended_until = $1, suspension_reason = $2 WHERE id = $3",
+                "UPDATE users SET suspended_until = $1, suspension_reason = $2 \
+                 WHERE id = $3 AND role = $4",
             )
             .bind(until)
             .bind(reason)
             .bind(user_id)
+            .bind(role)
             .execute(&mut *tx)
             .await?
             .rows_affected();
             if found == 0 {
-                return Ok(None);
+                return Ok(missed!(tx, user_id));
             }
             sqlx::query(
                 "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
@@ -177,32 +207,35 @@ impl Store {
             .await?;
             let entry = insert_audit!(tx, audit)?;
             tx.commit().await?;
-            Ok(Some(entry))
+            Ok(Suspension::Done(entry))
         })
     }
 
-    /// Lifts any suspension of `user_id` and records it. Ended sessions
-    /// stay ended. `None` when there is no such user.
+    /// Lifts any suspension of `user_id`, whose role is still `role`, and
+    /// records it. Ended sessions stay ended.
     pub async fn unsuspend_user(
         &self,
         user_id: i64,
+        role: &str,
         audit: NewAudit<'_>,
-    ) -> Result<Option<AuditRow>, StoreError> {
+    ) -> Result<Suspension, StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let found = sqlx::query(
-                "UPDATE users SET suspended_until = NULL, suspension_reason = NULL WHERE id = $1",
+                "UPDATE users SET suspended_until = NULL, suspension_reason = NULL \
+                 WHERE id = $1 AND role = $2",
             )
             .bind(user_id)
+            .bind(role)
             .execute(&mut *tx)
             .await?
             .rows_affected();
             if found == 0 {
-                return Ok(None);
+                return Ok(missed!(tx, user_id));
             }
             let entry = insert_audit!(tx, audit)?;
             tx.commit().await?;
-            Ok(Some(entry))
+            Ok(Suspension::Done(entry))
         })
     }
 

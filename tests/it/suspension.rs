@@ -518,9 +518,10 @@ async fn the_sweep_closes_sockets_of_a_suspension_no_bus_message_announced() {
         .expect("open the server's database");
     let target = format!("user:{user_id}");
     let now = OffsetDateTime::now_utc().unix_timestamp() * 1000;
-    store
+    let suspended = store
         .suspend_user(
             user_id,
+            "member",
             now + 600_000,
             "quietly",
             meshi::store::NewAudit {
@@ -532,12 +533,55 @@ async fn the_sweep_closes_sockets_of_a_suspension_no_bus_message_announced() {
             },
         )
         .await
-        .expect("suspend")
-        .expect("the user exists");
+        .expect("suspend");
+    assert!(
+        matches!(suspended, meshi::store::Suspension::Done(_)),
+        "{suspended:?}"
+    );
     store.close().await;
     assert_eq!(
         socket.closed_with(Duration::from_secs(5)).await,
         Ended::Closed(4010)
     );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_suspension_judged_by_a_role_the_user_no_longer_has_writes_nothing() {
+    let server = TestServer::start().await;
+    let (token, user_id) = server.register("henry").await;
+    let store = meshi::store::Store::connect(&server.config.database_url)
+        .await
+        .expect("open the server's database");
+    let user_id: i64 = user_id.parse().expect("numeric id");
+    let target = format!("user:{user_id}");
+    let now = OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let audit = meshi::store::NewAudit {
+        actor_id: None,
+        action: "user.suspend",
+        target: &target,
+        data: "{}",
+        now,
+    };
+    // Judged while henry was taken for a moderator; he is a member.
+    let outcome = store
+        .suspend_user(user_id, "moderator", now + 600_000, "raced", audit)
+        .await
+        .expect("suspend");
+    assert!(
+        matches!(outcome, meshi::store::Suspension::RoleChanged),
+        "{outcome:?}"
+    );
+    let outcome = store
+        .suspend_user(424_242, "member", now + 600_000, "nobody", audit)
+        .await
+        .expect("suspend");
+    assert!(
+        matches!(outcome, meshi::store::Suspension::NoSuchUser),
+        "{outcome:?}"
+    );
+    store.close().await;
+    let (status, body) = server.get("/api/v1/me", Some(&token)).await;
+    assert_eq!(status, 200, "henry's session still works: {body}");
     server.shutdown().await;
 }
