@@ -18,6 +18,10 @@ pub enum Error {
     Unauthenticated(&'static str),
     #[error("{0}")]
     Forbidden(&'static str),
+    /// The account is suspended until then (unix ms); shown as
+    /// `forbidden`, with the end when there is one.
+    #[error("{}", suspended_text(*.until))]
+    Suspended { until: i64 },
     #[error("{0} not found")]
     NotFound(&'static str),
     /// The route exists but not with this method; shown as `bad_request`
@@ -40,6 +44,14 @@ pub enum Error {
     Unavailable(&'static str),
     #[error("internal error")]
     Internal(#[source] Cause),
+}
+
+fn suspended_text(until: i64) -> String {
+    if until >= crate::store::SUSPENDED_INDEFINITELY {
+        "suspended".to_owned()
+    } else {
+        format!("suspended until {}", crate::clock::rfc3339(until))
+    }
 }
 
 /// The hidden cause of an internal error, kept for the log.
@@ -68,7 +80,7 @@ impl Error {
         match self {
             Error::BadRequest(_) | Error::MethodNotAllowed => ErrorCode::BadRequest,
             Error::Unauthenticated(_) => ErrorCode::Unauthenticated,
-            Error::Forbidden(_) => ErrorCode::Forbidden,
+            Error::Forbidden(_) | Error::Suspended { .. } => ErrorCode::Forbidden,
             Error::NotFound(_) => ErrorCode::NotFound,
             Error::Conflict(_) => ErrorCode::Conflict,
             Error::RoomFull => ErrorCode::RoomFull,

@@ -17,6 +17,9 @@ pub mod kind {
     pub const WAITLIST_PROMOTED: &str = "waitlist_promoted";
     pub const EVENT_UPDATED: &str = "event_updated";
     pub const EVENT_CANCELLED: &str = "event_cancelled";
+    /// A report the user filed was resolved (`data`: `report_id`, `kind`,
+    /// `action`; never who resolved it).
+    pub const REPORT_RESOLVED: &str = "report_resolved";
 }
 
 #[derive(Clone)]

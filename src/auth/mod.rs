@@ -19,7 +19,7 @@ use std::sync::Arc;
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::store::{NewAudit, NewUser, Store, StoreError, UserRow, AUDIT_ROLE_CHANGE};
+use crate::store::{NewAudit, NewUser, Store, StoreError, TokenLookup, UserRow, AUDIT_ROLE_CHANGE};
 use jwt::JwtVerifier;
 use limits::AuthLimits;
 use password::Hasher;
@@ -141,7 +141,18 @@ impl Accounts {
         if !self.hasher.verify(password.to_owned(), hash).await? {
             return Err(REFUSED);
         }
-        self.issue(user.ok_or(REFUSED)?).await
+        let user = user.ok_or(REFUSED)?;
+        // Only after the password: a suspension is no one else's business.
+        self.refuse_suspended(user.id).await?;
+        self.issue(user).await
+    }
+
+    /// `forbidden` while `user_id` is suspended.
+    async fn refuse_suspended(&self, user_id: i64) -> Result<()> {
+        match self.store.suspension_of(user_id, now_ms()).await? {
+            Some(until) => Err(Error::Suspended { until }),
+            None => Ok(()),
+        }
     }
 
     /// Creates `handle` as an admin, from the command line. A handle that
@@ -235,9 +246,13 @@ impl Accounts {
         }
         let found = self
             .store
-            .live_session(&token::digest(token), now_ms())
+            .session_for_token(&token::digest(token), now_ms())
             .await?;
-        let (session, user) = found.ok_or(Error::Unauthenticated("invalid or expired token"))?;
+        let (session, user) = match found {
+            TokenLookup::Live(session, user) => (session, user),
+            TokenLookup::Suspended { until } => return Err(Error::Suspended { until }),
+            TokenLookup::Ended => return Err(Error::Unauthenticated("invalid or expired token")),
+        };
         Ok(Identity {
             user,
             credential: Credential::Session(session.id),
@@ -254,6 +269,9 @@ impl Accounts {
             Error::Unauthenticated(refusal.message())
         })?;
         let user = self.external_user(&verified).await?;
+        // Nothing stored for a JWT can be revoked, so its user's
+        // suspension is looked at on every use.
+        self.refuse_suspended(user.id).await?;
         Ok(Identity {
             user,
             credential: Credential::Jwt {

@@ -28,6 +28,14 @@ pub enum Permission {
     KickUser,
     ChangeRole,
     ReadAudit,
+    /// Read the report queue and resolve reports.
+    ReviewReports,
+    /// Suspend members and lift their suspensions.
+    SuspendUser,
+    /// Suspend moderators too (never admins, never oneself).
+    SuspendStaff,
+    /// List every account with its role and suspension.
+    ListUsers,
 }
 
 impl Permission {
@@ -39,6 +47,10 @@ impl Permission {
             Permission::KickUser => "your role may not kick users",
             Permission::ChangeRole => "your role may not change roles",
             Permission::ReadAudit => "your role may not read the audit log",
+            Permission::ReviewReports => "your role may not review reports",
+            Permission::SuspendUser => "your role may not suspend users",
+            Permission::SuspendStaff => "only an admin may suspend a moderator",
+            Permission::ListUsers => "your role may not list users",
         }
     }
 }
@@ -50,8 +62,25 @@ impl Role {
         use Permission::*;
         match self {
             Role::Member => &[],
-            Role::Moderator => &[CloseRoom, RemoveMessage, KickUser],
-            Role::Admin => &[CloseRoom, RemoveMessage, KickUser, ChangeRole, ReadAudit],
+            Role::Moderator => &[
+                CloseRoom,
+                RemoveMessage,
+                KickUser,
+                ReviewReports,
+                SuspendUser,
+                ListUsers,
+            ],
+            Role::Admin => &[
+                CloseRoom,
+                RemoveMessage,
+                KickUser,
+                ReviewReports,
+                SuspendUser,
+                ListUsers,
+                ChangeRole,
+                ReadAudit,
+                SuspendStaff,
+            ],
         }
     }
 
@@ -145,6 +174,22 @@ pub fn require_kick(identity: &Identity, hosts: bool, target: Role) -> Result<Ro
     }
 }
 
+/// Passes for a suspension (or its lifting) of user `target_id`, whose
+/// role is `target`: staff suspend members, only admins suspend
+/// moderators, and no one suspends an admin or themselves, so staff can
+/// never lock each other out wholesale.
+pub fn require_suspend(identity: &Identity, target_id: i64, target: Role) -> Result<()> {
+    require(identity, Permission::SuspendUser)?;
+    if target_id == identity.user.id {
+        return Err(Error::Forbidden("you cannot suspend yourself"));
+    }
+    match target {
+        Role::Admin => Err(Error::Forbidden("an admin cannot be suspended")),
+        Role::Moderator => require(identity, Permission::SuspendStaff),
+        Role::Member => Ok(()),
+    }
+}
+
 /// Whether the caller hosts this room: only drop-in rooms have hosts with
 /// powers; an event's host runs it through the event itself.
 pub fn hosts(identity: &Identity, room: &RoomView) -> bool {
@@ -215,12 +260,16 @@ pub fn require(identity: &Identity, permission: Permission) -> Result<()> {
 mod tests {
     use super::*;
 
-    const EVERY_PERMISSION: [Permission; 5] = [
+    const EVERY_PERMISSION: [Permission; 9] = [
         Permission::CloseRoom,
         Permission::RemoveMessage,
         Permission::KickUser,
         Permission::ChangeRole,
         Permission::ReadAudit,
+        Permission::ReviewReports,
+        Permission::SuspendUser,
+        Permission::SuspendStaff,
+        Permission::ListUsers,
     ];
 
     fn identity(role: Role) -> Identity {
@@ -313,8 +362,36 @@ mod tests {
         assert!(Role::Moderator.permits(Permission::CloseRoom));
         assert!(Role::Moderator.permits(Permission::RemoveMessage));
         assert!(Role::Moderator.permits(Permission::KickUser));
+        assert!(Role::Moderator.permits(Permission::ReviewReports));
+        assert!(Role::Moderator.permits(Permission::SuspendUser));
+        assert!(Role::Moderator.permits(Permission::ListUsers));
         assert!(!Role::Moderator.permits(Permission::ChangeRole));
         assert!(!Role::Moderator.permits(Permission::ReadAudit));
+        assert!(!Role::Moderator.permits(Permission::SuspendStaff));
+    }
+
+    #[test]
+    fn staff_suspend_members_admins_suspend_moderators_and_nobody_admins_or_themselves() {
+        const OTHER: i64 = 2;
+        let member = identity(Role::Member);
+        for target in Role::ALL {
+            assert!(require_suspend(&member, OTHER, target).is_err(), "{target}");
+        }
+        let moderator = identity(Role::Moderator);
+        assert!(require_suspend(&moderator, OTHER, Role::Member).is_ok());
+        assert!(require_suspend(&moderator, OTHER, Role::Moderator).is_err());
+        assert!(require_suspend(&moderator, OTHER, Role::Admin).is_err());
+        let admin = identity(Role::Admin);
+        assert!(require_suspend(&admin, OTHER, Role::Member).is_ok());
+        assert!(require_suspend(&admin, OTHER, Role::Moderator).is_ok());
+        assert!(require_suspend(&admin, OTHER, Role::Admin).is_err());
+        for (me, role) in [(&moderator, Role::Moderator), (&admin, Role::Admin)] {
+            let myself = me.user.id;
+            assert!(
+                require_suspend(me, myself, role).is_err(),
+                "{role} on themselves"
+            );
+        }
     }
 
     #[test]

@@ -15,7 +15,9 @@ mod openapi;
 mod ops;
 mod page;
 mod profiles;
+mod reports;
 mod rooms;
+mod suspensions;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
@@ -64,6 +66,11 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::change_role))
         .routes(routes!(admin::close_room))
         .routes(routes!(admin::audit))
+        .routes(routes!(suspensions::suspend, suspensions::unsuspend))
+        .routes(routes!(suspensions::list))
+        .routes(routes!(reports::create))
+        .routes(routes!(reports::queue))
+        .routes(routes!(reports::resolve))
 }
 
 fn documented() -> OpenApiRouter<AppState> {

@@ -39,6 +39,7 @@ pub const BEARER: &str = "bearer";
         (name = "rooms", description = "the open room directory"),
         (name = "notifications", description = "stored notifications"),
         (name = "safety", description = "blocking other users"),
+        (name = "reports", description = "reporting users, cards and messages to the moderators"),
         (name = "admin", description = "moderation and administration"),
         (name = "meta", description = "this document"),
     ),

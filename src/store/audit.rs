@@ -12,6 +12,14 @@ pub const AUDIT_ROOM_CLOSE: &str = "room.close";
 /// A user was kicked out of a room (`data`: the room, `ban_secs`, `reason`,
 /// and `as`: `host` or `staff`).
 pub const AUDIT_ROOM_KICK: &str = "room.kick";
+/// A moderator or an admin suspended a user (`data`: `until`, RFC 3339 or
+/// null for no end, and `reason`).
+pub const AUDIT_USER_SUSPEND: &str = "user.suspend";
+/// A moderator or an admin lifted a user's suspension.
+pub const AUDIT_USER_UNSUSPEND: &str = "user.unsuspend";
+/// A moderator or an admin resolved a report (target `report:<id>`;
+/// `data`: `kind`, `target_id`, `action`, `note`).
+pub const AUDIT_REPORT_RESOLVE: &str = "report.resolve";
 
 /// A room's host or staff deleted someone else's message (`data`: where
 /// it was, its author, and `as`: `host` or `staff`). Authors deleting

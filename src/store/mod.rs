@@ -17,11 +17,13 @@ mod events;
 mod matches;
 mod messages;
 mod notifications;
+mod reports;
+mod suspensions;
 
 pub use accounts::{NewUser, ProfileChanges, SessionRow, UserRow};
 pub use audit::{
-    AuditRow, NewAudit, RoleChanged, AUDIT_MESSAGE_DELETE, AUDIT_ROLE_CHANGE, AUDIT_ROOM_CLOSE,
-    AUDIT_ROOM_KICK,
+    AuditRow, NewAudit, RoleChanged, AUDIT_MESSAGE_DELETE, AUDIT_REPORT_RESOLVE, AUDIT_ROLE_CHANGE,
+    AUDIT_ROOM_CLOSE, AUDIT_ROOM_KICK, AUDIT_USER_SUSPEND, AUDIT_USER_UNSUSPEND,
 };
 pub use blocks::{BlockRow, ConversationAccess, Unmatched};
 pub use cards::{CardChanges, CardFilter, CardRow, InterestRow};
@@ -33,6 +35,8 @@ pub use events::{
 };
 pub use matches::{ConversationView, MatchError, MatchRow, MatchView, Matched};
 pub use notifications::NotificationRow;
+pub use reports::{Filed, NewReport, QueueFrom, ReportRow, Resolution, Resolved};
+pub use suspensions::{ListedUser, Suspension, TokenLookup, UserFilter, SUSPENDED_INDEFINITELY};
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{

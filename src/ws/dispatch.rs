@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use super::conn::{Connection, Flow, Session};
 use super::conversations::conversation_id as conversation_id_of;
-use crate::auth::revocation::REVOKED;
+use crate::auth::revocation::{REVOKED, SUSPENDED};
 use crate::clock::{now_ms, rfc3339};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -70,6 +70,11 @@ impl Connection {
                 }
                 if matches!(err, Error::Unauthenticated(REVOKED)) {
                     return Flow::Close(close::TOKEN_ENDED, REVOKED);
+                }
+                // The token is good but its user may not use it yet; like
+                // a revoked one, it is not to be retried as it is.
+                if is_hello && matches!(err, Error::Suspended { .. }) {
+                    return Flow::Close(close::TOKEN_ENDED, SUSPENDED);
                 }
                 if is_hello && matches!(err, Error::Unauthenticated(_)) {
                     return Flow::Close(close::AUTH_FAILED, "authentication failed");

@@ -53,6 +53,12 @@ const CONTRACT: &[(&str, &str)] = &[
     ("PUT", "/api/v1/admin/users/{id}/role"),
     ("DELETE", "/api/v1/admin/rooms/{id}"),
     ("GET", "/api/v1/admin/audit"),
+    ("GET", "/api/v1/admin/users"),
+    ("POST", "/api/v1/admin/users/{id}/suspend"),
+    ("DELETE", "/api/v1/admin/users/{id}/suspend"),
+    ("POST", "/api/v1/reports"),
+    ("GET", "/api/v1/admin/reports"),
+    ("POST", "/api/v1/admin/reports/{id}/resolve"),
     ("GET", "/api/v1/openapi.json"),
 ];
 
@@ -193,6 +199,10 @@ struct World {
     conversation_id: String,
     match_id: String,
     room_id: String,
+    /// Suspended and let back in during the sweep.
+    suspended_id: String,
+    /// A report of `other` by `leaving`, resolved during the sweep.
+    report_id: String,
     /// Holds the room open.
     _host: WsClient,
 }
@@ -236,6 +246,17 @@ impl World {
         let mut host = WsClient::hello(&server, &owner).await;
         let room_id = create_room(&mut host, "ramen after work").await;
 
+        let (_, suspended_id) = server.register("erin").await;
+        let (status, report) = server
+            .post(
+                "/api/v1/reports",
+                Some(&leaving),
+                json!({"kind": "user", "target_id": other_id, "reason": "spam"}),
+            )
+            .await;
+        assert_eq!(status, 201, "a report to resolve: {report}");
+        let report_id = text_of(&report["report"]["id"]);
+
         World {
             owner,
             other,
@@ -247,6 +268,8 @@ impl World {
             conversation_id,
             match_id,
             room_id,
+            suspended_id,
+            report_id,
             _host: host,
             server,
         }
@@ -261,7 +284,11 @@ impl World {
             Some("communities") => &self.community_id,
             Some("conversations") => &self.conversation_id,
             Some("matches") => &self.match_id,
+            Some("admin") if rest.starts_with("admin/users/") && rest.ends_with("/suspend") => {
+                &self.suspended_id
+            }
             Some("admin") if rest.starts_with("admin/users/") => &self.other_id,
+            Some("admin") if rest.starts_with("admin/reports/") => &self.report_id,
             Some("admin") if rest.starts_with("admin/rooms/") => &self.room_id,
             _ => "1",
         };
@@ -310,6 +337,9 @@ fn body_for(world: &World, op: &Operation) -> Option<Value> {
         "create_community" => json!({"name": "gophers"}),
         "mark_notifications_read" => json!({"up_to_id": "1"}),
         "change_role" => json!({"role": "moderator"}),
+        "suspend_user" => json!({"reason": "checking the document"}),
+        "create_report" => json!({"kind": "card", "target_id": world.card_id, "reason": "spam"}),
+        "resolve_report" => json!({"action": "dismissed"}),
         other => panic!("give the test a body for {other} ({op})"),
     };
     Some(body)
