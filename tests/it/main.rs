@@ -35,6 +35,7 @@ mod room_moderation;
 mod room_quota;
 mod rooms;
 mod rooms_directory;
+mod safety_story;
 mod script_frames;
 mod session;
 mod smoke;

@@ -106,6 +106,15 @@ impl Place {
         WsClient::hello(self.node(index), token).await
     }
 
+    /// Makes `handle` an admin the operator's way and signs it in on the
+    /// first node; returns token and id.
+    pub async fn admin(&self, handle: &str) -> (String, String) {
+        match &self.servers {
+            Servers::One(server) => server.admin(handle).await,
+            Servers::Two(cluster) => cluster.node(1).admin(handle).await,
+        }
+    }
+
     pub async fn shutdown(self) {
         match self.servers {
             Servers::One(server) => (*server).shutdown().await,
