@@ -14,6 +14,23 @@ pub fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// Serializes stored milliseconds as RFC 3339, for documents that carry
+/// rows as they are stored (`serialize_with`).
+pub fn serialize_ms<S: serde::Serializer>(ms: &i64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&rfc3339(*ms))
+}
+
+/// [`serialize_ms`] for a time that may be absent (`null`).
+pub fn serialize_opt_ms<S: serde::Serializer>(
+    ms: &Option<i64>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match ms {
+        Some(ms) => serializer.serialize_str(&rfc3339(*ms)),
+        None => serializer.serialize_none(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

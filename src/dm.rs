@@ -218,7 +218,7 @@ pub fn view(row: &DmRow) -> DmMessage {
         message_id: row.message_id.clone(),
         from: UserSummary {
             id: row.sender_id.to_string(),
-            handle: row.sender_handle.clone(),
+            handle: crate::profile::shown_handle(&row.sender_handle),
             display_name: row.sender_display_name.clone(),
         },
         text: row.text.clone(),

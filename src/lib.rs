@@ -20,6 +20,7 @@
 //! - [`pairing`]: blocking and unmatching, and whether a conversation
 //!   takes messages.
 //! - [`moderation`]: room actions of hosts and staff, audited.
+//! - [`erasure`]: deleting one's own account, and telling who it concerns.
 //! - [`upkeep`]: this node's share of a cluster's upkeep (heartbeats, dead
 //!   nodes, emptied rooms, state put back after Redis lost it).
 //! - [`standing`]: event and community rooms and who may enter them.
@@ -33,6 +34,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod dm;
+pub mod erasure;
 pub mod error;
 pub mod http;
 pub mod hub;

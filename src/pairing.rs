@@ -13,11 +13,15 @@ use crate::hub::subscribers::Topic;
 use crate::state::Services;
 use crate::store::{ConversationAccess, Pair};
 
+/// The `closed_reason` of a pair that unmatched.
+const UNMATCHED: &str = "unmatched";
+
 /// The refusal of an op on a conversation that takes no messages.
 pub const CLOSED: Error = Error::Forbidden("this conversation is closed");
 
-/// The conversation, if `user` is in it and it was not closed (unmatched,
-/// or an account deleted). A block leaves it readable.
+/// The conversation, if `user` is in it and the pair did not unmatch. A
+/// block leaves it readable, and so does the partner deleting their
+/// account: what was said stays, theirs shown deleted.
 pub async fn require_readable(
     state: &Services,
     conversation_id: i64,
@@ -31,7 +35,7 @@ pub async fn require_readable(
     if !access.pair().includes(user) {
         return Err(Error::Forbidden("you are not in this conversation"));
     }
-    if access.closed_reason.is_some() {
+    if access.closed_reason.as_deref() == Some(UNMATCHED) {
         return Err(CLOSED);
     }
     Ok(access)
@@ -54,7 +58,7 @@ pub async fn require_open(state: &Services, conversation_id: i64) -> Result<()> 
 /// Like [`require_readable`], and open for messages too.
 pub async fn require_writable(state: &Services, conversation_id: i64, user: i64) -> Result<Pair> {
     let access = require_readable(state, conversation_id, user).await?;
-    if access.blocked {
+    if access.blocked || access.closed_reason.is_some() {
         return Err(CLOSED);
     }
     Ok(access.pair())

@@ -4,7 +4,16 @@ use meshi_protocol::UserSummary;
 use serde::Serialize;
 
 use crate::clock::rfc3339;
-use crate::store::UserRow;
+use crate::store::{UserRow, DELETED_HANDLE_PREFIX};
+
+/// The handle everyone sees: a deleted account's shows as `deleted`.
+pub fn shown_handle(stored: &str) -> String {
+    if stored.starts_with(DELETED_HANDLE_PREFIX) {
+        "deleted".to_owned()
+    } else {
+        stored.to_owned()
+    }
+}
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Profile {
@@ -21,7 +30,7 @@ impl From<&UserRow> for Profile {
     fn from(row: &UserRow) -> Self {
         Profile {
             id: row.id.to_string(),
-            handle: row.handle.clone(),
+            handle: shown_handle(&row.handle),
             display_name: row.display_name.clone(),
             bio: row.bio.clone(),
             tags: serde_json::from_str(&row.tags).unwrap_or_default(),
@@ -34,7 +43,7 @@ impl From<&UserRow> for Profile {
 pub fn summary(row: &UserRow) -> UserSummary {
     UserSummary {
         id: row.id.to_string(),
-        handle: row.handle.clone(),
+        handle: shown_handle(&row.handle),
         display_name: row.display_name.clone(),
     }
 }

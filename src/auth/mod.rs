@@ -147,6 +147,66 @@ impl Accounts {
         self.issue(user).await
     }
 
+    /// Checks the caller's current password, rate-limited like a login so
+    /// a stolen session cannot guess it. An account without a password
+    /// (it signs in through an identity provider) has none to check.
+    pub async fn check_password(
+        &self,
+        addr: IpAddr,
+        identity: &Identity,
+        password: &str,
+        field: &'static str,
+    ) -> Result<()> {
+        self.limits.attempt(addr, &identity.user.handle)?;
+        let hash = self
+            .store
+            .user_with_password(&identity.user.handle)
+            .await?
+            .and_then(|(_, hash)| hash)
+            .ok_or_else(|| {
+                Error::bad(
+                    field,
+                    "this account signs in through its identity provider and has no password",
+                )
+            })?;
+        if self.hasher.verify(password.to_owned(), Some(hash)).await? {
+            Ok(())
+        } else {
+            Err(Error::Forbidden("the password is wrong"))
+        }
+    }
+
+    /// Whether the caller's account has a password (not only an identity
+    /// provider's sign-on).
+    pub async fn has_password(&self, identity: &Identity) -> Result<bool> {
+        Ok(self
+            .store
+            .user_with_password(&identity.user.handle)
+            .await?
+            .is_some_and(|(_, hash)| hash.is_some()))
+    }
+
+    /// Changes the caller's password once the current one checks out;
+    /// every other session ends. Returns the sessions ended, whose sockets
+    /// the caller closes.
+    pub async fn change_password(
+        &self,
+        addr: IpAddr,
+        identity: &Identity,
+        current: &str,
+        new: &str,
+    ) -> Result<Vec<i64>> {
+        validate_password(new)
+            .map_err(|_| Error::bad("new_password", "must be 8-128 characters"))?;
+        self.check_password(addr, identity, current, "current_password")
+            .await?;
+        let hash = self.hasher.hash(new.to_owned()).await?;
+        Ok(self
+            .store
+            .change_password(identity.user.id, &hash, identity.session_id(), now_ms())
+            .await?)
+    }
+
     /// `forbidden` while `user_id` is suspended.
     async fn refuse_suspended(&self, user_id: i64) -> Result<()> {
         match self.store.suspension_of(user_id, now_ms()).await? {
@@ -269,6 +329,11 @@ impl Accounts {
             Error::Unauthenticated(refusal.message())
         })?;
         let user = self.external_user(&verified).await?;
+        // Its provider still vouches for it, but the account is gone; a
+        // token must not bring it back or open a new one in its place.
+        if user.handle.starts_with(crate::store::DELETED_HANDLE_PREFIX) {
+            return Err(Error::Unauthenticated("this account was deleted"));
+        }
         // Nothing stored for a JWT can be revoked, so its user's
         // suspension is looked at on every use.
         self.refuse_suspended(user.id).await?;

@@ -1,5 +1,6 @@
-//! Register, login, logout and the caller's own profile.
+//! Register, login, logout, the caller's own profile, and deleting it.
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -10,7 +11,7 @@ use utoipa::ToSchema;
 use super::extract::{Body, Caller};
 use crate::auth::Issued;
 use crate::client_addr::ClientAddr;
-use crate::error::{ErrorResponse, Result};
+use crate::error::{Error, ErrorResponse, Result};
 use crate::hub::subscribers::Topic;
 use crate::profile::Profile;
 use crate::state::AppState;
@@ -136,4 +137,74 @@ pub async fn logout(State(state): State<AppState>, Caller(me): Caller) -> Result
 )]
 pub async fn me(Caller(me): Caller) -> Json<Profile> {
     Json(Profile::from(&me.user))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct DeleteMe {
+    /// Required for an account with a password.
+    password: Option<String>,
+}
+
+#[utoipa::path(
+    delete,
+    path = "/me",
+    operation_id = "delete_me",
+    tag = "accounts",
+    security(("bearer" = [])),
+    request_body(content = DeleteMe, description = "`{password}` for an account with a password; an identity provider's account may send no body"),
+    responses(
+        (status = 204, description = "the account is erased: profile, cards, interests, RSVPs (seats go to the waitlist in order), memberships, blocks and notifications; messages stay, deleted, from a deleted user; conversations close; every session ends and its sockets close with 4010. The handle is never given out again."),
+        (status = 400, description = "the body is malformed, or `password` is missing for an account with a password", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 403, description = "`password` is wrong", body = ErrorResponse),
+        (status = 413, description = "the body is too large", body = ErrorResponse),
+        (status = 429, description = "too many attempts; see `Retry-After`", body = ErrorResponse),
+    ),
+)]
+pub async fn delete_me(
+    State(state): State<AppState>,
+    ClientAddr(addr): ClientAddr,
+    Caller(me): Caller,
+    body: Bytes,
+) -> Result<StatusCode> {
+    let body: DeleteMe = if body.iter().all(u8::is_ascii_whitespace) {
+        DeleteMe { password: None }
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|err| Error::BadRequest(format!("invalid body: {err}")))?
+    };
+    if state.accounts.has_password(&me).await? {
+        let password = body
+            .password
+            .ok_or_else(|| Error::bad("password", "is required to delete an account with one"))?;
+        state
+            .accounts
+            .check_password(addr, &me, &password, "password")
+            .await?;
+    }
+    crate::erasure::delete_account(&state, &me).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(
+    get,
+    path = "/me/export",
+    operation_id = "export_me",
+    tag = "accounts",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "everything stored about the caller, as one JSON document: `profile`, `sessions` (never their tokens), `cards`, `interests` (pressed), `interests_received` (on the caller's cards), `matches`, `conversations` (each with all its `messages`), `rsvps`, `hosted_events`, `memberships`, `owned_communities`, `blocks`, `notifications` and `reports` (filed by the caller)", body = serde_json::Value),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+    ),
+)]
+pub async fn export_me(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+) -> Result<Json<crate::store::Export>> {
+    let export = state
+        .store
+        .export_of(me.user.id)
+        .await?
+        .ok_or(Error::NotFound("user"))?;
+    Ok(Json(export))
 }

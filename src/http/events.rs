@@ -54,7 +54,7 @@ impl From<EventRow> for Event {
             id: row.id.to_string(),
             host: UserSummary {
                 id: row.host_id.to_string(),
-                handle: row.host_handle,
+                handle: crate::profile::shown_handle(&row.host_handle),
                 display_name: row.host_display_name,
             },
             host_id: row.host_id.to_string(),

@@ -17,6 +17,7 @@ mod page;
 mod profiles;
 mod reports;
 mod rooms;
+mod sessions;
 mod suspensions;
 
 use axum::extract::DefaultBodyLimit;
@@ -41,7 +42,15 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::register))
         .routes(routes!(accounts::login))
         .routes(routes!(accounts::logout))
-        .routes(routes!(accounts::me, profiles::update_me))
+        .routes(routes!(accounts::export_me))
+        .routes(routes!(sessions::change_password))
+        .routes(routes!(sessions::list, sessions::end_others))
+        .routes(routes!(sessions::end))
+        .routes(routes!(
+            accounts::me,
+            profiles::update_me,
+            accounts::delete_me
+        ))
         .routes(routes!(profiles::user))
         .routes(routes!(cards::create, cards::list))
         .routes(routes!(cards::get, cards::update, cards::delete))

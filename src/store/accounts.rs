@@ -30,24 +30,30 @@ pub struct NewUser<'a> {
     pub now: i64,
 }
 
+const HANDLE_TAKEN: &str = "handle is taken";
+
 const USER_COLUMNS: &str = "id, handle, display_name, bio, tags, role, created_at";
 
 impl Store {
     pub async fn create_user(&self, user: NewUser<'_>) -> Result<UserRow, StoreError> {
+        // A deleted account's handle is retired, never given out again.
         let sql = format!(
             "INSERT INTO users (handle, display_name, password_hash, external_sub, role, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {USER_COLUMNS}"
+             SELECT $1, $2, $3, $4, $5, $6 \
+             WHERE NOT EXISTS (SELECT 1 FROM retired_handles WHERE handle = $1) \
+             RETURNING {USER_COLUMNS}"
         );
-        on_pool!(self, pool => sqlx::query_as::<_, UserRow>(&sql)
+        let created = on_pool!(self, pool => sqlx::query_as::<_, UserRow>(&sql)
             .bind(user.handle)
             .bind(user.display_name)
             .bind(user.password_hash)
             .bind(user.external_sub)
             .bind(user.role)
             .bind(user.now)
-            .fetch_one(pool)
+            .fetch_optional(pool)
             .await)
-        .map_err(conflict_on_unique("handle is taken"))
+        .map_err(conflict_on_unique(HANDLE_TAKEN))?;
+        created.ok_or(StoreError::Conflict(HANDLE_TAKEN))
     }
 
     pub async fn user_by_id(&self, id: i64) -> Result<Option<UserRow>, StoreError> {
@@ -174,6 +180,108 @@ impl Store {
         .await
         .map(|r| r.rows_affected()))?;
         Ok(done > 0)
+    }
+}
+
+/// A live session as its owner lists it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionListing {
+    pub id: i64,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+impl Store {
+    /// `user_id`'s sessions that open something at `now`, newest first,
+    /// below `before_id`; fetches `limit` rows.
+    pub async fn live_sessions_of(
+        &self,
+        user_id: i64,
+        now: i64,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<SessionListing>, StoreError> {
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, SessionListing>(
+            "SELECT id, created_at, expires_at FROM sessions \
+             WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2 AND id < $3 \
+             ORDER BY id DESC LIMIT $4",
+        )
+        .bind(user_id)
+        .bind(now)
+        .bind(before_id.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await)?)
+    }
+
+    /// Ends `user_id`'s session `session_id`; false when it is not theirs
+    /// or has ended already.
+    pub async fn revoke_session_of(
+        &self,
+        user_id: i64,
+        session_id: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = on_pool!(self, pool => sqlx::query(
+            "UPDATE sessions SET revoked_at = $1 \
+             WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(session_id)
+        .bind(user_id)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(done > 0)
+    }
+
+    /// Ends every session of `user_id` but `keep`; returns those ended.
+    pub async fn revoke_sessions_of(
+        &self,
+        user_id: i64,
+        keep: Option<i64>,
+        now: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        Ok(on_pool!(self, pool => sqlx::query_scalar::<_, i64>(
+            "UPDATE sessions SET revoked_at = $1 \
+             WHERE user_id = $2 AND revoked_at IS NULL AND id <> $3 RETURNING id",
+        )
+        .bind(now)
+        .bind(user_id)
+        .bind(keep.unwrap_or(0))
+        .fetch_all(pool)
+        .await)?)
+    }
+
+    /// Sets a new password hash and ends every other session, in one
+    /// transaction: an old session must not outlive the password it was
+    /// opened with. Returns the sessions ended.
+    pub async fn change_password(
+        &self,
+        user_id: i64,
+        password_hash: &str,
+        keep: Option<i64>,
+        now: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+                .bind(password_hash)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?;
+            let ended: Vec<i64> = sqlx::query_scalar(
+                "UPDATE sessions SET revoked_at = $1 \
+                 WHERE user_id = $2 AND revoked_at IS NULL AND id <> $3 RETURNING id",
+            )
+            .bind(now)
+            .bind(user_id)
+            .bind(keep.unwrap_or(0))
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(ended)
+        })
     }
 }
 

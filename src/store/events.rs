@@ -153,13 +153,13 @@ impl From<sqlx::Error> for EventError {
 
 /// The event's row as seen under its lock.
 #[derive(sqlx::FromRow)]
-struct Locked {
+pub(super) struct Locked {
     starts_at: i64,
     ends_at: Option<i64>,
     venue: Option<String>,
     online_url: Option<String>,
-    capacity: i64,
-    cancelled: bool,
+    pub(super) capacity: i64,
+    pub(super) cancelled: bool,
 }
 
 const LOCKED_COLUMNS: &str =
@@ -174,7 +174,8 @@ const EVENT_SELECT: &str = "SELECT e.id, e.host_id, e.title, e.description, e.st
       AS waitlist_count \
     FROM events e JOIN users u ON u.id = e.host_id";
 
-const GOING_COUNT: &str = "SELECT COUNT(*) FROM rsvps WHERE event_id = $1 AND status = 'going'";
+pub(super) const GOING_COUNT: &str =
+    "SELECT COUNT(*) FROM rsvps WHERE event_id = $1 AND status = 'going'";
 
 /// Takes a seat if one is free, else the next waitlist place, in one
 /// statement: the count and the insert cannot drift apart.
@@ -191,7 +192,7 @@ const WAITLIST_PLACE: &str = "SELECT COUNT(*) FROM rsvps WHERE event_id = $1 \
     AND position <= (SELECT position FROM rsvps WHERE event_id = $1 AND user_id = $2)";
 
 /// Moves up to `$2` of the earliest waitlisted users to going.
-const PROMOTE: &str = "UPDATE rsvps SET status = 'going' \
+pub(super) const PROMOTE: &str = "UPDATE rsvps SET status = 'going' \
     WHERE event_id = $1 AND status = 'waitlisted' AND user_id IN \
       (SELECT user_id FROM rsvps WHERE event_id = $1 AND status = 'waitlisted' \
        ORDER BY position LIMIT $2) \
@@ -207,7 +208,7 @@ impl Store {
     /// got in between, so it writes first (a no-op update), which makes
     /// SQLite take the database write lock at once, waiting its busy
     /// timeout for it, before anything is read.
-    fn lock_event_sql(&self) -> String {
+    pub(super) fn lock_event_sql(&self) -> String {
         match self.pool {
             Pool::Sqlite(_) => format!(
                 "UPDATE events SET capacity = capacity WHERE id = $1 RETURNING {LOCKED_COLUMNS}"

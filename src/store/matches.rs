@@ -203,7 +203,7 @@ impl Store {
                    FROM conversations c JOIN users u ON u.id = \
                      CASE WHEN c.user_low = $1 THEN c.user_high ELSE c.user_low END \
                    WHERE (c.user_low = $1 OR c.user_high = $1) AND c.id < $2 \
-                   AND c.closed_reason IS NULL \
+                   AND (c.closed_reason IS NULL OR c.closed_reason = 'account_deleted') \
                    ORDER BY c.id DESC LIMIT $3";
         Ok(
             on_pool!(self, pool => sqlx::query_as::<_, ConversationView>(sql)

@@ -13,14 +13,16 @@ mod cards;
 mod communities;
 mod dm_postgres;
 mod dm_rows;
+mod erasure;
 mod events;
+mod export;
 mod matches;
 mod messages;
 mod notifications;
 mod reports;
 mod suspensions;
 
-pub use accounts::{NewUser, ProfileChanges, SessionRow, UserRow};
+pub use accounts::{NewUser, ProfileChanges, SessionListing, SessionRow, UserRow};
 pub use audit::{
     AuditRow, NewAudit, RoleChanged, AUDIT_MESSAGE_DELETE, AUDIT_REPORT_RESOLVE, AUDIT_ROLE_CHANGE,
     AUDIT_ROOM_CLOSE, AUDIT_ROOM_KICK, AUDIT_USER_SUSPEND, AUDIT_USER_UNSUSPEND,
@@ -29,10 +31,12 @@ pub use blocks::{BlockRow, ConversationAccess, Unmatched};
 pub use cards::{CardChanges, CardFilter, CardRow, InterestRow};
 pub use communities::{CommunityAccess, CommunityFilter, CommunityRow, MembershipChange};
 pub use dm_rows::{DmOutcome, DmRevision, DmRow, NewDm, Pair};
+pub use erasure::{Erased, DELETED_DISPLAY_NAME, DELETED_HANDLE_PREFIX};
 pub use events::{
     EventAccess, EventChanges, EventError, EventFilter, EventRow, EventUpdated, Left, NewEvent,
     Rsvp, RsvpStatus,
 };
+pub use export::Export;
 pub use matches::{ConversationView, MatchError, MatchRow, MatchView, Matched};
 pub use notifications::NotificationRow;
 pub use reports::{Filed, NewReport, QueueFrom, ReportRow, Resolution, Resolved};

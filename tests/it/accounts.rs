@@ -456,8 +456,8 @@ async fn wrong_method_answers_in_the_error_shape() {
         "405 answers a contract code, got body {body}"
     );
     assert_error(status, &body, 405, &code);
-    let (status, body) = send(server.http.delete(server.url("/api/v1/me"))).await;
-    assert_eq!(status, 405, "DELETE on a GET route (body {body})");
+    let (status, body) = send(server.http.put(server.url("/api/v1/me"))).await;
+    assert_eq!(status, 405, "PUT on a route without it (body {body})");
     let code = body["error"]["code"]
         .as_str()
         .unwrap_or_default()

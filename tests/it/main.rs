@@ -4,6 +4,7 @@
 
 mod common;
 
+mod account_management;
 mod accounts;
 mod admin;
 mod auth_limits;

@@ -17,6 +17,12 @@ const CONTRACT: &[(&str, &str)] = &[
     ("POST", "/api/v1/auth/login"),
     ("POST", "/api/v1/auth/logout"),
     ("GET", "/api/v1/me"),
+    ("DELETE", "/api/v1/me"),
+    ("GET", "/api/v1/me/export"),
+    ("GET", "/api/v1/me/sessions"),
+    ("DELETE", "/api/v1/me/sessions"),
+    ("DELETE", "/api/v1/me/sessions/{id}"),
+    ("POST", "/api/v1/auth/password"),
     ("PATCH", "/api/v1/me"),
     ("GET", "/api/v1/users/{id}"),
     ("POST", "/api/v1/cards"),
@@ -203,6 +209,14 @@ struct World {
     suspended_id: String,
     /// A report of `other` by `leaving`, resolved during the sweep.
     report_id: String,
+    /// Changes their password during the sweep.
+    changer: String,
+    /// Lists and ends their sessions during the sweep; `session_id` is
+    /// their second one.
+    sessions_user: String,
+    session_id: String,
+    /// Deletes their account during the sweep.
+    doomed: String,
     /// Holds the room open.
     _host: WsClient,
 }
@@ -257,7 +271,22 @@ impl World {
         assert_eq!(status, 201, "a report to resolve: {report}");
         let report_id = text_of(&report["report"]["id"]);
 
+        let (changer, _) = server.register("frank").await;
+        let (sessions_user, _) = server.register("gina").await;
+        server.sign_in("gina").await;
+        let (listed, _) = server.page("/api/v1/me/sessions", &sessions_user).await;
+        let session_id = listed
+            .iter()
+            .find(|s| s["current"] == false)
+            .map(|s| text_of(&s["id"]))
+            .expect("gina's second session");
+        let (doomed, _) = server.register("harry").await;
+
         World {
+            changer,
+            sessions_user,
+            session_id,
+            doomed,
             owner,
             other,
             other_id,
@@ -284,6 +313,7 @@ impl World {
             Some("communities") => &self.community_id,
             Some("conversations") => &self.conversation_id,
             Some("matches") => &self.match_id,
+            Some("me") => &self.session_id,
             Some("admin") if rest.starts_with("admin/users/") && rest.ends_with("/suspend") => {
                 &self.suspended_id
             }
@@ -306,8 +336,14 @@ impl World {
         if op.path.ends_with("/interest") || op.path.ends_with("/rsvp") {
             return Some(&self.other);
         }
-        if op.id() == "logout" {
-            return Some(&self.leaving);
+        match op.id() {
+            "logout" => return Some(&self.leaving),
+            "change_password" => return Some(&self.changer),
+            "list_sessions" | "end_session" | "end_other_sessions" => {
+                return Some(&self.sessions_user)
+            }
+            "delete_me" => return Some(&self.doomed),
+            _ => {}
         }
         Some(&self.owner)
     }
@@ -328,6 +364,10 @@ fn body_for(world: &World, op: &Operation) -> Option<Value> {
     let body = match op.id() {
         "register" => json!({"handle": "dave", "password": "password123", "display_name": "Dave"}),
         "login" => json!({"handle": "bob", "password": "password123"}),
+        "change_password" => {
+            json!({"current_password": "password123", "new_password": "an even better one"})
+        }
+        "delete_me" => json!({"password": "password123"}),
         "update_me" => json!({"bio": "likes ramen"}),
         "create_card" => json!({"title": "sqlx tips"}),
         "update_card" => json!({"title": "async Rust, again"}),

@@ -834,3 +834,28 @@ async fn production_starts_with_secrets_from_files_and_never_logs_them() {
         assert!(!output.contains(signature), "no token shows:\n{output}");
     }
 }
+
+#[tokio::test]
+async fn a_provider_account_deletes_itself_without_a_password_and_its_token_opens_nothing() {
+    let server = sso_server().await;
+    let token = hs256(&with(
+        claims("hs|gone"),
+        json!({"preferred_username": "gone"}),
+    ));
+    let (status, profile) = me(&server, &token).await;
+    assert_eq!(status, 200, "{profile}");
+    let (status, body) = server
+        .post(
+            "/api/v1/auth/password",
+            Some(&token),
+            json!({"current_password": "whatever it is", "new_password": "a new password"}),
+        )
+        .await;
+    assert_eq!(status, 400, "no password to change: {body}");
+    let (status, body) = server.delete("/api/v1/me", &token).await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = me(&server, &token).await;
+    assert_eq!(status, 401, "the still-valid token opens nothing: {body}");
+    assert_hello_refused(&server, &token, "deleted account").await;
+    server.server.shutdown().await;
+}
