@@ -1,10 +1,11 @@
 //! Deleting one's own account (`DELETE /me`): the store erases it in one
 //! transaction (see `store::erasure`); then everyone it concerns hears of
-//! it. Partners see their conversation closed, whoever moved off a
-//! waitlist into the freed seat is told, and every socket of the account
-//! closes with 4010 on every node.
+//! it. Partners see their conversation closed, the account's messages in
+//! rooms' history windows are deleted before everyone's eyes, whoever
+//! moved off a waitlist into the freed seat is told, and every socket of
+//! the account closes with 4010 on every node.
 
-use meshi_protocol::{close, ConversationClosedReason, ServerFrame};
+use meshi_protocol::{close, ConversationClosedReason, ServerFrame, UserSummary};
 use serde_json::json;
 
 use crate::auth::Identity;
@@ -13,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::hub::subscribers::Topic;
 use crate::notify::kind;
 use crate::state::Services;
+use crate::store::{DELETED_DISPLAY_NAME, DELETED_HANDLE};
 
 /// The close reason of the sockets of a deleted account.
 pub const ACCOUNT_DELETED: &str = "account deleted";
@@ -37,8 +39,16 @@ pub async fn delete_account(state: &Services, me: &Identity) -> Result<()> {
             },
         );
     }
-    // Telling is best effort past the erasure, which is done: a failure
-    // here must not read as the account still being there.
+    // What follows is best effort past the erasure, which is done: a
+    // failure here must not read as the account still being there.
+    let shown_as = UserSummary {
+        id: user.to_string(),
+        handle: DELETED_HANDLE.into(),
+        display_name: DELETED_DISPLAY_NAME.into(),
+    };
+    if let Err(error) = state.rooms.erase_author(user, &shown_as).await {
+        tracing::warn!(%error, user_id = user, "could not sweep a deleted account's room messages");
+    }
     for (event_id, promoted) in &erased.promoted {
         if promoted.is_empty() {
             continue;

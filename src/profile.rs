@@ -4,12 +4,12 @@ use meshi_protocol::UserSummary;
 use serde::Serialize;
 
 use crate::clock::rfc3339;
-use crate::store::{UserRow, DELETED_HANDLE_PREFIX};
+use crate::store::{UserRow, DELETED_HANDLE, DELETED_HANDLE_PREFIX};
 
 /// The handle everyone sees: a deleted account's shows as `deleted`.
 pub fn shown_handle(stored: &str) -> String {
     if stored.starts_with(DELETED_HANDLE_PREFIX) {
-        "deleted".to_owned()
+        DELETED_HANDLE.to_owned()
     } else {
         stored.to_owned()
     }

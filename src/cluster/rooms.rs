@@ -513,6 +513,16 @@ impl RoomEngine for RedisEngine {
     }
 
     async fn message(&self, room_id: &str, message_id: &str) -> Result<Option<RoomMessage>> {
+        // Newest last; a revision is most often of a recent message.
+        Ok(self
+            .history(room_id)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|message| message.message_id == message_id))
+    }
+
+    async fn history(&self, room_id: &str) -> Result<Vec<RoomMessage>> {
         let kept: Vec<String> = self
             .cluster
             .query(
@@ -522,15 +532,47 @@ impl RoomEngine for RedisEngine {
                     .arg(-1),
             )
             .await?;
-        // Newest last; a revision is most often of a recent message.
-        for frame in kept.iter().rev() {
+        let mut messages = Vec::with_capacity(kept.len());
+        for frame in &kept {
             if let ServerFrame::RoomMessage(message) = parse_json(frame)? {
-                if message.message_id == message_id {
-                    return Ok(Some(message));
-                }
+                messages.push(message);
             }
         }
-        Ok(None)
+        Ok(messages)
+    }
+
+    /// Walks the key space with SCAN (never KEYS, which would stall Redis
+    /// for everyone): this runs once per deleted account, not per message.
+    async fn rooms_with_history(&self) -> Result<Vec<String>> {
+        let prefix = self.room_key("", "");
+        let pattern = format!("{prefix}*|h");
+        let mut cursor: u64 = 0;
+        let mut rooms = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = self
+                .cluster
+                .query(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000),
+                )
+                .await?;
+            rooms.extend(keys.iter().filter_map(|key| {
+                key.strip_prefix(&prefix)?
+                    .strip_suffix("|h")
+                    .map(str::to_owned)
+            }));
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        rooms.sort();
+        rooms.dedup();
+        Ok(rooms)
     }
 
     /// See [`scripts::REPLACE`]. The kept frame is the message encoded

@@ -129,6 +129,14 @@ pub trait RoomEngine: Send + Sync + 'static {
     /// it; `None` when it is not (or the room is not open).
     async fn message(&self, room_id: &str, message_id: &str) -> Result<Option<RoomMessage>>;
 
+    /// The room's history window, oldest first; empty when the room is
+    /// not open.
+    async fn history(&self, room_id: &str) -> Result<Vec<RoomMessage>>;
+
+    /// Every open room whose history holds a message, wherever it is
+    /// held: for sweeping a deleted account's words out of them.
+    async fn rooms_with_history(&self) -> Result<Vec<String>>;
+
     /// Puts `revised` in place of `kept` in the history, and publishes
     /// `event` to the room in the same step, if the history still holds
     /// `kept` exactly as it was read: a compare-and-set, so two revisions

@@ -197,6 +197,39 @@ impl RoomEngine for MemoryEngine {
         Ok(self.shared.replace(room_id, kept, revised, event))
     }
 
+    async fn history(&self, room_id: &str) -> Result<Vec<RoomMessage>> {
+        let Some(room) = self.shared.room(room_id) else {
+            return Ok(Vec::new());
+        };
+        let state = room.lock();
+        if state.closed {
+            return Ok(Vec::new());
+        }
+        Ok(state
+            .history
+            .iter()
+            .map(|m| RoomMessage::clone(m))
+            .collect())
+    }
+
+    async fn rooms_with_history(&self) -> Result<Vec<String>> {
+        // Gathered before any room is locked, as `page` does.
+        let rooms: Vec<Arc<Room>> = self
+            .shared
+            .rooms
+            .iter()
+            .map(|entry| entry.value().clone())
+            .collect();
+        Ok(rooms
+            .into_iter()
+            .filter(|room| {
+                let state = room.lock();
+                !state.closed && !state.history.is_empty()
+            })
+            .map(|room| room.id.to_string())
+            .collect())
+    }
+
     async fn membership(&self, room_id: &str, user: UserId) -> Result<Membership> {
         let Some(room) = self.shared.room(room_id) else {
             return Ok(Membership::NoRoom);

@@ -48,6 +48,21 @@ pub enum Revision {
     Edit(String),
     /// Deleted by this user: its author, a moderator or the room's host.
     Delete(UserId),
+    /// Its author deleted their account: deleted, and shown from
+    /// `shown_as` from now on.
+    Erase {
+        author: UserId,
+        shown_as: UserSummary,
+    },
+}
+
+fn deleted(kept: &RoomMessage, by: UserId) -> ServerFrame {
+    ServerFrame::RoomMessageDeleted {
+        room_id: kept.room_id.clone(),
+        message_id: kept.message_id.clone(),
+        seq: kept.seq,
+        deleted_by: by.to_string(),
+    }
 }
 
 impl Revision {
@@ -70,12 +85,13 @@ impl Revision {
             Revision::Delete(by) => {
                 revised.text = String::new();
                 revised.deleted = true;
-                ServerFrame::RoomMessageDeleted {
-                    room_id: kept.room_id.clone(),
-                    message_id: kept.message_id.clone(),
-                    seq: kept.seq,
-                    deleted_by: by.to_string(),
-                }
+                deleted(kept, *by)
+            }
+            Revision::Erase { author, shown_as } => {
+                revised.text = String::new();
+                revised.deleted = true;
+                revised.from = shown_as.clone();
+                deleted(kept, *author)
             }
         };
         (revised, event)
@@ -306,6 +322,37 @@ impl Rooms {
         Err(Error::Conflict(
             "the message changed while it was being revised; try again".into(),
         ))
+    }
+
+    /// Deletes every message `author` has in any room's history window,
+    /// showing them from `shown_as`: their account is gone. Returns how
+    /// many messages that was. A room closing meanwhile is skipped.
+    pub async fn erase_author(&self, author: UserId, shown_as: &UserSummary) -> Result<usize> {
+        let author_id = author.to_string();
+        let erase = Revision::Erase {
+            author,
+            shown_as: shown_as.clone(),
+        };
+        let mut erased = 0;
+        for room_id in self.engine.rooms_with_history().await? {
+            for kept in self.engine.history(&room_id).await? {
+                if kept.from.id != author_id || kept.deleted {
+                    continue;
+                }
+                let (revised, event) = erase.apply(&kept, now_ms());
+                // Nobody else edits an author's message, and the author is
+                // gone: the message stays as read, short of a moderator
+                // deleting it meanwhile, which is as good.
+                if let Replacing::Replaced = self
+                    .engine
+                    .replace(&room_id, &kept, &revised, encode(&event))
+                    .await?
+                {
+                    erased += 1;
+                }
+            }
+        }
+        Ok(erased)
     }
 
     /// Tells the room's other members that this user is typing.

@@ -7,6 +7,8 @@ use super::{on_pool, Store, StoreError};
 /// What `users.handle` becomes: `-` is never in a handle anyone can
 /// register, so the row keeps a unique handle nobody can take or mistake.
 pub const DELETED_HANDLE_PREFIX: &str = "deleted-";
+/// How a deleted account shows to others.
+pub const DELETED_HANDLE: &str = "deleted";
 pub const DELETED_DISPLAY_NAME: &str = "Deleted user";
 
 /// What erasing an account changed for others, for the caller to tell.

@@ -31,7 +31,7 @@ pub use blocks::{BlockRow, ConversationAccess, Unmatched};
 pub use cards::{CardChanges, CardFilter, CardRow, InterestRow};
 pub use communities::{CommunityAccess, CommunityFilter, CommunityRow, MembershipChange};
 pub use dm_rows::{DmOutcome, DmRevision, DmRow, NewDm, Pair};
-pub use erasure::{Erased, DELETED_DISPLAY_NAME, DELETED_HANDLE_PREFIX};
+pub use erasure::{Erased, DELETED_DISPLAY_NAME, DELETED_HANDLE, DELETED_HANDLE_PREFIX};
 pub use events::{
     EventAccess, EventChanges, EventError, EventFilter, EventRow, EventUpdated, Left, NewEvent,
     Rsvp, RsvpStatus,

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::common::api::PASSWORD;
+use crate::common::chat::{create_room, join, say};
 use crate::common::json::{assert_error, text_of};
 use crate::common::place::{Place, RoomKnobs};
 use crate::common::platform::{
@@ -248,6 +249,9 @@ async fn a_deleted_account_is_erased_and_its_words_stay_deleted(place: Place) {
     ben.ok(json!({"type": "dm.send", "conversation_id": conversation, "text": "from ben"}))
         .await;
     let card = text_of(&new_card(api, &ann_token, "mine", "", &[]).await["id"]);
+    let room_id = create_room(&mut ben, "open table").await;
+    join(&mut ann, &room_id).await;
+    let (in_room, _) = say(&mut ann, &room_id, "ann in the room").await;
     // Ann holds the one seat of ben's lunch; cat waits for it.
     let event = text_of(&new_event(api, &ben_token, lunch(1)).await["id"]);
     rsvp(api, &event, &ann_token).await;
@@ -300,6 +304,25 @@ async fn a_deleted_account_is_erased_and_its_words_stay_deleted(place: Place) {
         "forbidden",
     )
     .await;
+
+    // Her words in the room are deleted too, before everyone's eyes.
+    let deleted = ben
+        .next_matching(|f| {
+            f["type"] == "room.message_deleted" && f["message_id"] == in_room.as_str()
+        })
+        .await;
+    assert_eq!(deleted["deleted_by"], ann_id.as_str(), "{deleted}");
+    let joined = join(&mut ben, &room_id).await;
+    let message = joined["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .find(|m| m["message_id"] == in_room.as_str())
+        .unwrap_or_else(|| panic!("{joined}"))
+        .clone();
+    assert_eq!(message["deleted"], true, "{message}");
+    assert_eq!(message["text"], "", "{message}");
+    assert_eq!(message["from"]["handle"], "deleted", "{message}");
 
     // Cat moved into the freed seat and was told.
     let (items, _) = api.page("/api/v1/notifications", &cat_token).await;
