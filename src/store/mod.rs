@@ -27,10 +27,12 @@ pub use audit::{
 };
 pub use blocks::{BlockRow, ConversationAccess, Unmatched};
 pub use cards::{CardChanges, CardFilter, CardRow, InterestRow};
-pub use communities::{CommunityAccess, CommunityFilter, CommunityRow, MembershipChange};
+pub use communities::{
+    CommunityAccess, CommunityFilter, CommunityRow, MemberRow, MembershipChange,
+};
 pub use dm_rows::{DmOutcome, DmRevision, DmRow, NewDm, Pair};
 pub use events::{
-    EventAccess, EventChanges, EventError, EventFilter, EventRow, EventUpdated, Left, NewEvent,
+    Attendee, AttendeeList, EventAccess, EventChanges, EventError, EventFilter, EventRow, EventUpdated, Left, NewEvent,
     Rsvp, RsvpStatus,
 };
 pub use matches::{ConversationView, MatchError, MatchRow, MatchView, Matched};
