@@ -10,11 +10,11 @@ use super::extract::{path_id, Body, Caller, Params};
 use super::page::{self, decode_cursor, decode_text_cursor, encode_text_cursor, Page, PageQuery};
 use crate::clock::{now_ms, rfc3339};
 use crate::error::{Error, ErrorResponse, Result};
-use crate::state::AppState;
 use crate::profile::summary;
+use crate::state::AppState;
 use crate::store::{CommunityFilter, CommunityRow, MembershipChange};
-use meshi_protocol::UserSummary;
 use crate::validate;
+use meshi_protocol::UserSummary;
 
 #[derive(Serialize, ToSchema)]
 pub struct Community {
@@ -312,10 +312,7 @@ pub async fn members(
     if !access.is_member {
         return Err(Error::Forbidden("only members see who belongs"));
     }
-    let rows = state
-        .store
-        .community_members(id, after, limit + 1)
-        .await?;
+    let rows = state.store.community_members(id, after, limit + 1).await?;
     Ok(Json(page::page(
         rows,
         limit,

@@ -15,8 +15,8 @@ use super::page::{self, decode_cursor, Page};
 use crate::clock::{now_ms, rfc3339};
 use crate::error::{Error, ErrorResponse, Result};
 use crate::notify::kind;
-use crate::state::AppState;
 use crate::profile::summary;
+use crate::state::AppState;
 use crate::store::{
     Attendee as AttendeeRow, AttendeeList, EventChanges, EventError, EventFilter, EventRow,
     NewEvent, RsvpStatus,
@@ -669,9 +669,7 @@ pub async fn attendees(
         match state.store.rsvp_status(event.id, me.user.id).await? {
             Some(RsvpStatus::Going) => match asked {
                 None | Some(AttendeeList::Going) => AttendeeList::Going,
-                Some(_) => {
-                    return Err(Error::Forbidden("only the event's host sees the waitlist"))
-                }
+                Some(_) => return Err(Error::Forbidden("only the event's host sees the waitlist")),
             },
             _ => {
                 return Err(Error::Forbidden(

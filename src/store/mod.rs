@@ -32,10 +32,10 @@ pub use communities::{
 };
 pub use dm_rows::{DmOutcome, DmRevision, DmRow, NewDm, Pair};
 pub use events::{
-    Attendee, AttendeeList, EventAccess, EventChanges, EventError, EventFilter, EventRow, EventUpdated, Left, NewEvent,
-    Rsvp, RsvpStatus,
+    Attendee, AttendeeList, EventAccess, EventChanges, EventError, EventFilter, EventRow,
+    EventUpdated, Left, NewEvent, Rsvp, RsvpStatus,
 };
-pub use matches::{ConversationView, MatchError, MatchRow, MatchView, Matched};
+pub use matches::{ConversationView, MatchError, MatchRow, MatchView, Matched, CONVERSATIONS_OF};
 pub use notifications::NotificationRow;
 pub use reports::{Filed, NewReport, QueueFrom, ReportRow, Resolution, Resolved};
 pub use suspensions::{ListedUser, Suspension, TokenLookup, UserFilter, SUSPENDED_INDEFINITELY};

@@ -85,7 +85,13 @@ async fn order_follows_messages(server: &TestServer) {
     }
 
     // A partner writing brings their conversation up, for both sides.
-    send(server, &p[0].token, &p[0].conversation, "hello from the first").await;
+    send(
+        server,
+        &p[0].token,
+        &p[0].conversation,
+        "hello from the first",
+    )
+    .await;
     assert_eq!(
         conversation_ids(&listed(server, &hub).await),
         of(&p, &[0, 2, 1])
@@ -228,10 +234,8 @@ async fn a_message_between_pages_neither_skips_nor_repeats_on_sqlite() {
 
 #[tokio::test]
 async fn a_message_between_pages_neither_skips_nor_repeats_on_postgres() {
-    a_message_between_pages_neither_skips_nor_repeats(
-        &TestServer::start_on_postgres(|_| {}).await,
-    )
-    .await;
+    a_message_between_pages_neither_skips_nor_repeats(&TestServer::start_on_postgres(|_| {}).await)
+        .await;
 }
 
 #[tokio::test]

@@ -32,7 +32,10 @@ async fn event_with_seats(server: &TestServer, host: &str, capacity: u32) -> Str
 /// GET /events/{id}/attendees with this query string (may be empty).
 async fn attendees(server: &TestServer, event: &str, token: &str, query: &str) -> (u16, Value) {
     server
-        .get(&format!("/api/v1/events/{event}/attendees{query}"), Some(token))
+        .get(
+            &format!("/api/v1/events/{event}/attendees{query}"),
+            Some(token),
+        )
         .await
 }
 
