@@ -129,6 +129,10 @@ async fn seed(url: &str) -> Result<i64> {
         ),
         // Activity is the rank of a multiplicative hash of the pair, so it
         // is unique and both sides of the hub's pairs interleave in it.
+        // Rows are stored in pair order, not activity order, as matches
+        // and later messages leave them; stored in activity order, the
+        // planner would find the global activity index as good as the
+        // per-side ones only because the table happened to be sorted.
         format!(
             "WITH RECURSIVE d(j) AS (SELECT 1 UNION ALL SELECT j + 1 FROM d WHERE j < {SPREAD}) \
              INSERT INTO conversations \
@@ -143,7 +147,7 @@ async fn seed(url: &str) -> Result<i64> {
                  SELECT a.id, b.id FROM users a JOIN d ON 1 = 1 JOIN users b ON b.id = a.id + d.j \
                  WHERE a.handle <> 'u5001' AND b.handle <> 'u5001' \
                ) AS pairs \
-             ) AS keyed"
+             ) AS keyed ORDER BY lo, hi"
         ),
         "ANALYZE".to_owned(),
     ];

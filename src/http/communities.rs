@@ -3,6 +3,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use meshi_protocol::UserSummary;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -14,7 +15,6 @@ use crate::profile::summary;
 use crate::state::AppState;
 use crate::store::{CommunityFilter, CommunityRow, MembershipChange};
 use crate::validate;
-use meshi_protocol::UserSummary;
 
 #[derive(Serialize, ToSchema)]
 pub struct Community {
