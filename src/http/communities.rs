@@ -3,13 +3,15 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use meshi_protocol::UserSummary;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{path_id, Body, Caller, Params};
-use super::page::{self, decode_text_cursor, encode_text_cursor, Page};
+use super::page::{self, decode_cursor, decode_text_cursor, encode_text_cursor, Page, PageQuery};
 use crate::clock::{now_ms, rfc3339};
 use crate::error::{Error, ErrorResponse, Result};
+use crate::profile::summary;
 use crate::state::AppState;
 use crate::store::{CommunityFilter, CommunityRow, MembershipChange};
 use crate::validate;
@@ -262,4 +264,62 @@ fn answered(change: MembershipChange) -> Result<StatusCode> {
         MembershipChange::Changed | MembershipChange::Unchanged => Ok(StatusCode::NO_CONTENT),
         MembershipChange::NoSuchCommunity => Err(Error::NotFound("community")),
     }
+}
+
+/// One member of a community.
+#[derive(Serialize, ToSchema)]
+pub struct Member {
+    user: UserSummary,
+    joined_at: String,
+}
+
+#[utoipa::path(
+    get,
+    path = "/communities/{id}/members",
+    operation_id = "list_members",
+    tag = "communities",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "community id"), PageQuery),
+    responses(
+        (status = 200, description = "a page of members in the order they joined, earliest first (ties by user id)", body = Page<Member>),
+        (status = 400, description = "a query parameter is invalid", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 403, description = "the caller is not a member", body = ErrorResponse),
+        (status = 404, description = "no such community", body = ErrorResponse),
+    ),
+)]
+/// For members only. The cursor holds `(joined_at, user id)` of the last
+/// member served: joins land after every cursor and leaves move nobody, so
+/// pages stay exact while membership changes.
+pub async fn members(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+    Params(query): Params<PageQuery>,
+) -> Result<Json<Page<Member>>> {
+    let limit = page::limit(query.limit)?;
+    let after = query
+        .cursor
+        .as_deref()
+        .map(|c| decode_cursor(c, 2).map(|k| (k[0], k[1])))
+        .transpose()?;
+    let id = path_id(&id, "community")?;
+    let access = state
+        .store
+        .community_room_access(id, me.user.id)
+        .await?
+        .ok_or(Error::NotFound("community"))?;
+    if !access.is_member {
+        return Err(Error::Forbidden("only members see who belongs"));
+    }
+    let rows = state.store.community_members(id, after, limit + 1).await?;
+    Ok(Json(page::page(
+        rows,
+        limit,
+        |r| vec![r.joined_at, r.user.id],
+        |r| Member {
+            user: summary(&r.user),
+            joined_at: rfc3339(r.joined_at),
+        },
+    )))
 }

@@ -15,8 +15,12 @@ use super::page::{self, decode_cursor, Page};
 use crate::clock::{now_ms, rfc3339};
 use crate::error::{Error, ErrorResponse, Result};
 use crate::notify::kind;
+use crate::profile::summary;
 use crate::state::AppState;
-use crate::store::{EventChanges, EventError, EventFilter, EventRow, NewEvent, RsvpStatus};
+use crate::store::{
+    Attendee as AttendeeRow, AttendeeList, EventChanges, EventError, EventFilter, EventRow,
+    NewEvent, RsvpStatus,
+};
 use crate::validate;
 
 const TITLE_MAX: usize = 80;
@@ -581,4 +585,107 @@ pub async fn leave(
             .await?;
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AttendeeQuery {
+    /// `going` or `waitlisted`. Without it the host gets both lists, going
+    /// first then the waitlist, and a going attendee gets `going`.
+    status: Option<String>,
+    /// 1-100, default 50.
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// One RSVP in the event's seat order or waitlist order.
+#[derive(Serialize, ToSchema)]
+pub struct Attendee {
+    user: UserSummary,
+    /// `going` or `waitlisted`.
+    status: &'static str,
+    /// 1-based place within its list: seat order for `going`, the order
+    /// of promotion for `waitlisted`.
+    position: i64,
+    rsvp_at: String,
+}
+
+impl From<AttendeeRow> for Attendee {
+    fn from(row: AttendeeRow) -> Self {
+        Attendee {
+            user: summary(&row.user),
+            status: row.status.as_str(),
+            position: row.place,
+            rsvp_at: rfc3339(row.rsvp_at),
+        }
+    }
+}
+
+fn attendee_list(status: Option<&str>) -> Result<Option<AttendeeList>> {
+    match status {
+        None => Ok(None),
+        Some("going") => Ok(Some(AttendeeList::Going)),
+        Some("waitlisted") => Ok(Some(AttendeeList::Waitlisted)),
+        Some(_) => Err(Error::bad("status", "must be going or waitlisted")),
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/events/{id}/attendees",
+    operation_id = "list_attendees",
+    tag = "events",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "event id"), AttendeeQuery),
+    responses(
+        (status = 200, description = "a page of attendees: going in seat order, then waitlisted in waitlist order. The host may ask for either list and gets both without `status`; a going attendee sees `going` only (also without `status`)", body = Page<Attendee>),
+        (status = 400, description = "a query parameter is invalid", body = ErrorResponse),
+        (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
+        (status = 403, description = "the caller neither hosts the event nor is going, or asks a going attendee's view for the waitlist", body = ErrorResponse),
+        (status = 404, description = "no such event", body = ErrorResponse),
+    ),
+)]
+/// The cursor holds the list and the RSVP's `position` of the last one
+/// served; positions never change, so people leaving or being promoted
+/// between pages never make a page skip or repeat someone who stayed put.
+pub async fn attendees(
+    State(state): State<AppState>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+    Params(query): Params<AttendeeQuery>,
+) -> Result<Json<Page<Attendee>>> {
+    let asked = attendee_list(query.status.as_deref())?;
+    let limit = page::limit(query.limit)?;
+    let after = query
+        .cursor
+        .as_deref()
+        .map(|c| decode_cursor(c, 2).map(|k| (k[0], k[1])))
+        .transpose()?;
+    let event = load(&state, &id).await?;
+    let which = if event.host_id == me.user.id {
+        asked.unwrap_or(AttendeeList::Both)
+    } else {
+        match state.store.rsvp_status(event.id, me.user.id).await? {
+            Some(RsvpStatus::Going) => match asked {
+                None | Some(AttendeeList::Going) => AttendeeList::Going,
+                Some(_) => return Err(Error::Forbidden("only the event's host sees the waitlist")),
+            },
+            _ => {
+                return Err(Error::Forbidden(
+                    "only the event's host and those going see who is going",
+                ))
+            }
+        }
+    };
+    let rows = state
+        .store
+        .attendees(event.id, which, after, limit + 1)
+        .await?;
+    Ok(Json(page::page(
+        rows,
+        limit,
+        |r| vec![r.key.0, r.key.1],
+        Attendee::from,
+    )))
 }

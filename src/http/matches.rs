@@ -92,6 +92,9 @@ pub struct ConversationItem {
     /// `null` until the pair has exchanged a message.
     last_message: Option<DmMessage>,
     unread_count: i64,
+    /// When the latest message was sent, else when the pair matched: what
+    /// the list is ordered by.
+    last_activity_at: String,
 }
 
 #[utoipa::path(
@@ -102,11 +105,13 @@ pub struct ConversationItem {
     security(("bearer" = [])),
     params(PageQuery),
     responses(
-        (status = 200, description = "a page of the caller's conversations, newest first", body = Page<ConversationItem>),
+        (status = 200, description = "a page of the caller's open conversations, most recently active first (latest message, else the match). Paging is stable while messages arrive: a conversation is never served twice in one pass, and none whose activity did not change is skipped; one that gets a message meanwhile moves to the top of the next first page", body = Page<ConversationItem>),
         (status = 400, description = "a query parameter is invalid", body = ErrorResponse),
         (status = 401, description = "missing or invalid bearer token", body = ErrorResponse),
     ),
 )]
+/// The cursor holds the activity counter of the last conversation served
+/// (see `Store::conversations_of` for why that keeps pages exact).
 pub async fn conversations(
     State(state): State<AppState>,
     Caller(me): Caller,
@@ -125,12 +130,13 @@ pub async fn conversations(
     Ok(Json(page::page(
         rows,
         limit,
-        |r| vec![r.conversation_id],
+        |r| vec![r.activity_seq],
         |r| ConversationItem {
             id: r.conversation_id.to_string(),
             other_user: summary(&r.other),
             last_message: last_messages.next().flatten().as_ref().map(dm::view),
             unread_count: (r.last_seq - r.read_seq).max(0),
+            last_activity_at: rfc3339(r.last_activity),
         },
     )))
 }

@@ -5,7 +5,7 @@
 //! clashes, and a unique index on it settles races between two creators.
 
 use super::cards::like_pattern;
-use super::{conflict_on_unique, on_pool, Store, StoreError};
+use super::{conflict_on_unique, on_pool, Store, StoreError, UserRow};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CommunityRow {
@@ -28,6 +28,14 @@ pub struct CommunityFilter<'a> {
     /// The `(name_key, id)` of the last community already served.
     pub after: Option<(&'a str, i64)>,
     pub limit: u32,
+}
+
+/// A member as the member list shows them.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MemberRow {
+    #[sqlx(flatten)]
+    pub user: UserRow,
+    pub joined_at: i64,
 }
 
 /// What a join or a leave did.
@@ -253,6 +261,33 @@ impl Store {
              WHERE m.user_id = $1 ORDER BY c.id",
         )
         .bind(user_id)
+        .fetch_all(pool)
+        .await)?)
+    }
+
+    /// A page of the community's members in the order they joined (ties by
+    /// user id), after the `(joined_at, user_id)` of the last one served;
+    /// fetches `limit` rows. Someone leaving or joining between pages does
+    /// not move anyone else: joins land at the end.
+    pub async fn community_members(
+        &self,
+        community_id: i64,
+        after: Option<(i64, i64)>,
+        limit: u32,
+    ) -> Result<Vec<MemberRow>, StoreError> {
+        let (after_at, after_user) = after.unwrap_or((i64::MIN, 0));
+        Ok(on_pool!(self, pool => sqlx::query_as::<_, MemberRow>(
+            "SELECT u.id, u.handle, u.display_name, u.bio, u.tags, u.role, u.created_at, \
+             m.created_at AS joined_at \
+             FROM memberships m JOIN users u ON u.id = m.user_id \
+             WHERE m.community_id = $1 \
+             AND (m.created_at > $2 OR (m.created_at = $2 AND m.user_id > $3)) \
+             ORDER BY m.created_at, m.user_id LIMIT $4",
+        )
+        .bind(community_id)
+        .bind(after_at)
+        .bind(after_user)
+        .bind(i64::from(limit))
         .fetch_all(pool)
         .await)?)
     }

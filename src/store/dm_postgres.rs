@@ -8,7 +8,9 @@
 //! sender is in the conversation, bumps each conversation's `last_seq` once
 //! by its number of new messages, and inserts them with consecutive seqs in
 //! batch order. One statement is one transaction, so there is no BEGIN or
-//! COMMIT round trip either.
+//! COMMIT round trip either. The same UPDATE moves each conversation to the
+//! top of its pair's lists (a fresh `activity_seq`, see
+//! `Store::conversations_of`), so ordering costs no round trip.
 //!
 //! Seqs stay gap-free with several writers (or several nodes): the UPDATE
 //! locks each conversation row, and under READ COMMITTED a writer that
@@ -49,7 +51,8 @@ fresh AS (
 counted AS (
     SELECT conversation_id, count(*) AS n,
         max(nth) FILTER (WHERE sender_id = user_low) AS low_nth,
-        max(nth) FILTER (WHERE sender_id = user_high) AS high_nth
+        max(nth) FILTER (WHERE sender_id = user_high) AS high_nth,
+        max(sent_at) AS last_sent
     FROM fresh
     GROUP BY conversation_id
 ),
@@ -57,7 +60,9 @@ bumped AS (
     UPDATE conversations c SET
         last_seq = c.last_seq + k.n,
         low_read_seq = COALESCE(c.last_seq + k.low_nth, c.low_read_seq),
-        high_read_seq = COALESCE(c.last_seq + k.high_nth, c.high_read_seq)
+        high_read_seq = COALESCE(c.last_seq + k.high_nth, c.high_read_seq),
+        activity_seq = nextval('conversation_activity'),
+        last_activity = GREATEST(c.last_activity, k.last_sent)
     FROM counted k
     WHERE c.id = k.conversation_id
     RETURNING c.id, c.last_seq - k.n AS base

@@ -5,7 +5,7 @@
 //! leave, capacity change, cancel) first takes the event's write lock (see
 //! [`Store::rsvp`]), so seat counting and seat taking never interleave.
 
-use super::{on_pool, Pool, Store, StoreError};
+use super::{on_pool, Pool, Store, StoreError, UserRow};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EventRow {
@@ -129,6 +129,40 @@ pub struct EventAccess {
     pub cancelled: bool,
 }
 
+/// Which of an event's lists [`Store::attendees`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttendeeList {
+    Going,
+    Waitlisted,
+    /// Going first, then the waitlist.
+    Both,
+}
+
+/// One RSVP as the attendee list shows it.
+#[derive(Debug, Clone)]
+pub struct Attendee {
+    pub user: UserRow,
+    pub status: RsvpStatus,
+    /// 1-based place within its list (seat order or waitlist order).
+    pub place: i64,
+    pub rsvp_at: i64,
+    /// Where the row sorts, `(list, position)`: the cursor of a page that
+    /// ends here. Positions never change, so the key of a row is stable
+    /// while others leave or move up.
+    pub key: (i64, i64),
+}
+
+#[derive(sqlx::FromRow)]
+struct AttendeeRecord {
+    #[sqlx(flatten)]
+    user: UserRow,
+    status: String,
+    list: i64,
+    position: i64,
+    place: i64,
+    rsvp_at: i64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
     #[error("no such event")]
@@ -199,6 +233,22 @@ pub(super) const PROMOTE: &str = "UPDATE rsvps SET status = 'going' \
     RETURNING user_id, position";
 
 const ATTENDEES: &str = "SELECT user_id FROM rsvps WHERE event_id = $1 ORDER BY position";
+
+/// The event's RSVPs in list order (going = 0, then waitlisted = 1), each
+/// list by `position`: the order seats were taken in and the order the
+/// waitlist is promoted in (a promoted RSVP keeps its position, so it
+/// joins the going list in promotion order). `place` is counted over the
+/// whole list, not the page.
+const ATTENDEE_LIST: &str = "SELECT u.id, u.handle, u.display_name, u.bio, u.tags, u.role, \
+    u.created_at, r.status, r.list, r.position, r.place, r.rsvp_at FROM ( \
+      SELECT user_id, status, CAST(position AS BIGINT) AS position, created_at AS rsvp_at, \
+        CAST(CASE WHEN status = 'going' THEN 0 ELSE 1 END AS BIGINT) AS list, \
+        CAST(ROW_NUMBER() OVER (PARTITION BY status ORDER BY position) AS BIGINT) AS place \
+      FROM rsvps WHERE event_id = $1 \
+    ) AS r JOIN users u ON u.id = r.user_id \
+    WHERE r.list >= $2 AND r.list <= $3 \
+      AND (r.list > $4 OR (r.list = $4 AND r.position > $5)) \
+    ORDER BY r.list, r.position LIMIT $6";
 
 impl Store {
     /// The statement that opens every seat-changing transaction: it takes
@@ -603,5 +653,42 @@ impl Store {
         .bind(false)
         .fetch_all(pool)
         .await)?)
+    }
+
+    /// A page of the event's attendees in `which` list(s), after the
+    /// `(list, position)` key of the last one served; fetches `limit` rows.
+    pub async fn attendees(
+        &self,
+        event_id: i64,
+        which: AttendeeList,
+        after: Option<(i64, i64)>,
+        limit: u32,
+    ) -> Result<Vec<Attendee>, StoreError> {
+        let (first, last) = match which {
+            AttendeeList::Going => (0, 0),
+            AttendeeList::Waitlisted => (1, 1),
+            AttendeeList::Both => (0, 1),
+        };
+        let (after_list, after_position) = after.unwrap_or((-1, 0));
+        let rows: Vec<AttendeeRecord> = on_pool!(self, pool => sqlx::query_as(ATTENDEE_LIST)
+            .bind(event_id)
+            .bind(first)
+            .bind(last)
+            .bind(after_list)
+            .bind(after_position)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await)?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(Attendee {
+                    status: RsvpStatus::parse(&row.status)?,
+                    place: row.place,
+                    rsvp_at: row.rsvp_at,
+                    key: (row.list, row.position),
+                    user: row.user,
+                })
+            })
+            .collect()
     }
 }

@@ -1,6 +1,15 @@
 //! Matches and the one conversation each matched pair shares.
 
-use super::{on_pool, Store, StoreError, UserRow};
+use super::{on_pool, Pool, Store, StoreError, UserRow};
+
+/// The next `activity_seq` on SQLite. One writer at a time holds the
+/// database, so MAX + 1 (one step down the unique index) is unique and
+/// grows in commit order.
+pub(super) const NEXT_ACTIVITY_SQLITE: &str =
+    "(SELECT COALESCE(MAX(a.activity_seq), 0) + 1 FROM conversations a)";
+
+/// The next `activity_seq` on Postgres, where writers run side by side.
+const NEXT_ACTIVITY_POSTGRES: &str = "nextval('conversation_activity')";
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct MatchRow {
@@ -37,6 +46,10 @@ pub struct ConversationView {
     pub conversation_id: i64,
     pub last_seq: i64,
     pub read_seq: i64,
+    /// The list's sort key and cursor: see [`Store::conversations_of`].
+    pub activity_seq: i64,
+    /// When the latest message was sent, else when the pair matched, in ms.
+    pub last_activity: i64,
     #[sqlx(flatten)]
     pub other: UserRow,
 }
@@ -89,12 +102,23 @@ impl Store {
         );
         let existing_sql =
             format!("SELECT {MATCH_COLUMNS} FROM matches WHERE card_id = $1 AND user_id = $2");
+        let next_activity = self.next_activity_sql();
+        let open_sql = format!(
+            "INSERT INTO conversations \
+             (user_low, user_high, created_at, last_activity, activity_seq) \
+             VALUES ($1, $2, $3, $3, {next_activity}) \
+             ON CONFLICT (user_low, user_high) DO NOTHING"
+        );
+        // A pair matching again after unmatching is new activity: the
+        // conversation comes back at the top of both lists.
+        let reopen_sql = format!(
+            "UPDATE conversations SET closed_reason = NULL, \
+             activity_seq = {next_activity}, last_activity = $3 \
+             WHERE user_low = $1 AND user_high = $2 AND closed_reason = 'unmatched'"
+        );
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let conversation_created = sqlx::query(
-                "INSERT INTO conversations (user_low, user_high, created_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (user_low, user_high) DO NOTHING",
-            )
+            let conversation_created = sqlx::query(&open_sql)
             .bind(low)
             .bind(high)
             .bind(now)
@@ -127,12 +151,10 @@ impl Store {
             }
             // Matching again opens a conversation the pair unmatched, with
             // its history.
-            sqlx::query(
-                "UPDATE conversations SET closed_reason = NULL \
-                 WHERE user_low = $1 AND user_high = $2 AND closed_reason = 'unmatched'",
-            )
+            sqlx::query(&reopen_sql)
             .bind(low)
             .bind(high)
+            .bind(now)
             .execute(&mut *tx)
             .await?;
             let (conversation_id,): (i64,) = sqlx::query_as(
@@ -190,28 +212,70 @@ impl Store {
             .await)?)
     }
 
-    /// The caller's conversations, newest first; fetches `limit` rows.
+    /// The caller's open conversations, most recently active first;
+    /// fetches `limit` rows with `activity_seq` below `before` (the cursor).
+    ///
+    /// # Why pages neither skip nor repeat while messages arrive
+    /// Every message, and every match that opens or reopens a conversation,
+    /// gives its conversation a fresh `activity_seq` from one counter over
+    /// the whole database (unique, only ever growing), and the list is in
+    /// `activity_seq` order, newest first. A page is the next `limit`
+    /// conversations below the last key served. A conversation already
+    /// served had a key at or above that cursor, and keys only grow, so no
+    /// later page can serve it again. A conversation whose key does not
+    /// change while the pages are read sits below the cursor exactly where
+    /// it sat, so it is served once, and nothing that moves shifts it. A
+    /// conversation that gets a message while the pages are read jumps
+    /// above the cursor: this pass does not show it again (or, if it was
+    /// not reached yet, at all), and it is first on the next first page,
+    /// as the `dm.message` the participants receive says. Unlike an offset
+    /// or a cursor of (time, id) re-read against changing times, this
+    /// needs no snapshot: it holds whichever order writers commit in,
+    /// because a value taken by a writer that commits late still only
+    /// moves its conversation up.
+    ///
+    /// Each side of the pair is read from its own index (user, activity),
+    /// newest first and at most `limit` rows, and the two are merged, so a
+    /// page costs the same at the top and deep down a long list.
     pub async fn conversations_of(
         &self,
         user_id: i64,
-        before_id: Option<i64>,
+        before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<ConversationView>, StoreError> {
-        let sql = "SELECT c.id AS conversation_id, c.last_seq, \
-                   CASE WHEN c.user_low = $1 THEN c.low_read_seq ELSE c.high_read_seq END AS read_seq, \
-                   u.id, u.handle, u.display_name, u.bio, u.tags, u.role, u.created_at \
-                   FROM conversations c JOIN users u ON u.id = \
-                     CASE WHEN c.user_low = $1 THEN c.user_high ELSE c.user_low END \
-                   WHERE (c.user_low = $1 OR c.user_high = $1) AND c.id < $2 \
-                   AND (c.closed_reason IS NULL OR c.closed_reason = 'account_deleted') \
-                   ORDER BY c.id DESC LIMIT $3";
         Ok(
-            on_pool!(self, pool => sqlx::query_as::<_, ConversationView>(sql)
+            on_pool!(self, pool => sqlx::query_as::<_, ConversationView>(CONVERSATIONS_OF)
             .bind(user_id)
-            .bind(before_id.unwrap_or(i64::MAX))
+            .bind(before.unwrap_or(i64::MAX))
             .bind(i64::from(limit))
             .fetch_all(pool)
             .await)?,
         )
     }
+
+    fn next_activity_sql(&self) -> &'static str {
+        match self.pool {
+            Pool::Sqlite(_) => NEXT_ACTIVITY_SQLITE,
+            Pool::Postgres(_) => NEXT_ACTIVITY_POSTGRES,
+        }
+    }
 }
+
+/// See [`Store::conversations_of`]; `BENCHMARKS.md` times it.
+pub const CONVERSATIONS_OF: &str = "\
+    SELECT c.id AS conversation_id, c.last_seq, \
+      CASE WHEN c.user_low = $1 THEN c.low_read_seq ELSE c.high_read_seq END AS read_seq, \
+      c.activity_seq, c.last_activity, \
+      u.id, u.handle, u.display_name, u.bio, u.tags, u.role, u.created_at \
+    FROM ( \
+      SELECT * FROM (SELECT id FROM conversations \
+        WHERE user_low = $1 AND closed_reason IS NULL AND activity_seq < $2 \
+        ORDER BY activity_seq DESC LIMIT $3) AS low_side \
+      UNION ALL \
+      SELECT * FROM (SELECT id FROM conversations \
+        WHERE user_high = $1 AND closed_reason IS NULL AND activity_seq < $2 \
+        ORDER BY activity_seq DESC LIMIT $3) AS high_side \
+    ) AS mine \
+    JOIN conversations c ON c.id = mine.id \
+    JOIN users u ON u.id = CASE WHEN c.user_low = $1 THEN c.user_high ELSE c.user_low END \
+    ORDER BY c.activity_seq DESC LIMIT $3";

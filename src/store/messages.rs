@@ -3,6 +3,7 @@
 use super::dm_rows::{
     refusal, takes_messages, DmOutcome, DmRevision, DmRow, NewDm, Pair, DM_SELECT, REFUSAL,
 };
+use super::matches::NEXT_ACTIVITY_SQLITE;
 use super::{dm_postgres, on_pool, Pool, Store, StoreError};
 
 impl Store {
@@ -11,7 +12,9 @@ impl Store {
     /// `dm_postgres`); here each message takes the next `seq` of its conversation by
     /// incrementing `conversations.last_seq` in the same transaction, so
     /// seqs have no gaps even with several writers: the row update
-    /// serializes them. The transaction opens with a write so SQLite takes
+    /// serializes them. The same update moves the conversation to the top
+    /// of both participants' lists (`activity_seq`, see
+    /// [`Store::conversations_of`]). The transaction opens with a write so SQLite takes
     /// its write lock up front rather than failing to upgrade a read lock.
     pub async fn append_dms(&self, batch: &[NewDm]) -> Result<Vec<DmOutcome>, StoreError> {
         if let Pool::Postgres(pool) = &self.pool {
@@ -20,7 +23,8 @@ impl Store {
         let take_seq = format!(
             "UPDATE conversations SET last_seq = last_seq + 1, \
              low_read_seq = CASE WHEN user_low = $2 THEN last_seq + 1 ELSE low_read_seq END, \
-             high_read_seq = CASE WHEN user_high = $2 THEN last_seq + 1 ELSE high_read_seq END \
+             high_read_seq = CASE WHEN user_high = $2 THEN last_seq + 1 ELSE high_read_seq END, \
+             activity_seq = {NEXT_ACTIVITY_SQLITE}, last_activity = MAX(last_activity, $3) \
              WHERE id = $1 AND (user_low = $2 OR user_high = $2) AND {} \
              RETURNING last_seq, user_low, user_high",
             takes_messages("conversations")
@@ -55,6 +59,7 @@ impl Store {
                 let taken: Option<(i64, i64, i64)> = sqlx::query_as(&take_seq)
                 .bind(dm.conversation_id)
                 .bind(dm.sender_id)
+                .bind(dm.sent_at)
                 .fetch_optional(&mut *tx)
                 .await?;
                 let Some((seq, user_low, user_high)) = taken else {

@@ -29,15 +29,17 @@ pub use audit::{
 };
 pub use blocks::{BlockRow, ConversationAccess, Unmatched};
 pub use cards::{CardChanges, CardFilter, CardRow, InterestRow};
-pub use communities::{CommunityAccess, CommunityFilter, CommunityRow, MembershipChange};
+pub use communities::{
+    CommunityAccess, CommunityFilter, CommunityRow, MemberRow, MembershipChange,
+};
 pub use dm_rows::{DmOutcome, DmRevision, DmRow, NewDm, Pair};
 pub use erasure::{Erased, DELETED_DISPLAY_NAME, DELETED_HANDLE, DELETED_HANDLE_PREFIX};
 pub use events::{
-    EventAccess, EventChanges, EventError, EventFilter, EventRow, EventUpdated, Left, NewEvent,
-    Rsvp, RsvpStatus,
+    Attendee, AttendeeList, EventAccess, EventChanges, EventError, EventFilter, EventRow,
+    EventUpdated, Left, NewEvent, Rsvp, RsvpStatus,
 };
 pub use export::Export;
-pub use matches::{ConversationView, MatchError, MatchRow, MatchView, Matched};
+pub use matches::{ConversationView, MatchError, MatchRow, MatchView, Matched, CONVERSATIONS_OF};
 pub use notifications::NotificationRow;
 pub use reports::{Filed, NewReport, QueueFrom, ReportRow, Resolution, Resolved};
 pub use suspensions::{ListedUser, Suspension, TokenLookup, UserFilter, SUSPENDED_INDEFINITELY};

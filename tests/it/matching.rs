@@ -461,8 +461,18 @@ async fn matches_and_conversations_are_listed_for_both_sides() {
     let c = &fan_conversations[0];
     assert_eq!(
         keys(c),
-        ["id", "last_message", "other_user", "unread_count"],
+        [
+            "id",
+            "last_activity_at",
+            "last_message",
+            "other_user",
+            "unread_count"
+        ],
         "conversation fields in {c}"
+    );
+    assert_eq!(
+        c["last_activity_at"], first["match"]["created_at"],
+        "without messages, activity is the match"
     );
     assert_eq!(c["id"], first["match"]["conversation_id"]);
     assert_eq!(c["other_user"]["id"], owner_id.as_str());

@@ -688,7 +688,7 @@ async fn conversations_and_matches_are_seen_from_both_sides(store: &Store) {
     assert_eq!(fan_conversations[0].other.handle, "side_owner");
 
     let paged = store
-        .conversations_of(owner.id, Some(second.record.conversation_id), 10)
+        .conversations_of(owner.id, Some(owner_conversations[0].activity_seq), 10)
         .await
         .expect("conversations");
     let ids: Vec<i64> = paged.iter().map(|c| c.conversation_id).collect();
