@@ -87,6 +87,8 @@ async fn sessions_end_one_by_one_or_all_but_this_one(place: Place) {
     assert_eq!((status, body["id"].clone()), (200, json!(ann_id)));
     let (status, _) = api.get("/api/v1/me/sessions", None).await;
     assert_eq!(status, 401);
+    let (status, body) = api.get("/api/v1/me/sessions?limit=0", Some(&first)).await;
+    assert_error(status, &body, 400, "bad_request");
     place.shutdown().await;
 }
 
@@ -243,6 +245,7 @@ async fn a_deleted_account_is_erased_and_its_words_stay_deleted(place: Place) {
     let (mut ann, ann_token, ann_id) = place.person("ann").await;
     let (mut ben, ben_token, ben_id) = place.person("ben").await;
     let (cat_token, cat_id) = api.register("cat").await;
+    let (dan_token, dan_id) = api.register("dan").await;
     let conversation = match_pair(api, &ann_token, api, &ben_token, &ben_id).await;
     ann.ok(json!({"type": "dm.send", "conversation_id": conversation, "text": "from ann"}))
         .await;
@@ -256,10 +259,20 @@ async fn a_deleted_account_is_erased_and_its_words_stay_deleted(place: Place) {
     let event = text_of(&new_event(api, &ben_token, lunch(1)).await["id"]);
     rsvp(api, &event, &ann_token).await;
     rsvp(api, &event, &cat_token).await;
+    rsvp(api, &event, &dan_token).await;
     let community = text_of(&new_community(api, &ben_token, json!({"name": "cooks"})).await["id"]);
     join_community(api, &community, &ann_token).await;
 
     let (status, body) = api.delete("/api/v1/me", &ann_token).await;
+    assert_error(status, &body, 400, "bad_request");
+    let (status, body) = api
+        .call(
+            reqwest::Method::DELETE,
+            "/api/v1/me",
+            Some(&ann_token),
+            Some(json!("my password")),
+        )
+        .await;
     assert_error(status, &body, 400, "bad_request");
     let (status, body) = api
         .call(
@@ -335,8 +348,16 @@ async fn a_deleted_account_is_erased_and_its_words_stay_deleted(place: Place) {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["going_count"], 1, "{body}");
-    assert_eq!(body["waitlist_count"], 0, "{body}");
-    drop(cat_id);
+    assert_eq!(body["waitlist_count"], 1, "{body}");
+    // In waitlist order: cat, first in line, took the seat; dan is next.
+    let attendees = |status: &str| format!("/api/v1/events/{event}/attendees?status={status}");
+    let (going, _) = api.page(&attendees("going"), &ben_token).await;
+    let going: Vec<&Value> = going.iter().map(|a| &a["user"]["id"]).collect();
+    assert_eq!(going, [&json!(cat_id)]);
+    let (waiting, _) = api.page(&attendees("waitlisted"), &ben_token).await;
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    assert_eq!(waiting[0]["user"]["id"], dan_id.as_str());
+    assert_eq!(waiting[0]["position"], 1);
 
     // Nothing of ann is left to use, and her handle is never given out.
     let (status, _) = api.get("/api/v1/me", Some(&ann_token)).await;
