@@ -14,7 +14,7 @@ use crate::common::platform::{
     create_match, join_community, match_pair, new_card, new_community, new_event, press_interest,
     rsvp,
 };
-use crate::common::{Ended, TestServer};
+use crate::common::{Api, Ended, TestServer, WsClient};
 use crate::room_contract;
 use serde_json::{json, Value};
 
@@ -29,6 +29,14 @@ fn lunch(capacity: u32) -> Value {
 /// The caller's live sessions.
 async fn sessions(place: &Place, token: &str) -> Vec<Value> {
     place.api().page("/api/v1/me/sessions", token).await.0
+}
+
+/// A session that ended: its socket closed with 4010, its token opens
+/// nothing.
+async fn assert_ended(api: &Api, socket: &mut WsClient, token: &str) {
+    assert_eq!(socket.closed_with(CLOSES_WITHIN).await, Ended::Closed(4010));
+    let (status, _) = api.get("/api/v1/me", Some(token)).await;
+    assert_eq!(status, 401, "an ended session opens nothing");
 }
 
 async fn sessions_end_one_by_one_or_all_but_this_one(place: Place) {
@@ -52,12 +60,7 @@ async fn sessions_end_one_by_one_or_all_but_this_one(place: Place) {
         .delete(&format!("/api/v1/me/sessions/{third_id}"), &first)
         .await;
     assert_eq!(status, 204, "{body}");
-    assert_eq!(
-        on_third.closed_with(CLOSES_WITHIN).await,
-        Ended::Closed(4010)
-    );
-    let (status, _) = api.get("/api/v1/me", Some(&third)).await;
-    assert_eq!(status, 401, "an ended session opens nothing");
+    assert_ended(api, &mut on_third, &third).await;
     let (status, body) = api
         .delete(&format!("/api/v1/me/sessions/{third_id}"), &first)
         .await;
@@ -76,10 +79,7 @@ async fn sessions_end_one_by_one_or_all_but_this_one(place: Place) {
 
     let (status, body) = api.delete("/api/v1/me/sessions", &first).await;
     assert_eq!(status, 204, "{body}");
-    assert_eq!(
-        on_second.closed_with(CLOSES_WITHIN).await,
-        Ended::Closed(4010)
-    );
+    assert_ended(api, &mut on_second, &second).await;
     let listed = sessions(&place, &first).await;
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["current"], true);
@@ -143,12 +143,7 @@ async fn a_new_password_ends_every_other_session(place: Place) {
         )
         .await;
     assert_eq!(status, 204, "{body}");
-    assert_eq!(
-        elsewhere.closed_with(CLOSES_WITHIN).await,
-        Ended::Closed(4010)
-    );
-    let (status, _) = api.get("/api/v1/me", Some(&other)).await;
-    assert_eq!(status, 401, "the other session ended");
+    assert_ended(api, &mut elsewhere, &other).await;
     here.ok(json!({"type": "ping"})).await;
     let (status, _) = api.login_with("ann", PASSWORD).await;
     assert_eq!(status, 401, "the old password is gone");
