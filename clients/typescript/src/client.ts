@@ -144,6 +144,8 @@ interface Pending {
   timer: ReturnType<typeof setTimeout>;
   /** Safe to send again after a reconnect (a send with client_msg_id). */
   resendable: boolean;
+  /** Runs on the reply before any later frame is read (bookkeeping). */
+  onReply?: (data: any) => void;
   sent: boolean;
 }
 
@@ -270,14 +272,14 @@ export class MeshiClient {
   // -------------------------------------------------------------- events
 
   /** Subscribes to an event; returns a function that unsubscribes. */
-  on<E extends keyof ClientEvents>(event: E, listener: ClientEvents[E]): () => void {
+  on<E extends keyof ClientEvents>(event: E, listener: NoInfer<ClientEvents[E]>): () => void {
     let set = this.listeners.get(event);
     if (!set) this.listeners.set(event, (set = new Set()));
     set.add(listener as Listener);
     return () => this.off(event, listener);
   }
 
-  off<E extends keyof ClientEvents>(event: E, listener: ClientEvents[E]): void {
+  off<E extends keyof ClientEvents>(event: E, listener: NoInfer<ClientEvents[E]>): void {
     this.listeners.get(event)?.delete(listener as Listener);
   }
 
@@ -452,9 +454,23 @@ export class MeshiClient {
   }
 
   private async rejoin(roomId: string, tracker: SeqTracker): Promise<void> {
-    let reply: RoomJoined;
+    // The reply is handled before any frame after it is read, so recovered
+    // messages come out before live pushes that follow.
+    const onReply = (reply: RoomJoined): void => {
+      if (reply.recovered) {
+        for (const message of reply.messages) {
+          if (tracker.add(message.seq)) this.deliverPush({ type: "room.message", ...message });
+        }
+        if (reply.last_seq > tracker.last) tracker.last = reply.last_seq;
+      } else {
+        tracker.reset(reply.last_seq);
+        for (const message of reply.messages) tracker.add(message.seq);
+        this.emit("roomReset", { roomId, reply });
+      }
+      this.emit("roomRejoined", { roomId, reply, recovered: reply.recovered });
+    };
     try {
-      reply = await this.sendRequest("room.join", { room_id: roomId, since_seq: tracker.last }, { immediate: true });
+      await this.sendRequest("room.join", { room_id: roomId, since_seq: tracker.last }, { immediate: true, onReply });
     } catch (error) {
       if (error instanceof MeshiError) {
         this.rooms.delete(roomId);
@@ -462,39 +478,35 @@ export class MeshiClient {
       } else {
         this.emit("error", error as Error);
       }
-      return;
     }
-    if (reply.recovered) {
-      for (const message of reply.messages) {
-        if (tracker.add(message.seq)) this.deliverPush({ type: "room.message", ...message });
-      }
-      if (reply.last_seq > tracker.last) tracker.last = reply.last_seq;
-    } else {
-      tracker.reset(reply.last_seq);
-      for (const message of reply.messages) tracker.add(message.seq);
-      this.emit("roomReset", { roomId, reply });
-    }
-    this.emit("roomRejoined", { roomId, reply, recovered: reply.recovered });
   }
 
   private async catchUp(conversationId: string): Promise<void> {
     const limit = this.opts.catchUpPageSize;
     const delivered: DmMessage[] = [];
+    // Pages go on from the last one, not from the tracker, which live
+    // pushes may move ahead meanwhile.
+    let after = this.conversations.get(conversationId)?.last ?? 0;
     try {
       for (;;) {
         const tracker = this.conversations.get(conversationId);
         if (!tracker) return;
         const page = await this.sendRequest(
           "dm.history",
-          { conversation_id: conversationId, after_seq: tracker.last, limit },
-          { immediate: true },
+          { conversation_id: conversationId, after_seq: after, limit },
+          {
+            immediate: true,
+            onReply: (data) => {
+              for (const message of data.messages) {
+                if (tracker.add(message.seq)) {
+                  delivered.push(message);
+                  this.deliverPush({ type: "dm.message", ...message });
+                }
+              }
+            },
+          },
         );
-        for (const message of page.messages) {
-          if (tracker.add(message.seq)) {
-            delivered.push(message);
-            this.deliverPush({ type: "dm.message", ...message });
-          }
-        }
+        for (const message of page.messages) after = Math.max(after, message.seq);
         if (page.messages.length < limit) break;
       }
     } catch (error) {
@@ -630,6 +642,13 @@ export class MeshiClient {
   private settle(p: Pending, data: unknown, error?: Error): void {
     this.pending.delete(p.ref);
     clearTimeout(p.timer);
+    if (!error && p.onReply) {
+      try {
+        p.onReply(data);
+      } catch (e) {
+        error = e instanceof Error ? e : new Error(String(e));
+      }
+    }
     if (error) p.reject(error);
     else p.resolve(data);
   }
@@ -690,7 +709,7 @@ export class MeshiClient {
   private sendRequest<O extends Op>(
     op: O,
     fields: RequestFields[O],
-    options: RequestOptions & { immediate?: boolean; resendable?: boolean },
+    options: RequestOptions & { immediate?: boolean; resendable?: boolean; onReply?: (data: ReplyData[O]) => void },
   ): Promise<ReplyData[O]> {
     if (this._state === "idle" || this._state === "closed") {
       return Promise.reject(new MeshiConnectionError(`${op}: the client is ${this._state === "idle" ? "not connected" : "closed"}`));
@@ -705,6 +724,7 @@ export class MeshiClient {
         resolve,
         reject,
         resendable: options.resendable ?? false,
+        onReply: options.onReply,
         sent: false,
         timer: setTimeout(() => {
           this.pending.delete(ref);
@@ -747,8 +767,12 @@ export class MeshiClient {
 
   /** Opens a drop-in room; this socket is in it at once and will rejoin it after reconnects. */
   async createRoom(fields: RequestFields["room.create"], options?: RequestOptions): Promise<Room> {
-    const { room } = await this.request("room.create", fields, options);
-    this.rooms.set(room.id, new SeqTracker(0));
+    const { room } = await this.sendRequest("room.create", fields, {
+      ...options,
+      onReply: (data) => {
+        if (!this.rooms.has(data.room.id)) this.rooms.set(data.room.id, new SeqTracker(0));
+      },
+    });
     return room;
   }
 
@@ -764,19 +788,22 @@ export class MeshiClient {
   async joinRoom(roomId: string, sinceSeq?: number, options?: RequestOptions): Promise<RoomJoined> {
     const known = this.rooms.get(roomId);
     const since = sinceSeq ?? known?.last;
-    const reply = await this.request(
+    return this.sendRequest(
       "room.join",
       since === undefined ? { room_id: roomId } : { room_id: roomId, since_seq: since },
-      options,
+      {
+        ...options,
+        onReply: (reply) => {
+          let tracker = this.rooms.get(roomId);
+          if (!tracker || !reply.recovered) {
+            tracker = new SeqTracker(0);
+            this.rooms.set(roomId, tracker);
+          }
+          for (const message of reply.messages) tracker.add(message.seq);
+          if (reply.last_seq > tracker.last) tracker.last = reply.last_seq;
+        },
+      },
     );
-    let tracker = this.rooms.get(roomId);
-    if (!tracker || !reply.recovered) {
-      tracker = new SeqTracker(0);
-      this.rooms.set(roomId, tracker);
-    }
-    for (const message of reply.messages) tracker.add(message.seq);
-    if (reply.last_seq > tracker.last) tracker.last = reply.last_seq;
-    return reply;
   }
 
   async leaveRoom(roomId: string, options?: RequestOptions): Promise<void> {
@@ -850,9 +877,13 @@ export class MeshiClient {
 
   /** `dm.history`; the messages count as seen for catch-up and dedupe. */
   async dmHistory(fields: RequestFields["dm.history"], options?: RequestOptions): Promise<DmMessage[]> {
-    const { messages } = await this.request("dm.history", fields, options);
-    const tracker = this.trackConversation(fields.conversation_id);
-    for (const message of messages) tracker.add(message.seq);
+    const { messages } = await this.sendRequest("dm.history", fields, {
+      ...options,
+      onReply: (data) => {
+        const tracker = this.trackConversation(fields.conversation_id);
+        for (const message of data.messages) tracker.add(message.seq);
+      },
+    });
     return messages;
   }
 
