@@ -2,7 +2,7 @@
 // ../../target/debug/meshi from the package), `serve` on a free 127.0.0.1
 // port with a fresh SQLite file in a temp dir.
 
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, existsSync, openSync, closeSync, readFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
@@ -157,6 +157,17 @@ export class TestServer {
   async dispose(): Promise<void> {
     await this.kill();
     rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** Makes an existing account an admin with `meshi admin promote`. */
+  promote(handle: string): void {
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(process.env)) {
+      if (!k.startsWith("MESHI_") && v !== undefined) env[k] = v;
+    }
+    env.MESHI_DATABASE_URL = `sqlite://${path.join(this.dir, "meshi.db")}`;
+    const run = spawnSync(MESHI_BIN, ["admin", "promote", handle], { cwd: this.dir, env, timeout: 20_000, encoding: "utf8" });
+    if (run.status !== 0) throw new Error(`meshi admin promote failed: ${run.stdout}${run.stderr}`);
   }
 
   log(): string {
