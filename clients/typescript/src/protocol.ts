@@ -107,13 +107,16 @@ export const SUBPROTOCOL = "meshi.v1";
 
 // --------------------------------------------------------------- requests
 
+/** The fields of an op that has none. */
+export type NoFields = Record<never, never>;
+
 /** Fields of each op, without `type` and `ref`. */
 export interface RequestFields {
   hello: { token: string };
-  ping: Record<string, never>;
+  ping: NoFields;
   "auth.refresh": { token: string };
   "room.create": { name: string; topic?: string; capacity?: number };
-  "room.list": Record<string, never>;
+  "room.list": NoFields;
   "room.join": { room_id: string; since_seq?: number };
   "room.leave": { room_id: string };
   "room.send": { room_id: string; text: string; client_msg_id?: string };
@@ -122,7 +125,7 @@ export interface RequestFields {
   "room.delete": { room_id: string; message_id: string };
   "room.kick": { room_id: string; user_id: string; ban_secs?: number; reason?: string };
   "room.close": { room_id: string };
-  "rooms.watch": Record<string, never>;
+  "rooms.watch": NoFields;
   "dm.send": { conversation_id: string; text: string; client_msg_id?: string };
   "dm.history": { conversation_id: string; after_seq?: number; before_seq?: number; limit?: number };
   "dm.edit": { conversation_id: string; message_id: string; text: string };

@@ -153,6 +153,10 @@ test("a dropped connection reconnects, rejoins by since_seq and catches DMs up: 
     ca.on("resumed", () => resumed++);
 
     const room = await ca.createRoom({ name: "Outage drill" });
+    const directory = await ca.watchRooms();
+    assert.ok(directory.some((r) => r.id === room.id));
+    const rewatched: string[][] = [];
+    ca.on("roomsRewatched", (rooms) => rewatched.push(rooms.map((r) => r.id)));
     await cb.joinRoom(room.id);
     await cb.sendRoomMessage(room.id, "m1");
     await cb.sendDm(conversationId, "d1");
@@ -175,6 +179,8 @@ test("a dropped connection reconnects, rejoins by since_seq and catches DMs up: 
     assert.deepEqual(roomTexts, ["m1", "m2", "m3", "m4"]);
     assert.deepEqual(dmTexts, ["d1", "d2", "d3"]);
     assert.deepEqual(caughtUp, [["d2", "d3"]]);
+    assert.equal(rewatched.length, 1);
+    assert.ok(rewatched[0]!.includes(room.id));
 
     // Live again, still without duplicates.
     await cb.sendRoomMessage(room.id, "m5");
