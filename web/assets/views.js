@@ -511,8 +511,9 @@ export async function event(root, ctx, id) {
   const e = await get(`/events/${id}`);
   const host = e.host_id === ctx.me.id;
   const status = h('p.meta', { role: 'status' });
-  const rsvp = (s) => {
-    status.textContent = host ? 'You are hosting.' : s === 'going' ? 'You are going.' : s === 'waitlisted' ? 'You are on the waitlist.' : 'You have not answered.';
+  const rsvp = (s, place) => {
+    status.textContent = host ? 'You are hosting.' : s === 'going' ? 'You are going.'
+      : s === 'waitlisted' ? `You are on the waitlist${place ? ` (place ${place})` : ''}.` : 'You have not answered.';
   };
   rsvp(e.my_rsvp);
   root.append(heading(e.title), h('p.meta', time(e.starts_at), e.venue ? ` · ${e.venue}` : '', ` · hosted by ${userName(e.host)}`),
@@ -520,8 +521,8 @@ export async function event(root, ctx, id) {
     h('p.meta', `${e.going_count}/${e.capacity} going · ${e.waitlist_count} waiting`), status);
   if (!host && e.status !== 'cancelled') {
     root.append(h('div.actions',
-      action('Going', async () => { const a = await put(`/events/${id}/rsvp`, { status: 'going' }); rsvp(a.status); }, { className: 'primary' }),
-      action('Join the waitlist', async () => { const a = await put(`/events/${id}/rsvp`, { status: 'waitlisted' }); rsvp(a.status); }),
+      action('Going', async () => { const a = await put(`/events/${id}/rsvp`, { status: 'going' }); rsvp(a.status, a.waitlist_position); }, { className: 'primary' }),
+      action('Join the waitlist', async () => { const a = await put(`/events/${id}/rsvp`, { status: 'waitlisted' }); rsvp(a.status, a.waitlist_position); }),
       action('Not going', async () => { await del(`/events/${id}/rsvp`); rsvp(null); })));
   }
   if (host || e.my_rsvp === 'going') root.append(h('p', h('a.button', { href: `#/rooms/${encodeURIComponent(e.room_id)}` }, 'Open the event room')));

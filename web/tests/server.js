@@ -21,7 +21,7 @@ function freePort() {
   });
 }
 
-export async function startServer() {
+export async function startServer(extraEnv = {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'meshi-web-'));
   const port = await freePort();
   const env = {
@@ -39,6 +39,7 @@ export async function startServer() {
     MESHI_RATE_BURST: '1000',
     MESHI_ADMIN_HANDLES: 'root',
     MESHI_LOG: 'warn',
+    ...extraEnv,
   };
   const adminPassword = 'root password 1';
   const made = spawnSync(BIN, ['admin', 'create', 'root'], { env, input: `${adminPassword}\n`, timeout: 30000 });
