@@ -582,11 +582,17 @@ export async function community(root, ctx, id) {
 function describe(n) {
   const d = n.data || {};
   const who = d.user ? d.user.display_name : 'Someone';
+  const eventLink = (text) => (d.event_id ? h('a', { href: `#/events/${d.event_id}` }, text) : text);
   switch (n.kind) {
-    case 'interest_received': return `${who} is interested in your card.`;
-    case 'matched': return h('span', `You matched with ${who}. `, d.conversation_id ? h('a', { href: `#/chats/${d.conversation_id}` }, 'Open the chat') : null);
-    case 'report_resolved': return `Your report was resolved: ${d.action || ''}.`;
-    default: return `${n.kind.replaceAll('_', ' ')}`;
+    case 'interest_received':
+      return h('span', `${who} is interested in your card. `, d.card_id ? h('a', { href: `#/cards/${d.card_id}` }, 'See who') : null);
+    case 'matched':
+      return h('span', `You matched with ${who}. `, d.conversation_id ? h('a', { href: `#/chats/${d.conversation_id}` }, 'Open the chat') : null);
+    case 'waitlist_promoted': return h('span', 'A seat opened: you are going to ', eventLink(d.title || 'the event'), '.');
+    case 'event_updated': return h('span', eventLink(d.title || 'An event'), ' you attend changed.');
+    case 'event_cancelled': return h('span', `${d.title || 'An event'} you attend was cancelled.`);
+    case 'report_resolved': return `Your report was resolved: ${(d.action || '').replaceAll('_', ' ')}.`;
+    default: return n.kind.replaceAll('_', ' ');
   }
 }
 

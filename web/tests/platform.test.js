@@ -175,3 +175,18 @@ test('a match, then a block closes the conversation for both', { timeout: 60000 
   await erin.getByText('This conversation is closed (blocked).').waitFor();
   assert.deepEqual(problems, []);
 });
+
+test('a revoked session sends the page back to log in, with no reconnect', { timeout: 60000 }, async () => {
+  let sockets = 0;
+  dave.on('websocket', () => { sockets += 1; });
+  const token = await dave.evaluate(() => localStorage.getItem('meshi.token'));
+  assert.ok(token);
+  await server.call('POST', '/auth/logout', token);
+  // The socket closes with 4010 (at once, or at the next revocation sweep).
+  await dave.getByRole('heading', { name: 'Welcome to meshi' }).waitFor({ timeout: 30000 });
+  const seen = sockets;
+  await dave.waitForTimeout(2500);
+  assert.equal(sockets, seen, 'no socket opened after 4010');
+  assert.equal(await dave.evaluate(() => localStorage.getItem('meshi.token')), null);
+  assert.deepEqual(problems, []);
+});
