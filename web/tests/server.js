@@ -39,23 +39,39 @@ export async function startServer(extraEnv = {}) {
     MESHI_RATE_BURST: '1000',
     MESHI_ADMIN_HANDLES: 'root',
     MESHI_LOG: 'warn',
+    MESHI_DRAIN_SECS: '1',
+    MESHI_RECONNECT_AFTER_MS: '500',
     ...extraEnv,
   };
   const adminPassword = 'root password 1';
   const made = spawnSync(BIN, ['admin', 'create', 'root'], { env, input: `${adminPassword}\n`, timeout: 30000 });
   if (made.status !== 0) throw new Error(`admin create with ${BIN} failed: ${made.error || made.stderr}`);
-  const child = spawn(BIN, ['serve'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
   const base = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 30000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`meshi exited with ${child.exitCode}`);
-    try {
-      const r = await fetch(`${base}/healthz`);
-      if (r.ok) break;
-    } catch { /* not yet */ }
-    if (Date.now() > deadline) { child.kill('SIGKILL'); throw new Error('meshi never became healthy'); }
-    await new Promise((r) => setTimeout(r, 100));
+  let child;
+  async function launch() {
+    child = spawn(BIN, ['serve'], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+    const deadline = Date.now() + 30000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`meshi exited with ${child.exitCode}`);
+      try {
+        const r = await fetch(`${base}/healthz`);
+        if (r.ok) return;
+      } catch { /* not yet */ }
+      if (Date.now() > deadline) { child.kill('SIGKILL'); throw new Error('meshi never became healthy'); }
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
+  async function halt() {
+    if (child.exitCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 15000))]);
+    if (child.exitCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  }
+  await launch();
   async function call(method, p, token, body) {
     const r = await fetch(`${base}/api/v1${p}`, {
       method,
@@ -71,15 +87,17 @@ export async function startServer(extraEnv = {}) {
     base,
     call,
     adminToken: async () => (await call('POST', '/auth/login', null, { handle: 'root', password: adminPassword })).token,
+    /** Stops the server the way an operator does (SIGTERM: sockets get
+     * `reconnect`, then close with 1012), waits `downMs`, starts it again
+     * on the same port and database. */
+    async restart(downMs = 0, whileDown = async () => {}) {
+      await halt();
+      await whileDown();
+      await new Promise((r) => setTimeout(r, downMs));
+      await launch();
+    },
     async stop() {
-      if (child.exitCode === null) {
-        child.kill('SIGTERM');
-        await Promise.race([
-          new Promise((r) => child.once('exit', r)),
-          new Promise((r) => setTimeout(r, 15000)),
-        ]);
-        if (child.exitCode === null) child.kill('SIGKILL');
-      }
+      await halt();
       rmSync(dir, { recursive: true, force: true });
     },
   };

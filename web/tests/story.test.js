@@ -227,3 +227,31 @@ test('a report from the room is resolved by a moderator', { timeout: 90000 }, as
   assert.ok(roomUrl);
   assert.deepEqual(problems, []);
 });
+
+test('a server restart: the chat reconnects and a message written meanwhile arrives once', { timeout: 90000 }, async () => {
+  await alice.goto('/#/chats');
+  await alice.locator('a.row', { hasText: 'Bob' }).click();
+  await message(alice, 'hi alice, Thursday?').waitFor();
+  const url = new URL(alice.url()).hash;
+  await bob.goto(`/${url}`);
+  await message(bob, 'hello bob').waitFor();
+
+  await server.restart(1500, async () => {
+    // Down: the page says so and keeps what Alice writes.
+    await alice.locator('#conn', { hasText: /reconnect/i }).waitFor();
+    await alice.getByRole('textbox', { name: 'Message', exact: true }).fill('written while the server was down');
+    await alice.getByRole('button', { name: 'Send', exact: true }).click();
+  });
+  await message(alice, 'written while the server was down').waitFor({ timeout: 30000 });
+  await message(bob, 'written while the server was down').waitFor({ timeout: 30000 });
+  await alice.locator('#conn').waitFor({ state: 'hidden', timeout: 30000 });
+  await bob.locator('#conn').waitFor({ state: 'hidden', timeout: 30000 });
+  await bob.getByRole('textbox', { name: 'Message', exact: true }).fill('and after it');
+  await bob.getByRole('button', { name: 'Send', exact: true }).click();
+  await message(alice, 'and after it').waitFor();
+  for (const page of [alice, bob]) {
+    assert.equal(await countOf(page, 'written while the server was down'), 1);
+    assert.equal(await countOf(page, 'and after it'), 1);
+  }
+  assert.deepEqual(problems, []);
+});
