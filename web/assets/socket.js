@@ -97,9 +97,13 @@ export class Live {
       }
     }
     if (this.watching) {
-      const data = await this.raw(ws, { type: 'rooms.watch' });
-      this.directory = new Map(data.rooms.map((r) => [r.id, r]));
-      this.emit('directory', {});
+      try {
+        const data = await this.raw(ws, { type: 'rooms.watch' });
+        this.directory = new Map(data.rooms.map((r) => [r.id, r]));
+        this.emit('directory', {});
+      } catch (err) {
+        console.warn('rooms.watch failed', err);
+      }
     }
     for (const [id, conv] of this.conversations) {
       await this.catchUp(ws, id, conv);
@@ -315,6 +319,16 @@ export class Live {
       await this.catchUp(this.ws, id, conv);
     }
     return conv;
+  }
+
+  /** Reads the page of messages before the oldest one shown. */
+  async older(id) {
+    const conv = this.conv(id);
+    const first = Math.min(...conv.messages.keys());
+    if (!Number.isFinite(first) || first <= 1) return 0;
+    const data = await this.request({ type: 'dm.history', conversation_id: id, before_seq: first, limit: 50 });
+    for (const m of data.messages) this.addDm(m);
+    return data.messages.length;
   }
 
   /** Drops the connection as a network failure would, and stays away

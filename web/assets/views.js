@@ -139,13 +139,15 @@ export async function login(root, ctx) {
 
 export async function profile(root, ctx) {
   const me = await get('/me');
-  root.append(heading('Your profile'), form('Profile', [
+  const saved = h('p.meta', { role: 'status' });
+  root.append(heading('Your profile', h('span.meta', `@${me.handle} · ${me.role}`)), form('Profile', [
     field('Display name', input('display_name', { value: me.display_name, maxLength: 50 })),
     field('Bio', h('textarea', { name: 'bio', rows: 3, value: me.bio })),
     field('Tags', input('tags', { value: me.tags.join(', ') }), 'comma separated'),
   ], 'Save', async (v) => {
     ctx.me = await patch('/me', { display_name: v.display_name, bio: v.bio, tags: tags(v.tags) });
-  }, { reset: false }));
+    saved.textContent = 'Saved.';
+  }, { reset: false }), saved);
 }
 
 // ---------- cards ----------
@@ -271,6 +273,12 @@ export async function chat(root, ctx, id) {
     render();
   });
 
+  const olderButton = action('Show older messages', async () => {
+    const before = list.scrollHeight;
+    await live.older(id);
+    render();
+    list.scrollTop = list.scrollHeight - before;
+  });
   root.append(
     heading(partner.display_name, presence),
     h('p.meta', `@${partner.handle}`),
@@ -282,7 +290,7 @@ export async function chat(root, ctx, id) {
       }),
       action('Block', async () => { await post(`/users/${partner.id}/block`); location.hash = '#/chats'; }),
       reportForm('user', partner.id)),
-    list, typing, closedNote, send);
+    h('div.actions', olderButton), list, typing, closedNote, send);
 
   const conv = await live.openConversation(id);
 
@@ -302,6 +310,7 @@ export async function chat(root, ctx, id) {
         !mine && !m.deleted ? reportForm('dm_message', m.message_id, { conversation_id: id }) : null,
         readMark(m) ? h('span.receipt', ' ✓ Read') : null);
     }, readMark);
+    olderButton.hidden = !messages.length || messages[0].seq <= 1;
     markRead();
   }
   function markRead() {

@@ -189,6 +189,16 @@ test('a room with its member list, and a dropped connection recovered with nothi
   assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), 'in seq order');
   assert.equal(new Set(seqs).size, seqs.length, 'no seq twice');
   assert.equal(await bob.locator('.notice', { hasText: 'missed' }).isVisible(), false, 'nothing missed');
+
+  // The author edits one message and deletes another; Bob sees both.
+  const edited = message(alice, 'missed two');
+  await edited.getByText('Edit', { exact: true }).click();
+  await edited.getByLabel('New text').fill('missed two, edited');
+  await edited.getByRole('button', { name: 'Save' }).click();
+  await message(bob, 'missed two, edited').getByText('(edited)').waitFor();
+  await message(alice, 'missed one').getByRole('button', { name: 'Delete this message' }).click();
+  await bob.locator('li.msg .text', { hasText: 'message deleted' }).waitFor();
+  assert.equal(await countOf(bob, 'missed one'), 0);
   await shot(alice, '06-room');
   await shot(bob, '07-phone-room');
   assert.deepEqual(problems, []);
@@ -217,9 +227,10 @@ test('a report from the room is resolved by a moderator', { timeout: 90000 }, as
   await mod.getByText('No open reports.').waitFor();
 
   // The message is gone for everyone in the room, and the reporter is told.
-  await alice.locator('li.msg .text', { hasText: 'message deleted' }).waitFor();
-  await bob.locator('li.msg .text', { hasText: 'message deleted' }).waitFor();
-  assert.equal(await countOf(bob, 'anyone for ramen\\?'), 0);
+  for (const page of [alice, bob]) {
+    await page.locator('li.msg .text', { hasText: /^anyone for ramen\?$/ }).waitFor({ state: 'detached' });
+    assert.equal(await page.locator('li.msg .text', { hasText: /^message deleted$/ }).count(), 2);
+  }
   await bob.locator('#notice-count').waitFor();
   await bob.goto('/#/notifications');
   await bob.getByText('Your report was resolved').waitFor();
