@@ -36,7 +36,7 @@ function showError(box, err) {
 function form(label, controls, submitText, fn, opts = {}) {
   const box = alertBox();
   const el = h('form.card-form', { 'aria-label': label, novalidate: opts.novalidate },
-    controls, h('div.actions', h('button.primary', { type: 'submit' }, submitText)), box);
+    opts.titled ? h('h3.form-title', label) : null, controls, h('div.actions', h('button.primary', { type: 'submit' }, submitText)), box);
   el.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     showError(box, null);
@@ -661,10 +661,10 @@ export async function moderation(root, ctx) {
   }, { reset: false });
   const roomTools = h('div.grid',
     form('Delete a room message', [field('Room id', input('room_id', { required: true })), field('Message id', input('message_id', { required: true }))],
-      'Delete message', (v) => ctx.live.request({ type: 'room.delete', room_id: v.room_id, message_id: v.message_id })),
+      'Delete message', (v) => ctx.live.request({ type: 'room.delete', room_id: v.room_id, message_id: v.message_id }), { titled: true }),
     form('Kick from a room', [field('Room id', input('room_id', { required: true })), field('User id', input('user_id', { required: true })), field('Reason', input('reason'))],
-      'Kick', (v) => ctx.live.request({ type: 'room.kick', room_id: v.room_id, user_id: v.user_id, ...(v.reason ? { reason: v.reason } : {}) })),
-    form('Close a room', field('Room id', input('room_id', { required: true })), 'Close room', (v) => del(`/admin/rooms/${encodeURIComponent(v.room_id)}`)));
+      'Kick', (v) => ctx.live.request({ type: 'room.kick', room_id: v.room_id, user_id: v.user_id, ...(v.reason ? { reason: v.reason } : {}) }), { titled: true }),
+    form('Close a room', field('Room id', input('room_id', { required: true })), 'Close room', (v) => del(`/admin/rooms/${encodeURIComponent(v.room_id)}`), { titled: true }));
   root.append(heading('Moderation'), h('h2', 'Report queue'), queue, h('h2', 'Rooms'), roomTools, h('h2', 'Users'), userSearch, users);
   if (ctx.me.role === 'admin') {
     const audit = h('ul.list', { 'aria-label': 'Audit log' });
