@@ -306,6 +306,9 @@ export async function chat(root, ctx, id) {
         h('span.text', m.deleted ? 'message deleted' : m.text),
         m.edited_at ? h('span.meta', ' (edited)') : null, ' ',
         time(m.sent_at),
+        mine && !m.deleted ? h('details.edit', h('summary', 'Edit'), form('Edit message',
+          field('New text', input('text', { value: m.text, required: true, maxLength: 4000 })), 'Save',
+          (v) => live.request({ type: 'dm.edit', conversation_id: id, message_id: m.message_id, text: v.text }))) : null,
         mine && !m.deleted ? button('Delete', () => live.request({ type: 'dm.delete', conversation_id: id, message_id: m.message_id }).catch(() => {}), { className: 'small', 'aria-label': 'Delete this message' }) : null,
         !mine && !m.deleted ? reportForm('dm_message', m.message_id, { conversation_id: id }) : null,
         readMark(m) ? h('span.receipt', ' ✓ Read') : null);

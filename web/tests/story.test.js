@@ -136,6 +136,12 @@ test('a card, interest, a match, then a chat with unread counts, read receipts, 
   await bob.getByRole('button', { name: 'Send', exact: true }).click();
   await message(alice, 'hi alice, Thursday?').waitFor();
   await alice.locator('.typing').filter({ hasText: /^$/ }).waitFor();
+  // Bob rewrites his message; Alice sees the new text.
+  const mine = message(bob, 'hi alice, Thursday?');
+  await mine.getByText('Edit', { exact: true }).click();
+  await mine.getByLabel('New text').fill('hi alice, Thursday? Or Friday');
+  await mine.getByRole('button', { name: 'Save' }).click();
+  await message(alice, 'Or Friday').getByText('(edited)').waitFor();
   await shot(alice, '03-chat');
   await shot(bob, '04-phone-chat');
   assert.deepEqual(problems, []);
@@ -242,7 +248,7 @@ test('a report from the room is resolved by a moderator', { timeout: 90000 }, as
 test('a server restart: the chat reconnects and a message written meanwhile arrives once', { timeout: 90000 }, async () => {
   await alice.goto('/#/chats');
   await alice.locator('a.row', { hasText: 'Bob' }).click();
-  await message(alice, 'hi alice, Thursday?').waitFor();
+  await message(alice, 'Or Friday').waitFor();
   const url = new URL(alice.url()).hash;
   await bob.goto(`/${url}`);
   await message(bob, 'hello bob').waitFor();
