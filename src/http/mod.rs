@@ -19,6 +19,7 @@ mod reports;
 mod rooms;
 mod sessions;
 mod suspensions;
+mod web;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
@@ -106,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/ws", get(crate::ws::upgrade))
+        .merge(web::routes())
         .fallback(|| async { Error::NotFound("route") })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

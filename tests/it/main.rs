@@ -50,3 +50,4 @@ mod store_contract;
 mod store_messages;
 mod store_platform;
 mod suspension;
+mod web_client;
