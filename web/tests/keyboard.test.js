@@ -3,8 +3,7 @@
 // control on each main page has an accessible name.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
-import { startServer } from './server.js';
+import { launchChromium, startServer } from './server.js';
 
 const WAIT_MS = 10000;
 /// Most Tab presses to reach a control before the test gives up.
@@ -15,12 +14,7 @@ let browser;
 
 before(async () => {
   server = await startServer();
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox'],
-    timeout: 30000,
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

@@ -6,8 +6,7 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
-import { startServer } from './server.js';
+import { launchChromium, startServer } from './server.js';
 
 const SHOTS = path.resolve(import.meta.dirname, '..', '..', 'target', 'web-screenshots');
 const SECRET = 'a test secret that is at least thirty-two bytes long';
@@ -20,12 +19,7 @@ const problems = [];
 
 before(async () => {
   server = await startServer({ MESHI_JWT_SECRET: SECRET });
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox'],
-    timeout: 30000,
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

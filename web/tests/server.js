@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { chromium } from 'playwright-core';
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
 // MESHI_BIN is relative to the repository root (or absolute).
@@ -101,4 +102,15 @@ export async function startServer(extraEnv = {}) {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/// Headless Chromium from the distribution's package (`CHROMIUM` names
+/// another binary); never a browser of Playwright's own.
+export function launchChromium() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox'],
+    timeout: 30000,
+  });
 }

@@ -6,8 +6,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
-import { startServer } from './server.js';
+import { launchChromium, startServer } from './server.js';
 
 const SHOTS = path.resolve(import.meta.dirname, '..', '..', 'target', 'web-screenshots');
 const WAIT_MS = 10000;
@@ -19,12 +18,7 @@ const problems = [];
 
 before(async () => {
   server = await startServer();
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: true,
-    args: ['--no-sandbox'],
-    timeout: 30000,
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
