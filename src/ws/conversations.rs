@@ -9,14 +9,14 @@ use meshi_protocol::{
     ServerFrame,
 };
 
-use super::conn::Connection;
+use super::conn::{Connection, Session};
 use super::dispatch::{data, Reply};
 use crate::clock::{now_ms, rfc3339};
 use crate::error::{Error, Result};
 use crate::hub::frame::ok_reply;
 use crate::hub::subscribers::Topic;
 use crate::store::{DmOutcome, NewDm, Pair};
-use crate::{dm, ids};
+use crate::{dm, ids, revisions};
 
 /// A typist's partner hears of it at most this often per conversation.
 const TYPING_INTERVAL: Duration = Duration::from_secs(1);
@@ -24,7 +24,7 @@ const MAX_PRESENCE_QUERY: usize = 100;
 const MAX_HISTORY: u32 = 100;
 const DEFAULT_HISTORY: u32 = 50;
 
-pub(super) fn conversation_id(raw: &str) -> Result<i64> {
+fn conversation_id(raw: &str) -> Result<i64> {
     raw.parse::<i64>()
         .ok()
         .filter(|id| *id > 0)
@@ -36,11 +36,14 @@ fn seq_value(field: &str, seq: u64) -> Result<i64> {
 }
 
 impl Connection {
-    fn me(&self) -> Result<i64> {
+    fn session(&self) -> Result<&Session> {
         self.session
             .as_ref()
-            .map(|s| s.identity.user.id)
             .ok_or(Error::Unauthenticated("say hello first"))
+    }
+
+    fn me(&self) -> Result<i64> {
+        self.session().map(|s| s.identity.user.id)
     }
 
     /// The conversation's pair, if the caller is in it. Pairs never change,
@@ -105,6 +108,27 @@ impl Connection {
             DmOutcome::NoConversation => Err(Error::NotFound("conversation")),
             DmOutcome::Closed => Err(crate::pairing::CLOSED),
         }
+    }
+
+    /// `dm.edit`: the author rewrites one of their messages.
+    pub(super) async fn dm_edit(
+        &mut self,
+        raw_id: &str,
+        message_id: &str,
+        text: String,
+    ) -> Result<Reply> {
+        let id = conversation_id(raw_id)?;
+        let identity = &self.session()?.identity;
+        revisions::edit_dm(&self.state, identity, id, message_id, text).await?;
+        data(&Empty {})
+    }
+
+    /// `dm.delete`: the author deletes one of their messages.
+    pub(super) async fn dm_delete(&mut self, raw_id: &str, message_id: &str) -> Result<Reply> {
+        let id = conversation_id(raw_id)?;
+        let identity = &self.session()?.identity;
+        revisions::delete_dm(&self.state, identity, id, message_id).await?;
+        data(&Empty {})
     }
 
     pub(super) async fn dm_history(

@@ -11,7 +11,6 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use super::conn::{Connection, Flow, Session};
-use super::conversations::conversation_id as conversation_id_of;
 use crate::auth::revocation::{REVOKED, SUSPENDED};
 use crate::clock::{now_ms, rfc3339};
 use crate::config::Config;
@@ -273,19 +272,11 @@ impl Connection {
                 conversation_id,
                 message_id,
                 text,
-            } => {
-                let id = conversation_id_of(&conversation_id)?;
-                revisions::edit_dm(&self.state, &session.identity, id, &message_id, text).await?;
-                data(&Empty {})
-            }
+            } => self.dm_edit(&conversation_id, &message_id, text).await,
             Request::DmDelete {
                 conversation_id,
                 message_id,
-            } => {
-                let id = conversation_id_of(&conversation_id)?;
-                revisions::delete_dm(&self.state, &session.identity, id, &message_id).await?;
-                data(&Empty {})
-            }
+            } => self.dm_delete(&conversation_id, &message_id).await,
             Request::DmRead {
                 conversation_id,
                 seq,
