@@ -436,6 +436,31 @@ async fn metrics_are_prometheus_text_with_the_meshi_series() {
     server.shutdown().await;
 }
 
+/// Latencies are histograms with buckets, which add up across nodes (a
+/// summary's quantiles cannot).
+#[tokio::test]
+async fn latencies_are_histograms_with_buckets() {
+    let server = TestServer::start().await;
+    let (mut alice, _, _) = server.user("alice").await;
+    let room_id = crate::common::chat::create_room(&mut alice, "timed").await;
+    crate::common::chat::say(&mut alice, &room_id, "one for the histogram").await;
+
+    let metrics = metrics_text(&server).await;
+    assert!(
+        metrics.contains("# TYPE meshi_fanout_seconds histogram"),
+        "fan-out is a histogram:\n{metrics}"
+    );
+    assert!(
+        metrics.contains("meshi_fanout_seconds_bucket{le=\"0.001\"}"),
+        "with the seconds buckets:\n{metrics}"
+    );
+    assert!(
+        !metrics.contains("quantile="),
+        "no summaries are left:\n{metrics}"
+    );
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn health_and_readiness_answer_200() {
     let server = TestServer::start().await;
