@@ -207,9 +207,21 @@ fn init_logs(format: LogFormat) {
         *meta.level() <= tracing::Level::INFO || !is_chatty(meta.target())
     });
     let logs = tracing_subscriber::registry().with(filter).with(cap);
+    // Colour codes only for a person at a terminal: in a file or a log
+    // collector they are noise that breaks searching.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     match format {
-        LogFormat::Json => logs.with(tracing_subscriber::fmt::layer().json()).init(),
-        LogFormat::Text => logs.with(tracing_subscriber::fmt::layer()).init(),
+        LogFormat::Json => logs
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_ansi(false),
+            )
+            .init(),
+        LogFormat::Text => logs
+            .with(tracing_subscriber::fmt::layer().with_ansi(ansi))
+            .init(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The logs of a whole session, at the most verbose filter there is, carry
-//! none of the passwords or tokens used in it.
+//! none of the passwords or tokens used in it, and, written to a file, no
+//! colour codes.
 
 use std::time::Duration;
 
@@ -67,6 +68,10 @@ async fn a_whole_session_leaves_no_secret_in_logs_at(filter: &str) {
             &secret[..6]
         );
     }
+    assert!(
+        !logs.contains('\u{1b}'),
+        "logs written to a file carry no colour codes:\n{logs}"
+    );
     eprintln!("{filter}: {} log lines, no secret", logs.lines().count());
 }
 

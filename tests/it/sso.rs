@@ -766,8 +766,9 @@ async fn production_starts_with_secrets_from_files_and_never_logs_them() {
         let Ok(entry) = serde_json::from_str::<Value>(&line) else {
             continue;
         };
-        if entry["fields"]["message"] == "listening" {
-            break entry["fields"]["addr"].as_str().expect("addr").to_owned();
+        // JSON lines are flat: an event's fields beside its level and time.
+        if entry["message"] == "listening" {
+            break entry["addr"].as_str().expect("addr").to_owned();
         }
     })
     .await
