@@ -33,6 +33,22 @@ enum Command {
         #[command(subcommand)]
         action: AdminAction,
     },
+    /// Look at the configuration without starting anything.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Print the effective configuration, every setting with where it came
+    /// from and secrets redacted, and check it as `serve` would; exits
+    /// non-zero when it is invalid.
+    Check {
+        #[command(flatten)]
+        config: Config,
+    },
 }
 
 #[derive(Subcommand)]
@@ -87,7 +103,74 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Admin { action }) => admin(action).await,
+        Some(Command::Config {
+            action: ConfigAction::Check { config },
+        }) => {
+            let given = matches
+                .subcommand_matches("config")
+                .and_then(|m| m.subcommand_matches("check"))
+                .context("clap parsed `config check`")?;
+            check_config(&config, given)
+        }
     }
+}
+
+/// Prints each setting as `MESHI_NAME=value  (source)` and checks the
+/// whole as `serve` would, keys read from their files included.
+fn check_config(config: &Config, given: &clap::ArgMatches) -> anyhow::Result<()> {
+    let mut settings = clap::Command::new("meshi");
+    settings = <Config as clap::Args>::augment_args(settings);
+    for arg in settings.get_arguments() {
+        let id = arg.get_id().as_str();
+        let name = arg
+            .get_env()
+            .map(|env| env.to_string_lossy().into_owned())
+            .unwrap_or_else(|| format!("--{id}"));
+        let values: Vec<String> = given
+            .get_raw(id)
+            .map(|raw| raw.map(|v| v.to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        let source = match given.value_source(id) {
+            Some(clap::parser::ValueSource::EnvVariable) => "environment",
+            Some(clap::parser::ValueSource::CommandLine) => "command line",
+            Some(clap::parser::ValueSource::DefaultValue) => "default",
+            _ => "unset",
+        };
+        println!("{name}={}  ({source})", redacted(&name, &values.join(",")));
+    }
+    let explicit_database = given
+        .value_source("database_url")
+        .is_some_and(|source| source != clap::parser::ValueSource::DefaultValue);
+    config.validate(explicit_database)?;
+    config.jwt_keys()?;
+    for warning in config.production_warnings() {
+        println!("warning: production: {warning}");
+    }
+    println!("the configuration is valid");
+    Ok(())
+}
+
+/// A value fit to print: secrets hidden whole, a URL's password hidden.
+fn redacted(name: &str, value: &str) -> String {
+    if value.is_empty() {
+        return String::new();
+    }
+    let secret = ["SECRET", "PASSWORD", "TOKEN", "KEY"]
+        .iter()
+        .any(|word| name.contains(word))
+        && !name.ends_with("_FILE");
+    if secret {
+        return "<redacted>".to_owned();
+    }
+    // scheme://user:password@host/… keeps the user and hides the password.
+    if let Some((scheme, rest)) = value.split_once("://") {
+        if let Some((userinfo, host)) = rest.split_once('@') {
+            if let Some((user, _)) = userinfo.split_once(':') {
+                return format!("{scheme}://{user}:<redacted>@{host}");
+            }
+        }
+    }
+    value.to_owned()
 }
 
 async fn admin(action: AdminAction) -> anyhow::Result<()> {

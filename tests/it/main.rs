@@ -15,6 +15,7 @@ mod cards;
 mod cluster;
 mod cluster_platform;
 mod communities;
+mod config_check;
 mod conversation_order;
 mod dm;
 mod dm_smoke;
