@@ -155,6 +155,11 @@ fn describe() {
         "meshi_bus_publish_seconds",
         "Round trip of one pipeline of PUBLISH commands to Redis"
     );
+    metrics::describe_gauge!(
+        "meshi_build_info",
+        "Always 1; the labels name the build this node runs"
+    );
+    metrics::gauge!("meshi_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     // Touch the series so a fresh node shows them at zero.
     metrics::gauge!("meshi_connections").increment(0.0);
     metrics::gauge!("meshi_rooms_open").increment(0.0);

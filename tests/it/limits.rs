@@ -429,6 +429,14 @@ async fn metrics_are_prometheus_text_with_the_meshi_series() {
             "no sample for {name} in:\n{metrics}"
         );
     }
+    let build = format!(
+        "meshi_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(
+        metrics.lines().any(|line| line == build),
+        "{build} in:\n{metrics}"
+    );
     // This test's socket is open and has sent and received frames.
     assert!(sample(&metrics, "meshi_connections").is_some_and(|v| v >= 1.0));
     assert!(sample(&metrics, "meshi_frames_in_total").is_some_and(|v| v >= 2.0));
