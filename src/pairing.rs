@@ -41,20 +41,6 @@ pub async fn require_readable(
     Ok(access)
 }
 
-/// Passes when the conversation takes messages: not closed, and neither
-/// of the pair blocks the other.
-pub async fn require_open(state: &Services, conversation_id: i64) -> Result<()> {
-    let access = state
-        .store
-        .conversation_access(conversation_id)
-        .await?
-        .ok_or(Error::NotFound("conversation"))?;
-    if access.closed_reason.is_some() || access.blocked {
-        return Err(CLOSED);
-    }
-    Ok(())
-}
-
 /// Like [`require_readable`], and open for messages too.
 pub async fn require_writable(state: &Services, conversation_id: i64, user: i64) -> Result<Pair> {
     let access = require_readable(state, conversation_id, user).await?;
@@ -142,10 +128,17 @@ fn tell_closed(
     pair: Pair,
     reason: ConversationClosedReason,
 ) {
-    let frame = crate::hub::encode(&ServerFrame::ConversationClosed {
+    let closed = ServerFrame::ConversationClosed {
         conversation_id: conversation_id.to_string(),
         reason,
-    });
+    };
+    tell_pair(state, pair, &closed);
+}
+
+/// Sends `frame`, serialized once, to every socket of both of the pair, on
+/// every node.
+pub fn tell_pair(state: &Services, pair: Pair, frame: &ServerFrame) {
+    let frame = crate::hub::encode(frame);
     state
         .hub
         .publish_frame(Topic::User(pair.user_low), frame.clone());

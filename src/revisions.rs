@@ -15,8 +15,8 @@ use crate::auth::roles::{self, hosts, MessageActor};
 use crate::auth::Identity;
 use crate::clock::{now_ms, rfc3339};
 use crate::error::{Error, Result};
-use crate::hub::subscribers::Topic;
 use crate::moderation;
+use crate::pairing::tell_pair;
 use crate::rooms::Revision;
 use crate::state::Services;
 use crate::store::{DmRevision, DmRow, Pair, AUDIT_MESSAGE_DELETE};
@@ -95,7 +95,7 @@ pub async fn edit_dm(
         text: row.text,
         edited_at: rfc3339(row.edited_at.unwrap_or(at)),
     };
-    tell_both(state, pair, &frame);
+    tell_pair(state, pair, &frame);
     Ok(())
 }
 
@@ -108,7 +108,7 @@ pub async fn delete_dm(
 ) -> Result<()> {
     let (pair, row) =
         revise_own_dm(state, by, conversation_id, message_id, DmRevision::Delete).await?;
-    tell_both(state, pair, &deleted_frame(&row));
+    tell_pair(state, pair, &deleted_frame(&row));
     Ok(())
 }
 
@@ -140,7 +140,7 @@ pub async fn delete_reported_dm(
         )
         .await?
         .ok_or(Error::NotFound("message"))?;
-    tell_both(state, pair, &deleted_frame(&row));
+    tell_pair(state, pair, &deleted_frame(&row));
     Ok(())
 }
 
@@ -189,15 +189,6 @@ fn deleted_frame(row: &DmRow) -> ServerFrame {
         message_id: row.message_id.clone(),
         seq: row.seq as u64,
     }
-}
-
-/// Every socket of both participants, on every node.
-fn tell_both(state: &Services, pair: Pair, frame: &ServerFrame) {
-    let frame = crate::hub::encode(frame);
-    state
-        .hub
-        .publish_frame(Topic::User(pair.user_low), frame.clone());
-    state.hub.publish_frame(Topic::User(pair.user_high), frame);
 }
 
 /// Authors change room messages only while they may send there.

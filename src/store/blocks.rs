@@ -40,7 +40,7 @@ pub struct Unmatched {
 }
 
 /// Either of the pair `$1`, `$2` blocks the other.
-const BLOCKED_EITHER_WAY: &str = "EXISTS (SELECT 1 FROM blocks WHERE \
+pub(super) const BLOCKED_EITHER_WAY: &str = "EXISTS (SELECT 1 FROM blocks WHERE \
      (blocker_id = $1 AND blocked_id = $2) OR (blocker_id = $2 AND blocked_id = $1))";
 
 impl Store {

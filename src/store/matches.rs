@@ -1,5 +1,6 @@
 //! Matches and the one conversation each matched pair shares.
 
+use super::blocks::BLOCKED_EITHER_WAY;
 use super::{on_pool, Pool, Store, StoreError, UserRow};
 
 /// The next `activity_seq` on SQLite. One writer at a time holds the
@@ -102,6 +103,7 @@ impl Store {
         );
         let existing_sql =
             format!("SELECT {MATCH_COLUMNS} FROM matches WHERE card_id = $1 AND user_id = $2");
+        let blocked_sql = format!("SELECT {BLOCKED_EITHER_WAY}");
         let next_activity = self.next_activity_sql();
         let open_sql = format!(
             "INSERT INTO conversations \
@@ -126,10 +128,7 @@ impl Store {
             .await?
             .rows_affected()
                 > 0;
-            let (blocked,): (bool,) = sqlx::query_as(
-                "SELECT EXISTS (SELECT 1 FROM blocks WHERE \
-                 (blocker_id = $1 AND blocked_id = $2) OR (blocker_id = $2 AND blocked_id = $1))",
-            )
+            let (blocked,): (bool,) = sqlx::query_as(&blocked_sql)
             .bind(low)
             .bind(high)
             .fetch_one(&mut *tx)
