@@ -294,12 +294,16 @@ fn init_logs(format: LogFormat) {
     // collector they are noise that breaks searching.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     match format {
+        // Flat: the fields of the event and of the spans it is in (a
+        // request's `request_id`, a socket's `conn_id` and `user_id`) side
+        // by side, so one query finds every line of a request or a socket.
         LogFormat::Json => logs
             .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
+                json_subscriber::fmt::layer()
                     .flatten_event(true)
-                    .with_ansi(false),
+                    .flatten_span_list_on_top_level(true)
+                    .with_current_span(false)
+                    .with_span_list(false),
             )
             .init(),
         LogFormat::Text => logs

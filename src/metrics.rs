@@ -43,68 +43,21 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Sets the process gauges from `/proc/self` (Linux), so that a load tool
-/// without access to the server's process can read its CPU and memory from
-/// `/metrics`; called on each scrape.
+/// Sets the process metrics (CPU, memory, open file descriptors and their
+/// limit, start time, threads), so that a load tool without access to the
+/// server's process reads them from `/metrics`; called on each scrape.
 pub fn record_process() {
-    let Some(process) = read_process() else {
-        return;
-    };
-    metrics::gauge!("process_cpu_seconds_total").set(process.cpu_secs);
-    metrics::gauge!("process_resident_memory_bytes").set(process.rss_bytes);
-    metrics::gauge!("process_max_resident_memory_bytes").set(process.peak_rss_bytes);
-    metrics::gauge!("process_threads").set(process.threads);
-}
-
-struct Process {
-    cpu_secs: f64,
-    rss_bytes: f64,
-    peak_rss_bytes: f64,
-    threads: f64,
-}
-
-fn read_process() -> Option<Process> {
-    // /proc reports times in USER_HZ, which Linux fixes at 100 for user space.
-    const USER_HZ: f64 = 100.0;
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    // Fields are counted from after the command name, which may hold spaces.
-    let fields: Vec<&str> = stat
-        .get(stat.rfind(')')? + 1..)?
-        .split_whitespace()
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR
+        .get_or_init(|| {
+            let collector = metrics_process::Collector::default();
+            collector.describe();
+            collector
+        })
         .collect();
-    let field = |n: usize| fields.get(n - 3)?.parse::<f64>().ok();
-    let kib = |key: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(key))?
-            .split_whitespace()
-            .next()?
-            .parse::<f64>()
-            .ok()
-    };
-    Some(Process {
-        cpu_secs: (field(14)? + field(15)?) / USER_HZ,
-        threads: field(20)?,
-        rss_bytes: kib("VmRSS:")? * 1024.0,
-        peak_rss_bytes: kib("VmHWM:").unwrap_or(0.0) * 1024.0,
-    })
 }
 
 fn describe() {
-    metrics::describe_gauge!(
-        "process_cpu_seconds_total",
-        "CPU time of the server process, user and system, in seconds"
-    );
-    metrics::describe_gauge!(
-        "process_resident_memory_bytes",
-        "Resident memory of the server process"
-    );
-    metrics::describe_gauge!(
-        "process_max_resident_memory_bytes",
-        "Peak resident memory of the server process"
-    );
-    metrics::describe_gauge!("process_threads", "Threads of the server process");
     metrics::describe_gauge!("meshi_connections", "Open sockets");
     metrics::describe_gauge!("meshi_rooms_open", "Open rooms on this node");
     metrics::describe_counter!("meshi_frames_in_total", "Frames received from clients");

@@ -75,6 +75,11 @@ impl Presence {
         }
     }
 
+    /// Users with at least one socket open on this node.
+    pub fn users_here(&self) -> usize {
+        self.inner.users.len()
+    }
+
     /// Which of `users` are online, on any node, in order.
     pub async fn online(&self, users: &[i64]) -> Result<Vec<bool>> {
         match &self.inner.cluster {

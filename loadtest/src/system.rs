@@ -114,7 +114,9 @@ impl ProcSample {
             user: cpu,
             system: Duration::ZERO,
             rss_kib: value("process_resident_memory_bytes")? as u64 / 1024,
-            peak_rss_kib: value("process_max_resident_memory_bytes").unwrap_or(0.0) as u64 / 1024,
+            // The server publishes no peak; the latest reading is the
+            // closest bound there is.
+            peak_rss_kib: value("process_resident_memory_bytes")? as u64 / 1024,
             threads: value("process_threads").unwrap_or(0.0) as u64,
         })
     }

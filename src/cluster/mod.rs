@@ -163,20 +163,16 @@ impl Cluster {
     /// with [`args!`]).
     pub(crate) async fn run<T: redis::FromRedisValue>(
         &self,
-        script: &redis::Script,
+        lua: &scripts::Lua,
         args: &[Vec<u8>],
     ) -> redis::RedisResult<T> {
-        let mut invocation = script.prepare_invoke();
+        let mut invocation = lua.script.prepare_invoke();
         invocation.arg(&self.inner.prefix).arg(&self.inner.node);
         for arg in args {
             invocation.arg(arg.as_slice());
         }
         let mut conn = self.inner.conn.clone();
-        let started = std::time::Instant::now();
-        let result = invocation.invoke_async(&mut conn).await;
-        metrics::histogram!("meshi_redis_seconds").record(started.elapsed().as_secs_f64());
-        self.observe(&result);
-        result
+        measured("script", lua.name, invocation.invoke_async(&mut conn)).await
     }
 
     /// Runs a plain command.
@@ -185,9 +181,7 @@ impl Cluster {
         cmd: &redis::Cmd,
     ) -> redis::RedisResult<T> {
         let mut conn = self.inner.conn.clone();
-        let result = cmd.query_async(&mut conn).await;
-        self.observe(&result);
-        result
+        measured("command", "", cmd.query_async(&mut conn)).await
     }
 
     pub(crate) async fn pipe<T: redis::FromRedisValue>(
@@ -195,15 +189,7 @@ impl Cluster {
         pipe: &redis::Pipeline,
     ) -> redis::RedisResult<T> {
         let mut conn = self.inner.conn.clone();
-        let result = pipe.query_async(&mut conn).await;
-        self.observe(&result);
-        result
-    }
-
-    fn observe<T>(&self, result: &redis::RedisResult<T>) {
-        if result.is_err() {
-            metrics::counter!("meshi_redis_errors_total").increment(1);
-        }
+        measured("pipeline", "", pipe.query_async(&mut conn)).await
     }
 
     pub(crate) fn key(&self, suffix: &str) -> String {
@@ -305,4 +291,24 @@ impl From<redis::RedisError> for crate::error::Error {
         tracing::warn!(%error, "Redis command failed");
         crate::error::Error::Unavailable("redis")
     }
+}
+
+
+/// Times one round trip to Redis as `meshi_redis_seconds{kind, name}` and
+/// counts its failures as `meshi_redis_errors_total{kind, name}`. Scripts
+/// are named; plain commands and pipelines are told apart by kind only,
+/// their names being the code's, too many to chart one by one.
+async fn measured<T>(
+    kind: &'static str,
+    name: &'static str,
+    round_trip: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> redis::RedisResult<T> {
+    let started = std::time::Instant::now();
+    let result = round_trip.await;
+    metrics::histogram!("meshi_redis_seconds", "kind" => kind, "name" => name)
+        .record(started.elapsed().as_secs_f64());
+    if result.is_err() {
+        metrics::counter!("meshi_redis_errors_total", "kind" => kind, "name" => name).increment(1);
+    }
+    result
 }

@@ -118,8 +118,23 @@ local function open()
 end
 "#;
 
-fn room_script(body: &str) -> Script {
-    Script::new(&format!("{ROOM_PRELUDE}\n{body}"))
+fn room_script(name: &'static str, body: &str) -> Lua {
+    Lua::new(name, &format!("{ROOM_PRELUDE}\n{body}"))
+}
+
+/// A script and the name it is measured by (`meshi_redis_seconds{name}`).
+pub struct Lua {
+    pub name: &'static str,
+    pub script: Script,
+}
+
+impl Lua {
+    fn new(name: &'static str, code: &str) -> Self {
+        Lua {
+            name,
+            script: Script::new(code),
+        }
+    }
 }
 
 /// ARGV 4..: kind, the room's frames (JSON), capacity, created (ms), seq
@@ -127,8 +142,9 @@ fn room_script(body: &str) -> Script {
 /// nothing. Opens the
 /// room unless it is open; the seq floor keeps a room reopened after Redis
 /// lost it from reusing numbers. Returns the room's view.
-pub static OPEN: LazyLock<Script> = LazyLock::new(|| {
+pub static OPEN: LazyLock<Lua> = LazyLock::new(|| {
     room_script(
+        "open",
         r#"
 if redis.call('EXISTS', K.meta) == 1 then return view() end
 open()
@@ -145,8 +161,9 @@ return view()
 /// closes; ids whose room is gone anyway (Redis lost it) are dropped
 /// before counting. Recent creates are `<p>:u:<user>:created`, scored by
 /// time, so the limit holds in any sliding minute.
-pub static CREATE: LazyLock<Script> = LazyLock::new(|| {
+pub static CREATE: LazyLock<Lua> = LazyLock::new(|| {
     room_script(
+        "create",
         r#"
 local user, max_hosted, per_min, now = ARGV[10], tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14])
 local hosts = P .. ':u:' .. user .. ':hosts'
@@ -181,8 +198,9 @@ return {'ok'}
 /// `{"gone"}`, `{"full"}`, `{"banned", until_ms}`, or `{"ok", last_seq,
 /// position, view, recovered, created, member count, members...,
 /// messages...}`.
-pub static JOIN: LazyLock<Script> = LazyLock::new(|| {
+pub static JOIN: LazyLock<Lua> = LazyLock::new(|| {
     room_script(
+        "join",
         r#"
 if redis.call('EXISTS', K.meta) == 0 then return {'gone'} end
 local user = ARGV[4]
@@ -227,8 +245,9 @@ return out
 /// message id, client_msg_id or "", messages kept. Returns `{"gone"}`,
 /// `{"forbidden"}`, `{"ok", seq, message_id}` or, for a repeated
 /// client_msg_id, the first send's `{"ok", seq, message_id}`.
-pub static SEND: LazyLock<Script> = LazyLock::new(|| {
+pub static SEND: LazyLock<Lua> = LazyLock::new(|| {
     room_script(
+        "send",
         r#"
 if redis.call('EXISTS', K.meta) == 0 then return {'gone'} end
 local user = ARGV[4]
@@ -264,8 +283,9 @@ return {'ok', tostring(seq), ARGV[7]}
 /// and the event telling members. The history entry is replaced only if
 /// it is still exactly as the caller read it. Returns `{"gone"}`,
 /// `{"stale"}` or `{"ok"}`.
-pub static REPLACE: LazyLock<Script> = LazyLock::new(|| {
+pub static REPLACE: LazyLock<Lua> = LazyLock::new(|| {
     room_script(
+        "replace",
         r#"
 if redis.call('EXISTS', K.meta) == 0 then return {'gone'} end
 local kept = redis.call('LRANGE', K.hist, 0, -1)
@@ -282,8 +302,9 @@ return {'stale'}
 });
 
 /// ARGV 4..: user, "1" to close an emptied drop-in room at once, now (ms).
-pub static LEAVE: LazyLock<Script> = LazyLock::new(|| {
+pub static LEAVE: LazyLock<Lua> = LazyLock::new(|| {
     room_script(
+        "leave",
         r#"
 if redis.call('EXISTS', K.meta) == 0 then return 0 end
 release(ARGV[4], NODE, ARGV[5], ARGV[6])
@@ -298,8 +319,9 @@ return 1
 /// the ban is set even if they are not inside. The removal is sequenced like any room event (kind R), so no
 /// node hands the user anything the room sends after it. Returns 1 if the
 /// user was inside.
-pub static REMOVE: LazyLock<Script> = LazyLock::new(|| {
+pub static REMOVE: LazyLock<Lua> = LazyLock::new(|| {
     room_script(
+        "remove",
         r#"
 if redis.call('EXISTS', K.meta) == 0 then return 0 end
 local user = ARGV[4]
@@ -329,8 +351,9 @@ return 1
 
 /// ARGV 4..: reason, and "" to close regardless or a time (ms): close
 /// only a room empty since then. Returns 1 if it closed the room.
-pub static CLOSE: LazyLock<Script> = LazyLock::new(|| {
+pub static CLOSE: LazyLock<Lua> = LazyLock::new(|| {
     room_script(
+        "close",
         r#"
 if redis.call('EXISTS', K.meta) == 0 then return 0 end
 if ARGV[5] ~= '' then
@@ -349,8 +372,9 @@ return 1
 
 /// A dead node's holds on a room. ARGV 4..: the dead node, "1" to close an
 /// emptied drop-in room at once, now (ms).
-pub static REAP_ROOM: LazyLock<Script> = LazyLock::new(|| {
+pub static REAP_ROOM: LazyLock<Lua> = LazyLock::new(|| {
     room_script(
+        "reap_room",
         r#"
 if redis.call('EXISTS', K.meta) == 0 then return 0 end
 local suffix = '@' .. ARGV[4]
@@ -368,8 +392,9 @@ return 1
 /// Puts back what this node knows of a room after Redis lost it. ARGV
 /// 4..: kind, the room's frames (JSON), capacity, created (ms), seq floor,
 /// position floor, then (user id, summary JSON) pairs.
-pub static RESTORE: LazyLock<Script> = LazyLock::new(|| {
+pub static RESTORE: LazyLock<Lua> = LazyLock::new(|| {
     room_script(
+        "restore",
         r#"
 if redis.call('EXISTS', K.meta) == 0 then
   store_room()
@@ -393,8 +418,9 @@ return 1
 /// Heartbeat. ARGV: prefix, node, ttl (ms). Returns 1 if the cluster
 /// still knew this node, 0 if it had forgotten it (Redis lost its data, or
 /// other nodes took this one for dead).
-pub static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+pub static HEARTBEAT: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        "heartbeat",
         r#"
 local P, NODE = ARGV[1], ARGV[2]
 local known = redis.call('SISMEMBER', P .. ':nodes', NODE)
@@ -407,8 +433,9 @@ return known
 
 /// Finds nodes whose heartbeat lapsed and claims them: each dead node is
 /// returned to exactly one caller, who cleans up after it.
-pub static CLAIM_DEAD: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+pub static CLAIM_DEAD: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        "claim_dead",
         r#"
 local P = ARGV[1]
 local dead = {}
@@ -425,8 +452,9 @@ return dead
 
 /// Presence. ARGV: prefix, node, user. Marks the user online on this node;
 /// returns 1 if no node had them online before.
-pub static ONLINE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+pub static ONLINE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        "online",
         r#"
 local key = ARGV[1] .. ':on:' .. ARGV[3]
 local first = redis.call('EXISTS', key) == 0
@@ -440,8 +468,9 @@ return 0
 
 /// Presence. ARGV: prefix, node, user. The node no longer has the user;
 /// returns 1 if that leaves them offline everywhere.
-pub static OFFLINE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+pub static OFFLINE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new(
+        "offline",
         r#"
 local key = ARGV[1] .. ':on:' .. ARGV[3]
 if redis.call('HDEL', key, ARGV[2]) == 0 then return 0 end
@@ -460,8 +489,8 @@ return 0
 /// after the key expired (a day of silence) or Redis restarted empty, the
 /// first message waits for that give-up instead. ARGV 3..: conversation,
 /// seq, frame, sender, other participant, now (ms).
-pub static DM_PUSH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
+pub static DM_PUSH: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new("dm_push", &format!(
         "{DM_PRELUDE}{}",
         r#"
 local seq = tonumber(ARGV[4])
@@ -494,8 +523,8 @@ return 1
 /// Pushes whatever a conversation has parked, in order, past the gap that
 /// never filled (its node died between storing and pushing). ARGV 3:
 /// conversation.
-pub static DM_FLUSH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
+pub static DM_FLUSH: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::new("dm_flush", &format!(
         "{DM_PRELUDE}{}",
         r#"
 local seqs = {}

@@ -11,6 +11,7 @@ mod events;
 mod extract;
 mod matches;
 mod notifications;
+mod observe;
 mod openapi;
 mod ops;
 mod page;
@@ -112,6 +113,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(observe::observe))
         .with_state(state)
 }
 

@@ -48,9 +48,24 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     crate::metrics::record_process();
+    sample(&state);
     state.metrics.run_upkeep();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
+}
+
+/// The gauges read at each scrape rather than kept up to date on the hot
+/// path: queue depths, who is online here, the database pool.
+fn sample(state: &AppState) {
+    let outboxes = state.hub.outbox_depths().sample();
+    metrics::gauge!("meshi_outbox_queued_frames").set(outboxes.queued as f64);
+    metrics::gauge!("meshi_outbox_deepest_frames").set(outboxes.deepest as f64);
+    metrics::gauge!("meshi_outbox_capacity_frames").set(state.config.outbox_frames as f64);
+    metrics::gauge!("meshi_presence_users").set(state.presence.users_here() as f64);
+    let (open, idle) = state.store.pool_connections();
+    metrics::gauge!("meshi_db_pool_connections", "state" => "idle").set(idle as f64);
+    let busy = usize::try_from(open).unwrap_or(usize::MAX).saturating_sub(idle);
+    metrics::gauge!("meshi_db_pool_connections", "state" => "busy").set(busy as f64);
 }

@@ -33,6 +33,7 @@ struct Inner {
     bus: Arc<dyn Bus>,
     subscribers: Arc<Subscribers>,
     next_conn: AtomicU64,
+    depths: outbox::Depths,
 }
 
 impl Hub {
@@ -42,12 +43,18 @@ impl Hub {
                 bus,
                 subscribers,
                 next_conn: AtomicU64::new(1),
+                depths: outbox::Depths::default(),
             }),
         }
     }
 
     pub fn next_conn_id(&self) -> ConnId {
         self.inner.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The queues of this node's open sockets, for the metrics scrape.
+    pub fn outbox_depths(&self) -> &outbox::Depths {
+        &self.inner.depths
     }
 
     pub fn subscribe(&self, topic: Topic, subscriber: Subscriber) {

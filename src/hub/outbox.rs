@@ -13,10 +13,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use meshi_protocol::close;
+use dashmap::DashMap;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::frame::Frame;
+use super::ConnId;
 
 /// What the socket writer is asked to do, in order.
 #[derive(Debug)]
@@ -46,6 +48,9 @@ struct Shared {
     ready: Notify,
     /// Outboxes alive; none left means nothing more will come.
     outboxes: AtomicUsize,
+    /// The queue's length, kept beside it so the metrics scrape reads it
+    /// without the queue's lock.
+    queued: AtomicUsize,
     kill: Arc<Kill>,
 }
 
@@ -88,6 +93,7 @@ impl Outbox {
             capacity,
             ready: Notify::new(),
             outboxes: AtomicUsize::new(1),
+            queued: AtomicUsize::new(0),
             kill: kill.clone(),
         });
         (
@@ -134,6 +140,7 @@ impl Outbox {
                 return false;
             }
             queue.push_back(outbound);
+            self.shared.queued.store(queue.len(), Ordering::Relaxed);
         }
         self.shared.ready.notify_one();
         true
@@ -177,10 +184,50 @@ impl Inbox {
     pub fn try_recv(&mut self) -> Result<Outbound, Empty> {
         let mut queue = self.shared.queue();
         let next = queue.pop_front().ok_or(Empty)?;
+        self.shared.queued.store(queue.len(), Ordering::Relaxed);
         if queue.is_empty() && queue.capacity() > KEEP_QUEUE {
             *queue = VecDeque::new();
         }
         Ok(next)
+    }
+}
+
+/// Every open socket's queue, for the metrics scrape: it reads their
+/// lengths and takes none of their locks.
+#[derive(Default)]
+pub struct Depths {
+    queues: DashMap<ConnId, Arc<Shared>>,
+}
+
+/// Frames queued on this node: in all, and in the fullest queue.
+pub struct Sample {
+    pub queued: usize,
+    pub deepest: usize,
+}
+
+impl Depths {
+    pub fn track(&self, conn: ConnId, outbox: &Outbox) {
+        self.queues.insert(conn, outbox.shared.clone());
+    }
+
+    pub fn untrack(&self, conn: ConnId) {
+        self.queues.remove(&conn);
+    }
+
+    pub fn sample(&self) -> Sample {
+        self.queues.iter().fold(
+            Sample {
+                queued: 0,
+                deepest: 0,
+            },
+            |sample, queue| {
+                let depth = queue.queued.load(Ordering::Relaxed);
+                Sample {
+                    queued: sample.queued + depth,
+                    deepest: sample.deepest.max(depth),
+                }
+            },
+        )
     }
 }
 

@@ -1,6 +1,7 @@
 //! The audit log: who did what to whom, append-only. Moderation and role
 //! changes write here; only admins read it back.
 
+use super::measured;
 use super::{on_pool, Store, StoreError};
 
 /// A user's role was set (`data`: `from`, `to`, and `source` when the
@@ -62,18 +63,21 @@ const AUDIT_COLUMNS: &str = "id, actor_id, action, target, data, created_at";
 
 impl Store {
     pub async fn append_audit(&self, entry: NewAudit<'_>) -> Result<AuditRow, StoreError> {
-        let sql = format!(
-            "INSERT INTO audit_log (actor_id, action, target, data, created_at) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING {AUDIT_COLUMNS}"
-        );
-        Ok(on_pool!(self, pool => sqlx::query_as::<_, AuditRow>(&sql)
-            .bind(entry.actor_id)
-            .bind(entry.action)
-            .bind(entry.target)
-            .bind(entry.data)
-            .bind(entry.now)
-            .fetch_one(pool)
-            .await)?)
+        measured("append_audit", async {
+            let sql = format!(
+                "INSERT INTO audit_log (actor_id, action, target, data, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) RETURNING {AUDIT_COLUMNS}"
+            );
+            Ok(on_pool!(self, pool => sqlx::query_as::<_, AuditRow>(&sql)
+                .bind(entry.actor_id)
+                .bind(entry.action)
+                .bind(entry.target)
+                .bind(entry.data)
+                .bind(entry.now)
+                .fetch_one(pool)
+                .await)?)
+        })
+        .await
     }
 
     /// Newest first, below `before_id` when given. Ids only grow, so they
@@ -83,14 +87,17 @@ impl Store {
         before_id: Option<i64>,
         limit: u32,
     ) -> Result<Vec<AuditRow>, StoreError> {
-        let sql = format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE id < $1 ORDER BY id DESC LIMIT $2"
-        );
-        Ok(on_pool!(self, pool => sqlx::query_as::<_, AuditRow>(&sql)
-            .bind(before_id.unwrap_or(i64::MAX))
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await)?)
+        measured("audit_entries", async {
+            let sql = format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE id < $1 ORDER BY id DESC LIMIT $2"
+            );
+            Ok(on_pool!(self, pool => sqlx::query_as::<_, AuditRow>(&sql)
+                .bind(before_id.unwrap_or(i64::MAX))
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await)?)
+        })
+        .await
     }
 
     /// Gives `user_id` the role `role` and records it, both or neither.
@@ -102,49 +109,52 @@ impl Store {
         role: &str,
         audit: NewAudit<'_>,
     ) -> Result<Option<RoleChanged>, StoreError> {
-        let details = |previous: &str| {
-            let mut data: serde_json::Map<String, serde_json::Value> =
-                serde_json::from_str(audit.data).unwrap_or_default();
-            data.insert("from".into(), previous.into());
-            data.insert("to".into(), role.into());
-            serde_json::Value::Object(data).to_string()
-        };
-        let insert = format!(
-            "INSERT INTO audit_log (actor_id, action, target, data, created_at) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING {AUDIT_COLUMNS}"
-        );
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            // Write first: on Postgres this locks the row, on SQLite it takes
-            // the write lock, so the role read next is the one being replaced
-            // even when two admins change it at once.
-            let found = sqlx::query("UPDATE users SET role = role WHERE id = $1")
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if found == 0 {
-                return Ok(None);
-            }
-            let previous: String = sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
-                .bind(user_id)
-                .fetch_one(&mut *tx)
-                .await?;
-            sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
-                .bind(role)
-                .bind(user_id)
-                .execute(&mut *tx)
-                .await?;
-            let entry = sqlx::query_as::<_, AuditRow>(&insert)
-                .bind(audit.actor_id)
-                .bind(audit.action)
-                .bind(audit.target)
-                .bind(details(&previous))
-                .bind(audit.now)
-                .fetch_one(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(Some(RoleChanged { previous, entry }))
+        measured("change_role", async {
+            let details = |previous: &str| {
+                let mut data: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(audit.data).unwrap_or_default();
+                data.insert("from".into(), previous.into());
+                data.insert("to".into(), role.into());
+                serde_json::Value::Object(data).to_string()
+            };
+            let insert = format!(
+                "INSERT INTO audit_log (actor_id, action, target, data, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) RETURNING {AUDIT_COLUMNS}"
+            );
+            on_pool!(self, pool => {
+                let mut tx = pool.begin().await?;
+                // Write first: on Postgres this locks the row, on SQLite it takes
+                // the write lock, so the role read next is the one being replaced
+                // even when two admins change it at once.
+                let found = sqlx::query("UPDATE users SET role = role WHERE id = $1")
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if found == 0 {
+                    return Ok(None);
+                }
+                let previous: String = sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
+                    .bind(user_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
+                    .bind(role)
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                let entry = sqlx::query_as::<_, AuditRow>(&insert)
+                    .bind(audit.actor_id)
+                    .bind(audit.action)
+                    .bind(audit.target)
+                    .bind(details(&previous))
+                    .bind(audit.now)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Some(RoleChanged { previous, entry }))
+            })
         })
+        .await
     }
 }

@@ -1,5 +1,6 @@
 //! Talk-topic cards and the interest people press on them.
 
+use super::measured;
 use super::{on_pool, Store, StoreError, UserRow};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -68,64 +69,73 @@ impl Store {
         tags: &[String],
         now: i64,
     ) -> Result<CardRow, StoreError> {
-        let tags_json = serde_json::to_string(tags).unwrap_or_else(|_| "[]".into());
-        let id: i64 = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let (id,): (i64,) = sqlx::query_as(
-                "INSERT INTO cards (owner_id, title, body, tags, is_open, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
-            )
-            .bind(owner_id)
-            .bind(title)
-            .bind(body)
-            .bind(&tags_json)
-            .bind(true)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-            for tag in tags {
-                sqlx::query("INSERT INTO card_tags (card_id, tag) VALUES ($1, $2)")
-                    .bind(id)
-                    .bind(tag)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            id
-        });
-        self.card(id)
-            .await?
-            .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+        measured("create_card", async {
+            let tags_json = serde_json::to_string(tags).unwrap_or_else(|_| "[]".into());
+            let id: i64 = on_pool!(self, pool => {
+                let mut tx = pool.begin().await?;
+                let (id,): (i64,) = sqlx::query_as(
+                    "INSERT INTO cards (owner_id, title, body, tags, is_open, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
+                )
+                .bind(owner_id)
+                .bind(title)
+                .bind(body)
+                .bind(&tags_json)
+                .bind(true)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                for tag in tags {
+                    sqlx::query("INSERT INTO card_tags (card_id, tag) VALUES ($1, $2)")
+                        .bind(id)
+                        .bind(tag)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                id
+            });
+            self.card(id)
+                .await?
+                .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+        })
+        .await
     }
 
     pub async fn card(&self, id: i64) -> Result<Option<CardRow>, StoreError> {
-        let sql = format!("{CARD_SELECT} WHERE c.id = $1");
-        Ok(
-            on_pool!(self, pool => sqlx::query_as::<_, CardRow>(&sql).bind(id).fetch_optional(pool).await)?,
-        )
+        measured("card", async {
+            let sql = format!("{CARD_SELECT} WHERE c.id = $1");
+            Ok(
+                on_pool!(self, pool => sqlx::query_as::<_, CardRow>(&sql).bind(id).fetch_optional(pool).await)?,
+            )
+        })
+        .await
     }
 
     /// Newest first; fetches `limit` rows.
     pub async fn cards(&self, filter: CardFilter<'_>) -> Result<Vec<CardRow>, StoreError> {
-        let sql = format!(
-            "{CARD_SELECT} WHERE c.id < $1 \
-             AND (CAST($2 AS TEXT) IS NULL OR EXISTS \
-                 (SELECT 1 FROM card_tags t WHERE t.card_id = c.id AND t.tag = $2)) \
-             AND (CAST($3 AS TEXT) IS NULL OR LOWER(c.title) LIKE $3 ESCAPE '\\' \
-                 OR LOWER(c.body) LIKE $3 ESCAPE '\\') \
-             AND (CAST($4 AS BIGINT) IS NULL AND c.is_open = $5 OR c.owner_id = $4) \
-             ORDER BY c.id DESC LIMIT $6"
-        );
-        let pattern = filter.text.map(like_pattern);
-        Ok(on_pool!(self, pool => sqlx::query_as::<_, CardRow>(&sql)
-            .bind(filter.before_id.unwrap_or(i64::MAX))
-            .bind(filter.tag)
-            .bind(pattern.as_deref())
-            .bind(filter.owner_id)
-            .bind(true)
-            .bind(i64::from(filter.limit))
-            .fetch_all(pool)
-            .await)?)
+        measured("cards", async {
+            let sql = format!(
+                "{CARD_SELECT} WHERE c.id < $1 \
+                 AND (CAST($2 AS TEXT) IS NULL OR EXISTS \
+                     (SELECT 1 FROM card_tags t WHERE t.card_id = c.id AND t.tag = $2)) \
+                 AND (CAST($3 AS TEXT) IS NULL OR LOWER(c.title) LIKE $3 ESCAPE '\\' \
+                     OR LOWER(c.body) LIKE $3 ESCAPE '\\') \
+                 AND (CAST($4 AS BIGINT) IS NULL AND c.is_open = $5 OR c.owner_id = $4) \
+                 ORDER BY c.id DESC LIMIT $6"
+            );
+            let pattern = filter.text.map(like_pattern);
+            Ok(on_pool!(self, pool => sqlx::query_as::<_, CardRow>(&sql)
+                .bind(filter.before_id.unwrap_or(i64::MAX))
+                .bind(filter.tag)
+                .bind(pattern.as_deref())
+                .bind(filter.owner_id)
+                .bind(true)
+                .bind(i64::from(filter.limit))
+                .fetch_all(pool)
+                .await)?)
+        })
+        .await
     }
 
     pub async fn update_card(
@@ -134,49 +144,55 @@ impl Store {
         changes: CardChanges<'_>,
         now: i64,
     ) -> Result<(), StoreError> {
-        let tags_json = changes
-            .tags
-            .map(|t| serde_json::to_string(t).unwrap_or_else(|_| "[]".into()));
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            sqlx::query(
-                "UPDATE cards SET title = COALESCE($1, title), body = COALESCE($2, body), \
-                 tags = COALESCE($3, tags), is_open = COALESCE($4, is_open), updated_at = $5 \
-                 WHERE id = $6",
-            )
-            .bind(changes.title)
-            .bind(changes.body)
-            .bind(tags_json.as_deref())
-            .bind(changes.is_open)
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            if let Some(tags) = changes.tags {
-                sqlx::query("DELETE FROM card_tags WHERE card_id = $1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                for tag in tags {
-                    sqlx::query("INSERT INTO card_tags (card_id, tag) VALUES ($1, $2)")
+        measured("update_card", async {
+            let tags_json = changes
+                .tags
+                .map(|t| serde_json::to_string(t).unwrap_or_else(|_| "[]".into()));
+            on_pool!(self, pool => {
+                let mut tx = pool.begin().await?;
+                sqlx::query(
+                    "UPDATE cards SET title = COALESCE($1, title), body = COALESCE($2, body), \
+                     tags = COALESCE($3, tags), is_open = COALESCE($4, is_open), updated_at = $5 \
+                     WHERE id = $6",
+                )
+                .bind(changes.title)
+                .bind(changes.body)
+                .bind(tags_json.as_deref())
+                .bind(changes.is_open)
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                if let Some(tags) = changes.tags {
+                    sqlx::query("DELETE FROM card_tags WHERE card_id = $1")
                         .bind(id)
-                        .bind(tag)
                         .execute(&mut *tx)
                         .await?;
+                    for tag in tags {
+                        sqlx::query("INSERT INTO card_tags (card_id, tag) VALUES ($1, $2)")
+                            .bind(id)
+                            .bind(tag)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                 }
-            }
-            tx.commit().await?;
-        });
-        Ok(())
+                tx.commit().await?;
+            });
+            Ok(())
+        })
+        .await
     }
 
     pub async fn delete_card(&self, id: i64) -> Result<(), StoreError> {
-        on_pool!(self, pool => sqlx::query("DELETE FROM cards WHERE id = $1")
-            .bind(id)
-            .execute(pool)
-            .await
-            .map(|_| ()))?;
-        Ok(())
+        measured("delete_card", async {
+            on_pool!(self, pool => sqlx::query("DELETE FROM cards WHERE id = $1")
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(|_| ()))?;
+            Ok(())
+        })
+        .await
     }
 
     /// Records interest; true when it is new (pressing twice changes nothing).
@@ -186,27 +202,33 @@ impl Store {
         user_id: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let added = on_pool!(self, pool => sqlx::query(
-            "INSERT INTO interests (card_id, user_id, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (card_id, user_id) DO NOTHING",
-        )
-        .bind(card_id)
-        .bind(user_id)
-        .bind(now)
-        .execute(pool)
+        measured("press_interest", async {
+            let added = on_pool!(self, pool => sqlx::query(
+                "INSERT INTO interests (card_id, user_id, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (card_id, user_id) DO NOTHING",
+            )
+            .bind(card_id)
+            .bind(user_id)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))?;
+            Ok(added > 0)
+        })
         .await
-        .map(|r| r.rows_affected()))?;
-        Ok(added > 0)
     }
 
     pub async fn withdraw_interest(&self, card_id: i64, user_id: i64) -> Result<(), StoreError> {
-        on_pool!(self, pool => sqlx::query("DELETE FROM interests WHERE card_id = $1 AND user_id = $2")
-            .bind(card_id)
-            .bind(user_id)
-            .execute(pool)
-            .await
-            .map(|_| ()))?;
-        Ok(())
+        measured("withdraw_interest", async {
+            on_pool!(self, pool => sqlx::query("DELETE FROM interests WHERE card_id = $1 AND user_id = $2")
+                .bind(card_id)
+                .bind(user_id)
+                .execute(pool)
+                .await
+                .map(|_| ()))?;
+            Ok(())
+        })
+        .await
     }
 
     /// Who pressed interested, newest first, before the `(created_at,
@@ -217,29 +239,35 @@ impl Store {
         before: Option<(i64, i64)>,
         limit: u32,
     ) -> Result<Vec<InterestRow>, StoreError> {
-        let (before_at, before_user) = before.unwrap_or((i64::MAX, i64::MAX));
-        let sql = "SELECT u.id, u.handle, u.display_name, u.bio, u.tags, u.role, u.created_at, \
-                   i.created_at AS pressed_at \
-                   FROM interests i JOIN users u ON u.id = i.user_id \
-                   WHERE i.card_id = $1 AND (i.created_at < $2 OR (i.created_at = $2 AND i.user_id < $3)) \
-                   ORDER BY i.created_at DESC, i.user_id DESC LIMIT $4";
-        Ok(on_pool!(self, pool => sqlx::query_as::<_, InterestRow>(sql)
-            .bind(card_id)
-            .bind(before_at)
-            .bind(before_user)
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await)?)
+        measured("interests", async {
+            let (before_at, before_user) = before.unwrap_or((i64::MAX, i64::MAX));
+            let sql = "SELECT u.id, u.handle, u.display_name, u.bio, u.tags, u.role, u.created_at, \
+                       i.created_at AS pressed_at \
+                       FROM interests i JOIN users u ON u.id = i.user_id \
+                       WHERE i.card_id = $1 AND (i.created_at < $2 OR (i.created_at = $2 AND i.user_id < $3)) \
+                       ORDER BY i.created_at DESC, i.user_id DESC LIMIT $4";
+            Ok(on_pool!(self, pool => sqlx::query_as::<_, InterestRow>(sql)
+                .bind(card_id)
+                .bind(before_at)
+                .bind(before_user)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await)?)
+        })
+        .await
     }
 
     pub async fn has_interest(&self, card_id: i64, user_id: i64) -> Result<bool, StoreError> {
-        let found: Option<(i64,)> = on_pool!(self, pool => sqlx::query_as(
-            "SELECT CAST(1 AS BIGINT) FROM interests WHERE card_id = $1 AND user_id = $2",
-        )
-        .bind(card_id)
-        .bind(user_id)
-        .fetch_optional(pool)
-        .await)?;
-        Ok(found.is_some())
+        measured("has_interest", async {
+            let found: Option<(i64,)> = on_pool!(self, pool => sqlx::query_as(
+                "SELECT CAST(1 AS BIGINT) FROM interests WHERE card_id = $1 AND user_id = $2",
+            )
+            .bind(card_id)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await)?;
+            Ok(found.is_some())
+        })
+        .await
     }
 }

@@ -5,6 +5,7 @@
 //! clashes, and a unique index on it settles races between two creators.
 
 use super::cards::like_pattern;
+use super::measured;
 use super::{conflict_on_unique, on_pool, Store, StoreError, UserRow};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -76,54 +77,60 @@ impl Store {
         tags: &[String],
         now: i64,
     ) -> Result<CommunityRow, StoreError> {
-        let tags_json = serde_json::to_string(tags).unwrap_or_else(|_| "[]".into());
-        let key = community_name_key(name);
-        let id: i64 = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let (id,): (i64,) = sqlx::query_as(
-                "INSERT INTO communities (name, name_key, description, tags, owner_id, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-            )
-            .bind(name)
-            .bind(&key)
-            .bind(description)
-            .bind(&tags_json)
-            .bind(owner_id)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(conflict_on_unique("community name is taken"))?;
-            for tag in tags {
-                sqlx::query("INSERT INTO community_tags (community_id, tag) VALUES ($1, $2)")
-                    .bind(id)
-                    .bind(tag)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            sqlx::query(
-                "INSERT INTO memberships (community_id, user_id, created_at) VALUES ($1, $2, $3)",
-            )
-            .bind(id)
-            .bind(owner_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            id
-        });
-        self.community(id)
-            .await?
-            .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+        measured("create_community", async {
+            let tags_json = serde_json::to_string(tags).unwrap_or_else(|_| "[]".into());
+            let key = community_name_key(name);
+            let id: i64 = on_pool!(self, pool => {
+                let mut tx = pool.begin().await?;
+                let (id,): (i64,) = sqlx::query_as(
+                    "INSERT INTO communities (name, name_key, description, tags, owner_id, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                )
+                .bind(name)
+                .bind(&key)
+                .bind(description)
+                .bind(&tags_json)
+                .bind(owner_id)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(conflict_on_unique("community name is taken"))?;
+                for tag in tags {
+                    sqlx::query("INSERT INTO community_tags (community_id, tag) VALUES ($1, $2)")
+                        .bind(id)
+                        .bind(tag)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                sqlx::query(
+                    "INSERT INTO memberships (community_id, user_id, created_at) VALUES ($1, $2, $3)",
+                )
+                .bind(id)
+                .bind(owner_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                id
+            });
+            self.community(id)
+                .await?
+                .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+        })
+        .await
     }
 
     pub async fn community(&self, id: i64) -> Result<Option<CommunityRow>, StoreError> {
-        let sql = format!("{COMMUNITY_SELECT} WHERE c.id = $1");
-        Ok(
-            on_pool!(self, pool => sqlx::query_as::<_, CommunityRow>(&sql)
-            .bind(id)
-            .fetch_optional(pool)
-            .await)?,
-        )
+        measured("community", async {
+            let sql = format!("{COMMUNITY_SELECT} WHERE c.id = $1");
+            Ok(
+                on_pool!(self, pool => sqlx::query_as::<_, CommunityRow>(&sql)
+                .bind(id)
+                .fetch_optional(pool)
+                .await)?,
+            )
+        })
+        .await
     }
 
     /// Ordered by name (ignoring case, then by id), after the cursor;
@@ -132,28 +139,31 @@ impl Store {
         &self,
         filter: CommunityFilter<'_>,
     ) -> Result<Vec<CommunityRow>, StoreError> {
-        // Every key is at least one character, so ("", 0) sorts before all.
-        let (after_key, after_id) = filter.after.unwrap_or(("", 0));
-        let sql = format!(
-            "{COMMUNITY_SELECT} \
-             WHERE (c.name_key > $1 OR (c.name_key = $1 AND c.id > $2)) \
-             AND (CAST($3 AS TEXT) IS NULL OR EXISTS \
-                 (SELECT 1 FROM community_tags t WHERE t.community_id = c.id AND t.tag = $3)) \
-             AND (CAST($4 AS TEXT) IS NULL OR c.name_key LIKE $4 ESCAPE '\\' \
-                 OR LOWER(c.description) LIKE $4 ESCAPE '\\') \
-             ORDER BY c.name_key, c.id LIMIT $5"
-        );
-        let pattern = filter.text.map(like_pattern);
-        Ok(
-            on_pool!(self, pool => sqlx::query_as::<_, CommunityRow>(&sql)
-            .bind(after_key)
-            .bind(after_id)
-            .bind(filter.tag)
-            .bind(pattern.as_deref())
-            .bind(i64::from(filter.limit))
-            .fetch_all(pool)
-            .await)?,
-        )
+        measured("communities", async {
+            // Every key is at least one character, so ("", 0) sorts before all.
+            let (after_key, after_id) = filter.after.unwrap_or(("", 0));
+            let sql = format!(
+                "{COMMUNITY_SELECT} \
+                 WHERE (c.name_key > $1 OR (c.name_key = $1 AND c.id > $2)) \
+                 AND (CAST($3 AS TEXT) IS NULL OR EXISTS \
+                     (SELECT 1 FROM community_tags t WHERE t.community_id = c.id AND t.tag = $3)) \
+                 AND (CAST($4 AS TEXT) IS NULL OR c.name_key LIKE $4 ESCAPE '\\' \
+                     OR LOWER(c.description) LIKE $4 ESCAPE '\\') \
+                 ORDER BY c.name_key, c.id LIMIT $5"
+            );
+            let pattern = filter.text.map(like_pattern);
+            Ok(
+                on_pool!(self, pool => sqlx::query_as::<_, CommunityRow>(&sql)
+                .bind(after_key)
+                .bind(after_id)
+                .bind(filter.tag)
+                .bind(pattern.as_deref())
+                .bind(i64::from(filter.limit))
+                .fetch_all(pool)
+                .await)?,
+            )
+        })
+        .await
     }
 
     pub async fn is_community_member(
@@ -161,14 +171,17 @@ impl Store {
         community_id: i64,
         user_id: i64,
     ) -> Result<bool, StoreError> {
-        let found: Option<(i64,)> = on_pool!(self, pool => sqlx::query_as(
-            "SELECT CAST(1 AS BIGINT) FROM memberships WHERE community_id = $1 AND user_id = $2",
-        )
-        .bind(community_id)
-        .bind(user_id)
-        .fetch_optional(pool)
-        .await)?;
-        Ok(found.is_some())
+        measured("is_community_member", async {
+            let found: Option<(i64,)> = on_pool!(self, pool => sqlx::query_as(
+                "SELECT CAST(1 AS BIGINT) FROM memberships WHERE community_id = $1 AND user_id = $2",
+            )
+            .bind(community_id)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await)?;
+            Ok(found.is_some())
+        })
+        .await
     }
 
     /// Makes the user a member; joining twice changes nothing.
@@ -178,20 +191,23 @@ impl Store {
         user_id: i64,
         now: i64,
     ) -> Result<MembershipChange, StoreError> {
-        // Inserting through a SELECT of the community keeps an unknown id
-        // from reaching the foreign key, whose error differs per backend.
-        let added = on_pool!(self, pool => sqlx::query(
-            "INSERT INTO memberships (community_id, user_id, created_at) \
-             SELECT id, $2, $3 FROM communities WHERE id = $1 \
-             ON CONFLICT (community_id, user_id) DO NOTHING",
-        )
-        .bind(community_id)
-        .bind(user_id)
-        .bind(now)
-        .execute(pool)
+        measured("join_community", async {
+            // Inserting through a SELECT of the community keeps an unknown id
+            // from reaching the foreign key, whose error differs per backend.
+            let added = on_pool!(self, pool => sqlx::query(
+                "INSERT INTO memberships (community_id, user_id, created_at) \
+                 SELECT id, $2, $3 FROM communities WHERE id = $1 \
+                 ON CONFLICT (community_id, user_id) DO NOTHING",
+            )
+            .bind(community_id)
+            .bind(user_id)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))?;
+            self.membership_change(community_id, added).await
+        })
         .await
-        .map(|r| r.rows_affected()))?;
-        self.membership_change(community_id, added).await
     }
 
     /// Ends the membership; leaving twice changes nothing.
@@ -200,15 +216,18 @@ impl Store {
         community_id: i64,
         user_id: i64,
     ) -> Result<MembershipChange, StoreError> {
-        let removed = on_pool!(self, pool => sqlx::query(
-            "DELETE FROM memberships WHERE community_id = $1 AND user_id = $2",
-        )
-        .bind(community_id)
-        .bind(user_id)
-        .execute(pool)
+        measured("leave_community", async {
+            let removed = on_pool!(self, pool => sqlx::query(
+                "DELETE FROM memberships WHERE community_id = $1 AND user_id = $2",
+            )
+            .bind(community_id)
+            .bind(user_id)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))?;
+            self.membership_change(community_id, removed).await
+        })
         .await
-        .map(|r| r.rows_affected()))?;
-        self.membership_change(community_id, removed).await
     }
 
     async fn membership_change(
@@ -239,30 +258,36 @@ impl Store {
         community_id: i64,
         user_id: i64,
     ) -> Result<Option<CommunityAccess>, StoreError> {
-        let row: Option<(String, i64)> = on_pool!(self, pool => sqlx::query_as(
-            "SELECT c.name, \
-             (SELECT COUNT(*) FROM memberships m WHERE m.community_id = c.id AND m.user_id = $2) \
-             FROM communities c WHERE c.id = $1",
-        )
-        .bind(community_id)
-        .bind(user_id)
-        .fetch_optional(pool)
-        .await)?;
-        Ok(row.map(|(name, count)| CommunityAccess {
-            name,
-            is_member: count > 0,
-        }))
+        measured("community_room_access", async {
+            let row: Option<(String, i64)> = on_pool!(self, pool => sqlx::query_as(
+                "SELECT c.name, \
+                 (SELECT COUNT(*) FROM memberships m WHERE m.community_id = c.id AND m.user_id = $2) \
+                 FROM communities c WHERE c.id = $1",
+            )
+            .bind(community_id)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await)?;
+            Ok(row.map(|(name, count)| CommunityAccess {
+                name,
+                is_member: count > 0,
+            }))
+        })
+        .await
     }
 
     /// `(id, name)` of every community the user belongs to, by id.
     pub async fn community_ids_of(&self, user_id: i64) -> Result<Vec<(i64, String)>, StoreError> {
-        Ok(on_pool!(self, pool => sqlx::query_as::<_, (i64, String)>(
-            "SELECT c.id, c.name FROM memberships m JOIN communities c ON c.id = m.community_id \
-             WHERE m.user_id = $1 ORDER BY c.id",
-        )
-        .bind(user_id)
-        .fetch_all(pool)
-        .await)?)
+        measured("community_ids_of", async {
+            Ok(on_pool!(self, pool => sqlx::query_as::<_, (i64, String)>(
+                "SELECT c.id, c.name FROM memberships m JOIN communities c ON c.id = m.community_id \
+                 WHERE m.user_id = $1 ORDER BY c.id",
+            )
+            .bind(user_id)
+            .fetch_all(pool)
+            .await)?)
+        })
+        .await
     }
 
     /// A page of the community's members in the order they joined (ties by
@@ -275,20 +300,23 @@ impl Store {
         after: Option<(i64, i64)>,
         limit: u32,
     ) -> Result<Vec<MemberRow>, StoreError> {
-        let (after_at, after_user) = after.unwrap_or((i64::MIN, 0));
-        Ok(on_pool!(self, pool => sqlx::query_as::<_, MemberRow>(
-            "SELECT u.id, u.handle, u.display_name, u.bio, u.tags, u.role, u.created_at, \
-             m.created_at AS joined_at \
-             FROM memberships m JOIN users u ON u.id = m.user_id \
-             WHERE m.community_id = $1 \
-             AND (m.created_at > $2 OR (m.created_at = $2 AND m.user_id > $3)) \
-             ORDER BY m.created_at, m.user_id LIMIT $4",
-        )
-        .bind(community_id)
-        .bind(after_at)
-        .bind(after_user)
-        .bind(i64::from(limit))
-        .fetch_all(pool)
-        .await)?)
+        measured("community_members", async {
+            let (after_at, after_user) = after.unwrap_or((i64::MIN, 0));
+            Ok(on_pool!(self, pool => sqlx::query_as::<_, MemberRow>(
+                "SELECT u.id, u.handle, u.display_name, u.bio, u.tags, u.role, u.created_at, \
+                 m.created_at AS joined_at \
+                 FROM memberships m JOIN users u ON u.id = m.user_id \
+                 WHERE m.community_id = $1 \
+                 AND (m.created_at > $2 OR (m.created_at = $2 AND m.user_id > $3)) \
+                 ORDER BY m.created_at, m.user_id LIMIT $4",
+            )
+            .bind(community_id)
+            .bind(after_at)
+            .bind(after_user)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await)?)
+        })
+        .await
     }
 }

@@ -5,6 +5,7 @@
 //! leave, capacity change, cancel) first takes the event's write lock (see
 //! [`Store::rsvp`]), so seat counting and seat taking never interleave.
 
+use super::{measured, Failure};
 use super::{on_pool, Pool, Store, StoreError, UserRow};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -179,6 +180,12 @@ pub enum EventError {
     Store(#[from] StoreError),
 }
 
+impl Failure for EventError {
+    fn is_database_failure(&self) -> bool {
+        matches!(self, EventError::Store(err) if err.is_database_failure())
+    }
+}
+
 impl From<sqlx::Error> for EventError {
     fn from(err: sqlx::Error) -> Self {
         EventError::Store(err.into())
@@ -275,71 +282,80 @@ impl Store {
         new: NewEvent<'_>,
         now: i64,
     ) -> Result<EventRow, StoreError> {
-        let tags_json = serde_json::to_string(new.tags).unwrap_or_else(|_| "[]".into());
-        let id: i64 = on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let (id,): (i64,) = sqlx::query_as(
-                "INSERT INTO events (host_id, title, description, starts_at, ends_at, venue, \
-                 online_url, capacity, tags, cancelled, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING id",
-            )
-            .bind(host_id)
-            .bind(new.title)
-            .bind(new.description)
-            .bind(new.starts_at)
-            .bind(new.ends_at)
-            .bind(new.venue)
-            .bind(new.online_url)
-            .bind(new.capacity)
-            .bind(&tags_json)
-            .bind(false)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-            for tag in new.tags {
-                sqlx::query("INSERT INTO event_tags (event_id, tag) VALUES ($1, $2)")
-                    .bind(id)
-                    .bind(tag)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            id
-        });
-        self.event(id)
-            .await?
-            .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+        measured("create_event", async {
+            let tags_json = serde_json::to_string(new.tags).unwrap_or_else(|_| "[]".into());
+            let id: i64 = on_pool!(self, pool => {
+                let mut tx = pool.begin().await?;
+                let (id,): (i64,) = sqlx::query_as(
+                    "INSERT INTO events (host_id, title, description, starts_at, ends_at, venue, \
+                     online_url, capacity, tags, cancelled, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING id",
+                )
+                .bind(host_id)
+                .bind(new.title)
+                .bind(new.description)
+                .bind(new.starts_at)
+                .bind(new.ends_at)
+                .bind(new.venue)
+                .bind(new.online_url)
+                .bind(new.capacity)
+                .bind(&tags_json)
+                .bind(false)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                for tag in new.tags {
+                    sqlx::query("INSERT INTO event_tags (event_id, tag) VALUES ($1, $2)")
+                        .bind(id)
+                        .bind(tag)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                id
+            });
+            self.event(id)
+                .await?
+                .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+        })
+        .await
     }
 
     pub async fn event(&self, id: i64) -> Result<Option<EventRow>, StoreError> {
-        let sql = format!("{EVENT_SELECT} WHERE e.id = $1");
-        Ok(on_pool!(self, pool => sqlx::query_as::<_, EventRow>(&sql)
-            .bind(id)
-            .fetch_optional(pool)
-            .await)?)
+        measured("event", async {
+            let sql = format!("{EVENT_SELECT} WHERE e.id = $1");
+            Ok(on_pool!(self, pool => sqlx::query_as::<_, EventRow>(&sql)
+                .bind(id)
+                .fetch_optional(pool)
+                .await)?)
+        })
+        .await
     }
 
     /// Scheduled events, soonest first, ties broken by id; fetches `limit`
     /// rows.
     pub async fn events(&self, filter: EventFilter<'_>) -> Result<Vec<EventRow>, StoreError> {
-        let sql = format!(
-            "{EVENT_SELECT} WHERE e.cancelled = $1 AND e.starts_at >= $2 \
-             AND (e.starts_at > $3 OR (e.starts_at = $3 AND e.id > $4)) \
-             AND (CAST($5 AS TEXT) IS NULL OR EXISTS \
-                 (SELECT 1 FROM event_tags t WHERE t.event_id = e.id AND t.tag = $5)) \
-             ORDER BY e.starts_at, e.id LIMIT $6"
-        );
-        // Without a cursor, start just before the first possible key.
-        let (after_at, after_id) = filter.after.unwrap_or((filter.from, 0));
-        Ok(on_pool!(self, pool => sqlx::query_as::<_, EventRow>(&sql)
-            .bind(false)
-            .bind(filter.from)
-            .bind(after_at)
-            .bind(after_id)
-            .bind(filter.tag)
-            .bind(i64::from(filter.limit))
-            .fetch_all(pool)
-            .await)?)
+        measured("events", async {
+            let sql = format!(
+                "{EVENT_SELECT} WHERE e.cancelled = $1 AND e.starts_at >= $2 \
+                 AND (e.starts_at > $3 OR (e.starts_at = $3 AND e.id > $4)) \
+                 AND (CAST($5 AS TEXT) IS NULL OR EXISTS \
+                     (SELECT 1 FROM event_tags t WHERE t.event_id = e.id AND t.tag = $5)) \
+                 ORDER BY e.starts_at, e.id LIMIT $6"
+            );
+            // Without a cursor, start just before the first possible key.
+            let (after_at, after_id) = filter.after.unwrap_or((filter.from, 0));
+            Ok(on_pool!(self, pool => sqlx::query_as::<_, EventRow>(&sql)
+                .bind(false)
+                .bind(filter.from)
+                .bind(after_at)
+                .bind(after_id)
+                .bind(filter.tag)
+                .bind(i64::from(filter.limit))
+                .fetch_all(pool)
+                .await)?)
+        })
+        .await
     }
 
     /// The user's RSVP to the event, if any.
@@ -348,14 +364,17 @@ impl Store {
         event_id: i64,
         user_id: i64,
     ) -> Result<Option<RsvpStatus>, StoreError> {
-        let found: Option<(String,)> = on_pool!(self, pool => sqlx::query_as(
-            "SELECT status FROM rsvps WHERE event_id = $1 AND user_id = $2",
-        )
-        .bind(event_id)
-        .bind(user_id)
-        .fetch_optional(pool)
-        .await)?;
-        found.map(|(s,)| RsvpStatus::parse(&s)).transpose()
+        measured("rsvp_status", async {
+            let found: Option<(String,)> = on_pool!(self, pool => sqlx::query_as(
+                "SELECT status FROM rsvps WHERE event_id = $1 AND user_id = $2",
+            )
+            .bind(event_id)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await)?;
+            found.map(|(s,)| RsvpStatus::parse(&s)).transpose()
+        })
+        .await
     }
 
     /// Applies `changes` under the event's lock (see [`Store::rsvp`]).
@@ -371,123 +390,129 @@ impl Store {
         changes: EventChanges<'_>,
         now: i64,
     ) -> Result<EventUpdated, EventError> {
-        let lock_sql = self.lock_event_sql();
-        let tags_json = changes
-            .tags
-            .map(|t| serde_json::to_string(t).unwrap_or_else(|_| "[]".into()));
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let Some(row): Option<Locked> = sqlx::query_as(&lock_sql)
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?
-            else {
-                return Err(EventError::NotFound);
-            };
-            if row.cancelled {
-                return Err(EventError::Cancelled);
-            }
-            let starts_at = changes.starts_at.unwrap_or(row.starts_at);
-            let ends_at = changes.ends_at.unwrap_or(row.ends_at);
-            if ends_at.is_some_and(|end| end <= starts_at) {
-                return Err(EventError::EndsBeforeStart);
-            }
-            let venue = changes.venue.unwrap_or(row.venue.as_deref());
-            let online_url = changes.online_url.unwrap_or(row.online_url.as_deref());
-            if venue.is_none() && online_url.is_none() {
-                return Err(EventError::NoPlace);
-            }
-            let capacity = changes.capacity.unwrap_or(row.capacity);
-            let (going,): (i64,) = sqlx::query_as(GOING_COUNT)
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?;
-            if capacity < going {
-                return Err(EventError::CapacityBelowGoing { going });
-            }
-            sqlx::query(
-                "UPDATE events SET title = COALESCE($1, title), \
-                 description = COALESCE($2, description), starts_at = $3, ends_at = $4, \
-                 venue = $5, online_url = $6, capacity = $7, tags = COALESCE($8, tags), \
-                 updated_at = $9 WHERE id = $10",
-            )
-            .bind(changes.title)
-            .bind(changes.description)
-            .bind(starts_at)
-            .bind(ends_at)
-            .bind(venue)
-            .bind(online_url)
-            .bind(capacity)
-            .bind(tags_json.as_deref())
-            .bind(now)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            if let Some(tags) = changes.tags {
-                sqlx::query("DELETE FROM event_tags WHERE event_id = $1")
+        measured("update_event", async {
+            let lock_sql = self.lock_event_sql();
+            let tags_json = changes
+                .tags
+                .map(|t| serde_json::to_string(t).unwrap_or_else(|_| "[]".into()));
+            on_pool!(self, pool => {
+                let mut tx = pool.begin().await?;
+                let Some(row): Option<Locked> = sqlx::query_as(&lock_sql)
                     .bind(id)
-                    .execute(&mut *tx)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                else {
+                    return Err(EventError::NotFound);
+                };
+                if row.cancelled {
+                    return Err(EventError::Cancelled);
+                }
+                let starts_at = changes.starts_at.unwrap_or(row.starts_at);
+                let ends_at = changes.ends_at.unwrap_or(row.ends_at);
+                if ends_at.is_some_and(|end| end <= starts_at) {
+                    return Err(EventError::EndsBeforeStart);
+                }
+                let venue = changes.venue.unwrap_or(row.venue.as_deref());
+                let online_url = changes.online_url.unwrap_or(row.online_url.as_deref());
+                if venue.is_none() && online_url.is_none() {
+                    return Err(EventError::NoPlace);
+                }
+                let capacity = changes.capacity.unwrap_or(row.capacity);
+                let (going,): (i64,) = sqlx::query_as(GOING_COUNT)
+                    .bind(id)
+                    .fetch_one(&mut *tx)
                     .await?;
-                for tag in tags {
-                    sqlx::query("INSERT INTO event_tags (event_id, tag) VALUES ($1, $2)")
+                if capacity < going {
+                    return Err(EventError::CapacityBelowGoing { going });
+                }
+                sqlx::query(
+                    "UPDATE events SET title = COALESCE($1, title), \
+                     description = COALESCE($2, description), starts_at = $3, ends_at = $4, \
+                     venue = $5, online_url = $6, capacity = $7, tags = COALESCE($8, tags), \
+                     updated_at = $9 WHERE id = $10",
+                )
+                .bind(changes.title)
+                .bind(changes.description)
+                .bind(starts_at)
+                .bind(ends_at)
+                .bind(venue)
+                .bind(online_url)
+                .bind(capacity)
+                .bind(tags_json.as_deref())
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                if let Some(tags) = changes.tags {
+                    sqlx::query("DELETE FROM event_tags WHERE event_id = $1")
                         .bind(id)
-                        .bind(tag)
                         .execute(&mut *tx)
                         .await?;
+                    for tag in tags {
+                        sqlx::query("INSERT INTO event_tags (event_id, tag) VALUES ($1, $2)")
+                            .bind(id)
+                            .bind(tag)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                 }
-            }
-            let mut promoted: Vec<(i64, i64)> = if capacity > going {
-                sqlx::query_as(PROMOTE)
+                let mut promoted: Vec<(i64, i64)> = if capacity > going {
+                    sqlx::query_as(PROMOTE)
+                        .bind(id)
+                        .bind(capacity - going)
+                        .fetch_all(&mut *tx)
+                        .await?
+                } else {
+                    Vec::new()
+                };
+                promoted.sort_by_key(|&(_, position)| position);
+                let attendees: Vec<(i64,)> = sqlx::query_as(ATTENDEES)
                     .bind(id)
-                    .bind(capacity - going)
                     .fetch_all(&mut *tx)
-                    .await?
-            } else {
-                Vec::new()
-            };
-            promoted.sort_by_key(|&(_, position)| position);
-            let attendees: Vec<(i64,)> = sqlx::query_as(ATTENDEES)
-                .bind(id)
-                .fetch_all(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(EventUpdated {
-                promoted: promoted.into_iter().map(|(user, _)| user).collect(),
-                attendees: attendees.into_iter().map(|(user,)| user).collect(),
+                    .await?;
+                tx.commit().await?;
+                Ok(EventUpdated {
+                    promoted: promoted.into_iter().map(|(user, _)| user).collect(),
+                    attendees: attendees.into_iter().map(|(user,)| user).collect(),
+                })
             })
         })
+        .await
     }
 
     /// Cancels the event, keeping its RSVPs. Returns everyone with an RSVP
     /// when this call cancelled it, `None` when it was already cancelled.
     /// Runs under the event's lock so no RSVP slips in unannounced.
     pub async fn cancel_event(&self, id: i64, now: i64) -> Result<Option<Vec<i64>>, EventError> {
-        let lock_sql = self.lock_event_sql();
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let Some(row): Option<Locked> = sqlx::query_as(&lock_sql)
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?
-            else {
-                return Err(EventError::NotFound);
-            };
-            if row.cancelled {
-                return Ok(None);
-            }
-            sqlx::query("UPDATE events SET cancelled = $1, updated_at = $2 WHERE id = $3")
-                .bind(true)
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            let attendees: Vec<(i64,)> = sqlx::query_as(ATTENDEES)
-                .bind(id)
-                .fetch_all(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(Some(attendees.into_iter().map(|(user,)| user).collect()))
+        measured("cancel_event", async {
+            let lock_sql = self.lock_event_sql();
+            on_pool!(self, pool => {
+                let mut tx = pool.begin().await?;
+                let Some(row): Option<Locked> = sqlx::query_as(&lock_sql)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                else {
+                    return Err(EventError::NotFound);
+                };
+                if row.cancelled {
+                    return Ok(None);
+                }
+                sqlx::query("UPDATE events SET cancelled = $1, updated_at = $2 WHERE id = $3")
+                    .bind(true)
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                let attendees: Vec<(i64,)> = sqlx::query_as(ATTENDEES)
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(Some(attendees.into_iter().map(|(user,)| user).collect()))
+            })
         })
+        .await
     }
 
     /// RSVPs `user_id` to the event: going while seats remain, else
@@ -512,52 +537,55 @@ impl Store {
     /// [`Self::leave_event`], [`Self::update_event`] and
     /// [`Self::cancel_event`] take the same lock.
     pub async fn rsvp(&self, event_id: i64, user_id: i64, now: i64) -> Result<Rsvp, EventError> {
-        let lock_sql = self.lock_event_sql();
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let Some(row): Option<Locked> = sqlx::query_as(&lock_sql)
-                .bind(event_id)
-                .fetch_optional(&mut *tx)
-                .await?
-            else {
-                return Err(EventError::NotFound);
-            };
-            if row.cancelled {
-                return Err(EventError::Cancelled);
-            }
-            let created = sqlx::query(INSERT_RSVP)
-                .bind(event_id)
-                .bind(user_id)
-                .bind(row.capacity)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                > 0;
-            let (status,): (String,) =
-                sqlx::query_as("SELECT status FROM rsvps WHERE event_id = $1 AND user_id = $2")
+        measured("rsvp", async {
+            let lock_sql = self.lock_event_sql();
+            on_pool!(self, pool => {
+                let mut tx = pool.begin().await?;
+                let Some(row): Option<Locked> = sqlx::query_as(&lock_sql)
+                    .bind(event_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                else {
+                    return Err(EventError::NotFound);
+                };
+                if row.cancelled {
+                    return Err(EventError::Cancelled);
+                }
+                let created = sqlx::query(INSERT_RSVP)
                     .bind(event_id)
                     .bind(user_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-            let status = RsvpStatus::parse(&status)?;
-            let waitlist_place = if status == RsvpStatus::Waitlisted {
-                let (place,): (i64,) = sqlx::query_as(WAITLIST_PLACE)
-                    .bind(event_id)
-                    .bind(user_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                Some(place)
-            } else {
-                None
-            };
-            tx.commit().await?;
-            Ok(Rsvp {
-                status,
-                waitlist_place,
-                created,
+                    .bind(row.capacity)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    > 0;
+                let (status,): (String,) =
+                    sqlx::query_as("SELECT status FROM rsvps WHERE event_id = $1 AND user_id = $2")
+                        .bind(event_id)
+                        .bind(user_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                let status = RsvpStatus::parse(&status)?;
+                let waitlist_place = if status == RsvpStatus::Waitlisted {
+                    let (place,): (i64,) = sqlx::query_as(WAITLIST_PLACE)
+                        .bind(event_id)
+                        .bind(user_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    Some(place)
+                } else {
+                    None
+                };
+                tx.commit().await?;
+                Ok(Rsvp {
+                    status,
+                    waitlist_place,
+                    created,
+                })
             })
         })
+        .await
     }
 
     /// Removes the user's RSVP; removing none is not an error. When a
@@ -566,45 +594,48 @@ impl Store {
     /// lock as [`Self::rsvp`], so a concurrent RSVP cannot take the seat
     /// from the waitlist and concurrent leaves promote distinct users.
     pub async fn leave_event(&self, event_id: i64, user_id: i64) -> Result<Left, EventError> {
-        let lock_sql = self.lock_event_sql();
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let Some(row): Option<Locked> = sqlx::query_as(&lock_sql)
-                .bind(event_id)
-                .fetch_optional(&mut *tx)
-                .await?
-            else {
-                return Err(EventError::NotFound);
-            };
-            let removed: Option<(String,)> = sqlx::query_as(
-                "DELETE FROM rsvps WHERE event_id = $1 AND user_id = $2 RETURNING status",
-            )
-            .bind(event_id)
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let was = removed.map(|(s,)| RsvpStatus::parse(&s)).transpose()?;
-            let mut promoted: Vec<(i64, i64)> = Vec::new();
-            if was == Some(RsvpStatus::Going) && !row.cancelled {
-                let (going,): (i64,) = sqlx::query_as(GOING_COUNT)
+        measured("leave_event", async {
+            let lock_sql = self.lock_event_sql();
+            on_pool!(self, pool => {
+                let mut tx = pool.begin().await?;
+                let Some(row): Option<Locked> = sqlx::query_as(&lock_sql)
                     .bind(event_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                if row.capacity > going {
-                    promoted = sqlx::query_as(PROMOTE)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                else {
+                    return Err(EventError::NotFound);
+                };
+                let removed: Option<(String,)> = sqlx::query_as(
+                    "DELETE FROM rsvps WHERE event_id = $1 AND user_id = $2 RETURNING status",
+                )
+                .bind(event_id)
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let was = removed.map(|(s,)| RsvpStatus::parse(&s)).transpose()?;
+                let mut promoted: Vec<(i64, i64)> = Vec::new();
+                if was == Some(RsvpStatus::Going) && !row.cancelled {
+                    let (going,): (i64,) = sqlx::query_as(GOING_COUNT)
                         .bind(event_id)
-                        .bind(row.capacity - going)
-                        .fetch_all(&mut *tx)
+                        .fetch_one(&mut *tx)
                         .await?;
+                    if row.capacity > going {
+                        promoted = sqlx::query_as(PROMOTE)
+                            .bind(event_id)
+                            .bind(row.capacity - going)
+                            .fetch_all(&mut *tx)
+                            .await?;
+                    }
                 }
-            }
-            tx.commit().await?;
-            promoted.sort_by_key(|&(_, position)| position);
-            Ok(Left {
-                was,
-                promoted: promoted.into_iter().map(|(user, _)| user).collect(),
+                tx.commit().await?;
+                promoted.sort_by_key(|&(_, position)| position);
+                Ok(Left {
+                    was,
+                    promoted: promoted.into_iter().map(|(user, _)| user).collect(),
+                })
             })
         })
+        .await
     }
 
     /// Whether `user_id` may be in the event's room, and what the room
@@ -614,45 +645,51 @@ impl Store {
         event_id: i64,
         user_id: i64,
     ) -> Result<Option<EventAccess>, StoreError> {
-        #[derive(sqlx::FromRow)]
-        struct Row {
-            title: String,
-            capacity: i64,
-            host_id: i64,
-            cancelled: bool,
-            status: Option<String>,
-        }
-        let row: Option<Row> = on_pool!(self, pool => sqlx::query_as(
-            "SELECT e.title, CAST(e.capacity AS BIGINT) AS capacity, e.host_id, e.cancelled, \
-             (SELECT r.status FROM rsvps r WHERE r.event_id = e.id AND r.user_id = $2) AS status \
-             FROM events e WHERE e.id = $1",
-        )
-        .bind(event_id)
-        .bind(user_id)
-        .fetch_optional(pool)
-        .await)?;
-        Ok(row.map(|row| EventAccess {
-            may_enter: row.host_id == user_id || row.status.as_deref() == Some("going"),
-            title: row.title,
-            capacity: row.capacity,
-            host_id: row.host_id,
-            cancelled: row.cancelled,
-        }))
+        measured("event_room_access", async {
+            #[derive(sqlx::FromRow)]
+            struct Row {
+                title: String,
+                capacity: i64,
+                host_id: i64,
+                cancelled: bool,
+                status: Option<String>,
+            }
+            let row: Option<Row> = on_pool!(self, pool => sqlx::query_as(
+                "SELECT e.title, CAST(e.capacity AS BIGINT) AS capacity, e.host_id, e.cancelled, \
+                 (SELECT r.status FROM rsvps r WHERE r.event_id = e.id AND r.user_id = $2) AS status \
+                 FROM events e WHERE e.id = $1",
+            )
+            .bind(event_id)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await)?;
+            Ok(row.map(|row| EventAccess {
+                may_enter: row.host_id == user_id || row.status.as_deref() == Some("going"),
+                title: row.title,
+                capacity: row.capacity,
+                host_id: row.host_id,
+                cancelled: row.cancelled,
+            }))
+        })
+        .await
     }
 
     /// `(id, title)` of the scheduled events whose room is open to the
     /// user: those they host or hold a seat at. Oldest event first.
     pub async fn event_ids_open_to(&self, user_id: i64) -> Result<Vec<(i64, String)>, StoreError> {
-        Ok(on_pool!(self, pool => sqlx::query_as(
-            "SELECT e.id, e.title FROM events e WHERE e.cancelled = $2 AND (e.host_id = $1 \
-             OR EXISTS (SELECT 1 FROM rsvps r WHERE r.event_id = e.id AND r.user_id = $1 \
-                        AND r.status = 'going')) \
-             ORDER BY e.id",
-        )
-        .bind(user_id)
-        .bind(false)
-        .fetch_all(pool)
-        .await)?)
+        measured("event_ids_open_to", async {
+            Ok(on_pool!(self, pool => sqlx::query_as(
+                "SELECT e.id, e.title FROM events e WHERE e.cancelled = $2 AND (e.host_id = $1 \
+                 OR EXISTS (SELECT 1 FROM rsvps r WHERE r.event_id = e.id AND r.user_id = $1 \
+                            AND r.status = 'going')) \
+                 ORDER BY e.id",
+            )
+            .bind(user_id)
+            .bind(false)
+            .fetch_all(pool)
+            .await)?)
+        })
+        .await
     }
 
     /// A page of the event's attendees in `which` list(s), after the
@@ -664,31 +701,34 @@ impl Store {
         after: Option<(i64, i64)>,
         limit: u32,
     ) -> Result<Vec<Attendee>, StoreError> {
-        let (first, last) = match which {
-            AttendeeList::Going => (0, 0),
-            AttendeeList::Waitlisted => (1, 1),
-            AttendeeList::Both => (0, 1),
-        };
-        let (after_list, after_position) = after.unwrap_or((-1, 0));
-        let rows: Vec<AttendeeRecord> = on_pool!(self, pool => sqlx::query_as(ATTENDEE_LIST)
-            .bind(event_id)
-            .bind(first)
-            .bind(last)
-            .bind(after_list)
-            .bind(after_position)
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await)?;
-        rows.into_iter()
-            .map(|row| {
-                Ok(Attendee {
-                    status: RsvpStatus::parse(&row.status)?,
-                    place: row.place,
-                    rsvp_at: row.rsvp_at,
-                    key: (row.list, row.position),
-                    user: row.user,
+        measured("attendees", async {
+            let (first, last) = match which {
+                AttendeeList::Going => (0, 0),
+                AttendeeList::Waitlisted => (1, 1),
+                AttendeeList::Both => (0, 1),
+            };
+            let (after_list, after_position) = after.unwrap_or((-1, 0));
+            let rows: Vec<AttendeeRecord> = on_pool!(self, pool => sqlx::query_as(ATTENDEE_LIST)
+                .bind(event_id)
+                .bind(first)
+                .bind(last)
+                .bind(after_list)
+                .bind(after_position)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await)?;
+            rows.into_iter()
+                .map(|row| {
+                    Ok(Attendee {
+                        status: RsvpStatus::parse(&row.status)?,
+                        place: row.place,
+                        rsvp_at: row.rsvp_at,
+                        key: (row.list, row.position),
+                        user: row.user,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
+        .await
     }
 }

@@ -2,6 +2,7 @@
 //! data the platform keeps, read as it is stored (times shown as RFC 3339).
 //! A kind of data added to the schema belongs here too.
 
+use super::measured;
 use serde::Serialize;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
@@ -220,119 +221,122 @@ impl Store {
 
     /// Everything stored about `user_id`; `None` when there is no such user.
     pub async fn export_of(&self, user_id: i64) -> Result<Option<Export>, StoreError> {
-        let profile: Option<ExportedProfile> = self
-            .rows_of(
-                "SELECT id, handle, display_name, bio, tags, role, created_at, last_seen_at, \
-                 suspended_until, password_hash IS NOT NULL AS has_password, \
-                 external_sub IS NOT NULL AS signs_in_with_provider FROM users WHERE id = $1",
-                user_id,
-            )
-            .await?
-            .pop();
-        let Some(profile) = profile else {
-            return Ok(None);
-        };
-        let mut conversations: Vec<ExportedConversation> = self
-            .rows_of(
-                "SELECT id, user_low, user_high, closed_reason, created_at FROM conversations \
-                 WHERE user_low = $1 OR user_high = $1 ORDER BY id",
-                user_id,
-            )
-            .await?;
-        let messages_sql = format!("{DM_SELECT} WHERE m.conversation_id = $1 ORDER BY m.seq");
-        for conversation in &mut conversations {
-            let rows: Vec<DmRow> = self.rows_of(&messages_sql, conversation.id).await?;
-            conversation.messages = rows.into_iter().map(ExportedMessage::from).collect();
-        }
-        Ok(Some(Export {
-            profile,
-            sessions: self
+        measured("export_of", async {
+            let profile: Option<ExportedProfile> = self
                 .rows_of(
-                    "SELECT id, created_at, expires_at, revoked_at FROM sessions \
-                     WHERE user_id = $1 ORDER BY id",
+                    "SELECT id, handle, display_name, bio, tags, role, created_at, last_seen_at, \
+                     suspended_until, password_hash IS NOT NULL AS has_password, \
+                     external_sub IS NOT NULL AS signs_in_with_provider FROM users WHERE id = $1",
                     user_id,
                 )
-                .await?,
-            cards: self
+                .await?
+                .pop();
+            let Some(profile) = profile else {
+                return Ok(None);
+            };
+            let mut conversations: Vec<ExportedConversation> = self
                 .rows_of(
-                    "SELECT id, title, body, tags, is_open, created_at, updated_at FROM cards \
-                     WHERE owner_id = $1 ORDER BY id",
+                    "SELECT id, user_low, user_high, closed_reason, created_at FROM conversations \
+                     WHERE user_low = $1 OR user_high = $1 ORDER BY id",
                     user_id,
                 )
-                .await?,
-            interests: self
-                .rows_of(
-                    "SELECT card_id, user_id, created_at FROM interests WHERE user_id = $1 \
-                     ORDER BY created_at, card_id",
-                    user_id,
-                )
-                .await?,
-            interests_received: self
-                .rows_of(
-                    "SELECT i.card_id, i.user_id, i.created_at FROM interests i \
-                     JOIN cards c ON c.id = i.card_id WHERE c.owner_id = $1 \
-                     ORDER BY i.created_at, i.card_id, i.user_id",
-                    user_id,
-                )
-                .await?,
-            matches: self
-                .rows_of(
-                    "SELECT id, card_id, owner_id, user_id, conversation_id, created_at \
-                     FROM matches WHERE owner_id = $1 OR user_id = $1 ORDER BY id",
-                    user_id,
-                )
-                .await?,
-            conversations,
-            rsvps: self
-                .rows_of(
-                    "SELECT event_id, status, CAST(position AS BIGINT) AS position, created_at \
-                     FROM rsvps WHERE user_id = $1 ORDER BY event_id",
-                    user_id,
-                )
-                .await?,
-            hosted_events: self
-                .rows_of(
-                    "SELECT id, title, description, starts_at, ends_at, venue, online_url, \
-                     CAST(capacity AS BIGINT) AS capacity, tags, cancelled, created_at \
-                     FROM events WHERE host_id = $1 ORDER BY id",
-                    user_id,
-                )
-                .await?,
-            memberships: self
-                .rows_of(
-                    "SELECT community_id, created_at FROM memberships WHERE user_id = $1 \
-                     ORDER BY community_id",
-                    user_id,
-                )
-                .await?,
-            owned_communities: self
-                .rows_of(
-                    "SELECT id, name, description, tags, created_at FROM communities \
-                     WHERE owner_id = $1 ORDER BY id",
-                    user_id,
-                )
-                .await?,
-            blocks: self
-                .rows_of(
-                    "SELECT blocked_id, created_at FROM blocks WHERE blocker_id = $1 \
-                     ORDER BY created_at, blocked_id",
-                    user_id,
-                )
-                .await?,
-            notifications: self
-                .rows_of(
-                    "SELECT id, kind, data, created_at FROM notifications WHERE user_id = $1 \
-                     ORDER BY id",
-                    user_id,
-                )
-                .await?,
-            reports: self
-                .rows_of(
-                    "SELECT id, kind, target_id, reason, excerpt, status, action, created_at \
-                     FROM reports WHERE reporter_id = $1 ORDER BY id",
-                    user_id,
-                )
-                .await?,
-        }))
+                .await?;
+            let messages_sql = format!("{DM_SELECT} WHERE m.conversation_id = $1 ORDER BY m.seq");
+            for conversation in &mut conversations {
+                let rows: Vec<DmRow> = self.rows_of(&messages_sql, conversation.id).await?;
+                conversation.messages = rows.into_iter().map(ExportedMessage::from).collect();
+            }
+            Ok(Some(Export {
+                profile,
+                sessions: self
+                    .rows_of(
+                        "SELECT id, created_at, expires_at, revoked_at FROM sessions \
+                         WHERE user_id = $1 ORDER BY id",
+                        user_id,
+                    )
+                    .await?,
+                cards: self
+                    .rows_of(
+                        "SELECT id, title, body, tags, is_open, created_at, updated_at FROM cards \
+                         WHERE owner_id = $1 ORDER BY id",
+                        user_id,
+                    )
+                    .await?,
+                interests: self
+                    .rows_of(
+                        "SELECT card_id, user_id, created_at FROM interests WHERE user_id = $1 \
+                         ORDER BY created_at, card_id",
+                        user_id,
+                    )
+                    .await?,
+                interests_received: self
+                    .rows_of(
+                        "SELECT i.card_id, i.user_id, i.created_at FROM interests i \
+                         JOIN cards c ON c.id = i.card_id WHERE c.owner_id = $1 \
+                         ORDER BY i.created_at, i.card_id, i.user_id",
+                        user_id,
+                    )
+                    .await?,
+                matches: self
+                    .rows_of(
+                        "SELECT id, card_id, owner_id, user_id, conversation_id, created_at \
+                         FROM matches WHERE owner_id = $1 OR user_id = $1 ORDER BY id",
+                        user_id,
+                    )
+                    .await?,
+                conversations,
+                rsvps: self
+                    .rows_of(
+                        "SELECT event_id, status, CAST(position AS BIGINT) AS position, created_at \
+                         FROM rsvps WHERE user_id = $1 ORDER BY event_id",
+                        user_id,
+                    )
+                    .await?,
+                hosted_events: self
+                    .rows_of(
+                        "SELECT id, title, description, starts_at, ends_at, venue, online_url, \
+                         CAST(capacity AS BIGINT) AS capacity, tags, cancelled, created_at \
+                         FROM events WHERE host_id = $1 ORDER BY id",
+                        user_id,
+                    )
+                    .await?,
+                memberships: self
+                    .rows_of(
+                        "SELECT community_id, created_at FROM memberships WHERE user_id = $1 \
+                         ORDER BY community_id",
+                        user_id,
+                    )
+                    .await?,
+                owned_communities: self
+                    .rows_of(
+                        "SELECT id, name, description, tags, created_at FROM communities \
+                         WHERE owner_id = $1 ORDER BY id",
+                        user_id,
+                    )
+                    .await?,
+                blocks: self
+                    .rows_of(
+                        "SELECT blocked_id, created_at FROM blocks WHERE blocker_id = $1 \
+                         ORDER BY created_at, blocked_id",
+                        user_id,
+                    )
+                    .await?,
+                notifications: self
+                    .rows_of(
+                        "SELECT id, kind, data, created_at FROM notifications WHERE user_id = $1 \
+                         ORDER BY id",
+                        user_id,
+                    )
+                    .await?,
+                reports: self
+                    .rows_of(
+                        "SELECT id, kind, target_id, reason, excerpt, status, action, created_at \
+                         FROM reports WHERE reporter_id = $1 ORDER BY id",
+                        user_id,
+                    )
+                    .await?,
+            }))
+        })
+        .await
     }
 }

@@ -1,6 +1,7 @@
 //! Matches and the one conversation each matched pair shares.
 
 use super::blocks::BLOCKED_EITHER_WAY;
+use super::{measured, Failure};
 use super::{on_pool, Pool, Store, StoreError, UserRow};
 
 /// The next `activity_seq` on SQLite. One writer at a time holds the
@@ -65,6 +66,12 @@ pub enum MatchError {
     Store(#[from] StoreError),
 }
 
+impl Failure for MatchError {
+    fn is_database_failure(&self) -> bool {
+        matches!(self, MatchError::Store(err) if err.is_database_failure())
+    }
+}
+
 impl From<sqlx::Error> for MatchError {
     fn from(err: sqlx::Error) -> Self {
         MatchError::Store(err.into())
@@ -86,107 +93,110 @@ impl Store {
         user_id: i64,
         now: i64,
     ) -> Result<Matched, MatchError> {
-        // An owner never presses interested on their own card; catching it
-        // here also keeps a pair of one person out of `conversations`.
-        if owner_id == user_id {
-            return Err(MatchError::NotInterested);
-        }
-        let (low, high) = if owner_id < user_id {
-            (owner_id, user_id)
-        } else {
-            (user_id, owner_id)
-        };
-        let match_sql = format!(
-            "INSERT INTO matches (card_id, owner_id, user_id, conversation_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (card_id, user_id) DO NOTHING \
-             RETURNING {MATCH_COLUMNS}"
-        );
-        let existing_sql =
-            format!("SELECT {MATCH_COLUMNS} FROM matches WHERE card_id = $1 AND user_id = $2");
-        let blocked_sql = format!("SELECT {BLOCKED_EITHER_WAY}");
-        let next_activity = self.next_activity_sql();
-        let open_sql = format!(
-            "INSERT INTO conversations \
-             (user_low, user_high, created_at, last_activity, activity_seq) \
-             VALUES ($1, $2, $3, $3, {next_activity}) \
-             ON CONFLICT (user_low, user_high) DO NOTHING"
-        );
-        // A pair matching again after unmatching is new activity: the
-        // conversation comes back at the top of both lists.
-        let reopen_sql = format!(
-            "UPDATE conversations SET closed_reason = NULL, \
-             activity_seq = {next_activity}, last_activity = $3 \
-             WHERE user_low = $1 AND user_high = $2 AND closed_reason = 'unmatched'"
-        );
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let conversation_created = sqlx::query(&open_sql)
-            .bind(low)
-            .bind(high)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                > 0;
-            let (blocked,): (bool,) = sqlx::query_as(&blocked_sql)
-            .bind(low)
-            .bind(high)
-            .fetch_one(&mut *tx)
-            .await?;
-            if blocked {
-                tx.rollback().await?;
-                return Err(MatchError::Blocked);
-            }
-            let interested: Option<(i64,)> = sqlx::query_as(
-                "SELECT CAST(1 AS BIGINT) FROM interests WHERE card_id = $1 AND user_id = $2",
-            )
-            .bind(card_id)
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if interested.is_none() {
-                tx.rollback().await?;
+        measured("create_match", async {
+            // An owner never presses interested on their own card; catching it
+            // here also keeps a pair of one person out of `conversations`.
+            if owner_id == user_id {
                 return Err(MatchError::NotInterested);
             }
-            // Matching again opens a conversation the pair unmatched, with
-            // its history.
-            sqlx::query(&reopen_sql)
-            .bind(low)
-            .bind(high)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            let (conversation_id,): (i64,) = sqlx::query_as(
-                "SELECT id FROM conversations WHERE user_low = $1 AND user_high = $2",
-            )
-            .bind(low)
-            .bind(high)
-            .fetch_one(&mut *tx)
-            .await?;
-            let inserted: Option<MatchRow> = sqlx::query_as(&match_sql)
-                .bind(card_id)
-                .bind(owner_id)
-                .bind(user_id)
-                .bind(conversation_id)
+            let (low, high) = if owner_id < user_id {
+                (owner_id, user_id)
+            } else {
+                (user_id, owner_id)
+            };
+            let match_sql = format!(
+                "INSERT INTO matches (card_id, owner_id, user_id, conversation_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (card_id, user_id) DO NOTHING \
+                 RETURNING {MATCH_COLUMNS}"
+            );
+            let existing_sql =
+                format!("SELECT {MATCH_COLUMNS} FROM matches WHERE card_id = $1 AND user_id = $2");
+            let blocked_sql = format!("SELECT {BLOCKED_EITHER_WAY}");
+            let next_activity = self.next_activity_sql();
+            let open_sql = format!(
+                "INSERT INTO conversations \
+                 (user_low, user_high, created_at, last_activity, activity_seq) \
+                 VALUES ($1, $2, $3, $3, {next_activity}) \
+                 ON CONFLICT (user_low, user_high) DO NOTHING"
+            );
+            // A pair matching again after unmatching is new activity: the
+            // conversation comes back at the top of both lists.
+            let reopen_sql = format!(
+                "UPDATE conversations SET closed_reason = NULL, \
+                 activity_seq = {next_activity}, last_activity = $3 \
+                 WHERE user_low = $1 AND user_high = $2 AND closed_reason = 'unmatched'"
+            );
+            on_pool!(self, pool => {
+                let mut tx = pool.begin().await?;
+                let conversation_created = sqlx::query(&open_sql)
+                .bind(low)
+                .bind(high)
                 .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    > 0;
+                let (blocked,): (bool,) = sqlx::query_as(&blocked_sql)
+                .bind(low)
+                .bind(high)
+                .fetch_one(&mut *tx)
+                .await?;
+                if blocked {
+                    tx.rollback().await?;
+                    return Err(MatchError::Blocked);
+                }
+                let interested: Option<(i64,)> = sqlx::query_as(
+                    "SELECT CAST(1 AS BIGINT) FROM interests WHERE card_id = $1 AND user_id = $2",
+                )
+                .bind(card_id)
+                .bind(user_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-            let match_created = inserted.is_some();
-            let record = match inserted {
-                Some(record) => record,
-                None => sqlx::query_as(&existing_sql)
+                if interested.is_none() {
+                    tx.rollback().await?;
+                    return Err(MatchError::NotInterested);
+                }
+                // Matching again opens a conversation the pair unmatched, with
+                // its history.
+                sqlx::query(&reopen_sql)
+                .bind(low)
+                .bind(high)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let (conversation_id,): (i64,) = sqlx::query_as(
+                    "SELECT id FROM conversations WHERE user_low = $1 AND user_high = $2",
+                )
+                .bind(low)
+                .bind(high)
+                .fetch_one(&mut *tx)
+                .await?;
+                let inserted: Option<MatchRow> = sqlx::query_as(&match_sql)
                     .bind(card_id)
+                    .bind(owner_id)
                     .bind(user_id)
-                    .fetch_one(&mut *tx)
-                    .await?,
-            };
-            tx.commit().await?;
-            Ok(Matched {
-                record,
-                conversation_created,
-                match_created,
+                    .bind(conversation_id)
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let match_created = inserted.is_some();
+                let record = match inserted {
+                    Some(record) => record,
+                    None => sqlx::query_as(&existing_sql)
+                        .bind(card_id)
+                        .bind(user_id)
+                        .fetch_one(&mut *tx)
+                        .await?,
+                };
+                tx.commit().await?;
+                Ok(Matched {
+                    record,
+                    conversation_created,
+                    match_created,
+                })
             })
         })
+        .await
     }
 
     /// The caller's matches, newest first; fetches `limit` rows.
@@ -196,19 +206,22 @@ impl Store {
         before_id: Option<i64>,
         limit: u32,
     ) -> Result<Vec<MatchView>, StoreError> {
-        let sql =
-            "SELECT m.id AS match_id, m.card_id, m.conversation_id, m.created_at AS matched_at, \
-                   u.id, u.handle, u.display_name, u.bio, u.tags, u.role, u.created_at \
-                   FROM matches m JOIN users u ON u.id = \
-                     CASE WHEN m.owner_id = $1 THEN m.user_id ELSE m.owner_id END \
-                   WHERE (m.owner_id = $1 OR m.user_id = $1) AND m.id < $2 \
-                   ORDER BY m.id DESC LIMIT $3";
-        Ok(on_pool!(self, pool => sqlx::query_as::<_, MatchView>(sql)
-            .bind(user_id)
-            .bind(before_id.unwrap_or(i64::MAX))
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await)?)
+        measured("matches_of", async {
+            let sql =
+                "SELECT m.id AS match_id, m.card_id, m.conversation_id, m.created_at AS matched_at, \
+                       u.id, u.handle, u.display_name, u.bio, u.tags, u.role, u.created_at \
+                       FROM matches m JOIN users u ON u.id = \
+                         CASE WHEN m.owner_id = $1 THEN m.user_id ELSE m.owner_id END \
+                       WHERE (m.owner_id = $1 OR m.user_id = $1) AND m.id < $2 \
+                       ORDER BY m.id DESC LIMIT $3";
+            Ok(on_pool!(self, pool => sqlx::query_as::<_, MatchView>(sql)
+                .bind(user_id)
+                .bind(before_id.unwrap_or(i64::MAX))
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await)?)
+        })
+        .await
     }
 
     /// The caller's open conversations, most recently active first;
@@ -242,14 +255,17 @@ impl Store {
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<ConversationView>, StoreError> {
-        Ok(
-            on_pool!(self, pool => sqlx::query_as::<_, ConversationView>(CONVERSATIONS_OF)
-            .bind(user_id)
-            .bind(before.unwrap_or(i64::MAX))
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await)?,
-        )
+        measured("conversations_of", async {
+            Ok(
+                on_pool!(self, pool => sqlx::query_as::<_, ConversationView>(CONVERSATIONS_OF)
+                .bind(user_id)
+                .bind(before.unwrap_or(i64::MAX))
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await)?,
+            )
+        })
+        .await
     }
 
     fn next_activity_sql(&self) -> &'static str {

@@ -89,6 +89,38 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+/// Times one store operation as `meshi_db_seconds{query}` and counts its
+/// database failures as `meshi_db_errors_total{query}`. The label is the
+/// method's name, so it is bounded by the code, never by the data; a refusal
+/// the caller expects (a clash, a missing event) is an answer, not an error.
+async fn measured<T, E: Failure>(
+    query: &'static str,
+    work: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    let started = std::time::Instant::now();
+    let result = work.await;
+    metrics::histogram!("meshi_db_seconds", "query" => query)
+        .record(started.elapsed().as_secs_f64());
+    if result.as_ref().is_err_and(Failure::is_database_failure) {
+        metrics::counter!("meshi_db_errors_total", "query" => query).increment(1);
+    }
+    result
+}
+
+/// Whether an error of a store operation means the database failed.
+trait Failure {
+    fn is_database_failure(&self) -> bool;
+}
+
+impl Failure for StoreError {
+    fn is_database_failure(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::Database(_) | StoreError::Migrate(_)
+        )
+    }
+}
+
 /// Maps a unique-constraint failure to [`StoreError::Conflict`].
 fn conflict_on_unique(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |err| match &err {
@@ -177,8 +209,16 @@ impl Store {
 
     /// Round trip used by `/readyz`.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
-        Ok(())
+        measured("ping", async {
+            on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The pool's connections now: open in all, and idle among them.
+    pub fn pool_connections(&self) -> (u32, usize) {
+        on_pool!(self, pool => (pool.size(), pool.num_idle()))
     }
 
     pub async fn close(&self) {

@@ -1,5 +1,6 @@
 //! Stored notifications and each user's read marker.
 
+use super::measured;
 use super::{on_pool, Store, StoreError};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -20,16 +21,19 @@ impl Store {
         data: &str,
         now: i64,
     ) -> Result<NotificationRow, StoreError> {
-        Ok(on_pool!(self, pool => sqlx::query_as::<_, NotificationRow>(
-            "INSERT INTO notifications (user_id, kind, data, created_at) VALUES ($1, $2, $3, $4) \
-             RETURNING id, user_id, kind, data, created_at",
-        )
-        .bind(user_id)
-        .bind(kind)
-        .bind(data)
-        .bind(now)
-        .fetch_one(pool)
-        .await)?)
+        measured("add_notification", async {
+            Ok(on_pool!(self, pool => sqlx::query_as::<_, NotificationRow>(
+                "INSERT INTO notifications (user_id, kind, data, created_at) VALUES ($1, $2, $3, $4) \
+                 RETURNING id, user_id, kind, data, created_at",
+            )
+            .bind(user_id)
+            .bind(kind)
+            .bind(data)
+            .bind(now)
+            .fetch_one(pool)
+            .await)?)
+        })
+        .await
     }
 
     /// Newest first, below `before_id` when given; `unread` keeps only
@@ -41,20 +45,23 @@ impl Store {
         before_id: Option<i64>,
         limit: u32,
     ) -> Result<Vec<NotificationRow>, StoreError> {
-        let sql = "SELECT n.id, n.user_id, n.kind, n.data, n.created_at \
-                   FROM notifications n JOIN users u ON u.id = n.user_id \
-                   WHERE n.user_id = $1 AND n.id < $2 \
-                   AND ($3 = 0 OR n.id > u.notifications_read_up_to) \
-                   ORDER BY n.id DESC LIMIT $4";
-        Ok(
-            on_pool!(self, pool => sqlx::query_as::<_, NotificationRow>(sql)
-            .bind(user_id)
-            .bind(before_id.unwrap_or(i64::MAX))
-            .bind(i64::from(unread))
-            .bind(i64::from(limit))
-            .fetch_all(pool)
-            .await)?,
-        )
+        measured("notifications", async {
+            let sql = "SELECT n.id, n.user_id, n.kind, n.data, n.created_at \
+                       FROM notifications n JOIN users u ON u.id = n.user_id \
+                       WHERE n.user_id = $1 AND n.id < $2 \
+                       AND ($3 = 0 OR n.id > u.notifications_read_up_to) \
+                       ORDER BY n.id DESC LIMIT $4";
+            Ok(
+                on_pool!(self, pool => sqlx::query_as::<_, NotificationRow>(sql)
+                .bind(user_id)
+                .bind(before_id.unwrap_or(i64::MAX))
+                .bind(i64::from(unread))
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await)?,
+            )
+        })
+        .await
     }
 
     /// Moves the read marker forward (never back). The marker lands on the
@@ -65,19 +72,22 @@ impl Store {
         user_id: i64,
         up_to_id: i64,
     ) -> Result<(), StoreError> {
-        on_pool!(self, pool => sqlx::query(
-            "UPDATE users SET notifications_read_up_to = \
-               (SELECT COALESCE(MAX(n.id), 0) FROM notifications n \
-                WHERE n.user_id = $2 AND n.id <= $1) \
-             WHERE id = $2 AND notifications_read_up_to < \
-               (SELECT COALESCE(MAX(n.id), 0) FROM notifications n \
-                WHERE n.user_id = $2 AND n.id <= $1)",
-        )
-        .bind(up_to_id)
-        .bind(user_id)
-        .execute(pool)
+        measured("mark_notifications_read", async {
+            on_pool!(self, pool => sqlx::query(
+                "UPDATE users SET notifications_read_up_to = \
+                   (SELECT COALESCE(MAX(n.id), 0) FROM notifications n \
+                    WHERE n.user_id = $2 AND n.id <= $1) \
+                 WHERE id = $2 AND notifications_read_up_to < \
+                   (SELECT COALESCE(MAX(n.id), 0) FROM notifications n \
+                    WHERE n.user_id = $2 AND n.id <= $1)",
+            )
+            .bind(up_to_id)
+            .bind(user_id)
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+            Ok(())
+        })
         .await
-        .map(|_| ()))?;
-        Ok(())
     }
 }

@@ -41,6 +41,7 @@ impl Connection {
             .then(|| serde_json::from_str::<Header>(text).ok())
             .flatten()
         else {
+            count_unreadable();
             self.reply_error(
                 None,
                 &Error::BadRequest("a frame must be a JSON object with a valid ref".into()),
@@ -51,6 +52,7 @@ impl Connection {
         let request = match serde_json::from_str::<Request>(text) {
             Ok(request) => request,
             Err(err) => {
+                count_unreadable();
                 self.reply_error(reference, &Error::BadRequest(describe(&err)));
                 return Flow::Continue;
             }
@@ -58,7 +60,9 @@ impl Connection {
         let op = request.op();
         let is_hello = matches!(request, Request::Hello { .. });
         let span = tracing::debug_span!("op", op);
+        let started = std::time::Instant::now();
         let result = self.run(request, reference.as_ref()).instrument(span).await;
+        observe(op, started, &result);
         match result {
             Ok(Reply::Data(data)) => self.reply_ok(reference.as_ref(), &data),
             Ok(Reply::Queued) => {}
@@ -337,6 +341,23 @@ impl Connection {
 
 /// Whether a socket is still in a room it joined: it is not once its user
 /// was taken out (their access ended), and the room is forgotten then.
+/// `meshi_op_seconds{op}` and `meshi_ops_total{op, result}`, the result
+/// being `ok` or the error's code: both label sets are fixed by the
+/// protocol, whatever the clients send.
+/// A frame that names no op the server knows, or not readably.
+fn count_unreadable() {
+    metrics::counter!("meshi_ops_total", "op" => "unknown", "result" => "bad_request").increment(1);
+}
+
+fn observe(op: &'static str, started: std::time::Instant, result: &Result<Reply>) {
+    metrics::histogram!("meshi_op_seconds", "op" => op).record(started.elapsed().as_secs_f64());
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(err) => err.code().as_str(),
+    };
+    metrics::counter!("meshi_ops_total", "op" => op, "result" => outcome).increment(1);
+}
+
 fn still_joined(
     joined: &mut HashSet<Arc<str>>,
     subscribers: &Subscribers,

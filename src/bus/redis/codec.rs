@@ -23,6 +23,10 @@
 //! id (i64, big-endian), then the frame.
 //! The frame's bytes travel as they were serialized, so no node parses or
 //! re-serializes a frame it forwards.
+//!
+//! On a channel of its own, each node publishes a probe every second: kind
+//! 'T', then the time it was sent (ms since the epoch, i64, big-endian).
+//! The others measure the bus's lag from it, publish to receive.
 
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
@@ -41,6 +45,7 @@ const KIND_CLOSING: u8 = b'X';
 /// Sequenced: a member taken out of the room.
 const KIND_REMOVED: u8 = b'R';
 const KIND_EVICT: u8 = b'E';
+const KIND_PROBE: u8 = b'T';
 
 /// Encodes a delivery as published; the format is in the module docs.
 pub(super) fn encode(node_id: &str, delivery: &Delivery) -> Vec<u8> {
@@ -83,6 +88,37 @@ pub(super) fn encode(node_id: &str, delivery: &Delivery) -> Vec<u8> {
         }
     }
     out
+}
+
+/// A lag probe sent at `sent_at_ms`; the format is in the module docs.
+pub(super) fn encode_probe(node_id: &str, sent_at_ms: i64) -> Vec<u8> {
+    let node = node_id.as_bytes();
+    let mut out = Vec::with_capacity(3 + node.len() + 8);
+    out.extend_from_slice(&[VERSION, KIND_PROBE, node.len() as u8]);
+    out.extend_from_slice(node);
+    out.extend_from_slice(&sent_at_ms.to_be_bytes());
+    out
+}
+
+/// When another node sent this probe; `None` for this node's own.
+pub(super) fn decode_probe(own: &str, payload: &[u8]) -> Result<Option<i64>, DecodeError> {
+    let [version, kind, n, rest @ ..] = payload else {
+        return Err(DecodeError::Short);
+    };
+    if *version != VERSION {
+        return Err(DecodeError::Version(*version));
+    }
+    if *kind != KIND_PROBE {
+        return Err(DecodeError::Kind(*kind));
+    }
+    let (origin, body) = rest
+        .split_at_checked(usize::from(*n))
+        .ok_or(DecodeError::Short)?;
+    if origin == own.as_bytes() {
+        return Ok(None);
+    }
+    let sent_at = body.first_chunk::<8>().ok_or(DecodeError::Short)?;
+    Ok(Some(i64::from_be_bytes(*sent_at)))
 }
 
 #[derive(Debug)]
@@ -414,5 +450,16 @@ mod tests {
         let a = intern_reason("interned once");
         let b = intern_reason(&String::from("interned once"));
         assert!(std::ptr::eq(a, b));
+    }
+
+    #[test]
+    fn a_probe_tells_another_node_when_it_was_sent() {
+        let probe = encode_probe("node-a", 1_700_000_000_123);
+        assert_eq!(decode_probe("node-b", &probe), Ok(Some(1_700_000_000_123)));
+        assert_eq!(decode_probe("node-a", &probe), Ok(None));
+        assert_eq!(
+            decode_probe("node-b", &probe[..probe.len() - 1]),
+            Err(DecodeError::Short)
+        );
     }
 }

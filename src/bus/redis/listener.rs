@@ -13,7 +13,8 @@ use redis::aio::PubSubSink;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::codec::{decode, Decoded};
+use super::codec::{decode, decode_probe, Decoded};
+use crate::clock::now_ms;
 use super::{Channels, Health, Heard, BACKOFF_MAX, BACKOFF_MIN};
 use crate::hub::subscribers::{Delivery, Subscribers, Topic};
 
@@ -29,6 +30,8 @@ const PING_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) struct Listener {
     pub(super) client: redis::Client,
     pub(super) channels: Channels,
+    /// The channel of the nodes' lag probes, subscribed on every connection.
+    pub(super) probes: String,
     pub(super) node_id: String,
     pub(super) subscribers: Arc<Subscribers>,
     pub(super) interest: mpsc::UnboundedReceiver<Topic>,
@@ -90,6 +93,9 @@ impl Listener {
             if let Err(error) = self.reconcile(&mut sink, topics).await {
                 return Ended::Lost(error.to_string());
             }
+        }
+        if let Err(error) = sink.subscribe(&self.probes).await {
+            return Ended::Lost(error.to_string());
         }
         if !self.health.subscriber_up.swap(true, Ordering::Relaxed) {
             tracing::info!(
@@ -200,6 +206,10 @@ impl Listener {
     }
 
     fn receive(&self, message: &redis::Msg) {
+        if message.get_channel_name() == self.probes {
+            self.receive_probe(message.get_payload_bytes());
+            return;
+        }
         // A message can trail an UNSUBSCRIBE; nobody here wants it.
         let Some(topic) = self.subscribed.get(message.get_channel_name()) else {
             return;
@@ -250,6 +260,25 @@ impl Listener {
             Err(error) => {
                 metrics::counter!("meshi_bus_decode_errors_total").increment(1);
                 tracing::warn!(%error, channel = message.get_channel_name(), "bus dropped an unreadable payload");
+            }
+        }
+    }
+}
+
+impl Listener {
+    /// `meshi_bus_lag_seconds`: from another node's publish to here, by
+    /// the two nodes' clocks (a skew between them shows as lag, or as none
+    /// when negative).
+    fn receive_probe(&self, payload: &[u8]) {
+        match decode_probe(&self.node_id, payload) {
+            Ok(Some(sent_at)) => {
+                let lag_ms = (now_ms() - sent_at).max(0);
+                metrics::histogram!("meshi_bus_lag_seconds").record(lag_ms as f64 / 1000.0);
+            }
+            Ok(None) => {}
+            Err(error) => {
+                metrics::counter!("meshi_bus_decode_errors_total").increment(1);
+                tracing::warn!(%error, "bus dropped an unreadable lag probe");
             }
         }
     }

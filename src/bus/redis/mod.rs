@@ -202,6 +202,7 @@ impl RedisBus {
         tasks.spawn(
             Listener {
                 client,
+                probes: channels.probes(),
                 channels,
                 node_id,
                 subscribers: subscribers.clone(),
@@ -319,6 +320,11 @@ impl Channels {
             Topic::Session(id) => format!("{prefix}:session:{id}"),
             Topic::Directory => format!("{prefix}:dir"),
         }
+    }
+
+    /// Where the nodes' lag probes travel; every node listens to it.
+    pub(super) fn probes(&self) -> String {
+        format!("{}:probe", self.prefix)
     }
 }
 

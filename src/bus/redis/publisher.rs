@@ -11,7 +11,8 @@ use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::codec::encode;
+use super::codec::{encode, encode_probe};
+use crate::clock::now_ms;
 use super::{Channels, Health, BACKOFF_MIN};
 use crate::hub::subscribers::{Delivery, Topic};
 
@@ -19,6 +20,8 @@ use crate::hub::subscribers::{Delivery, Topic};
 const BATCH: usize = 256;
 /// The publisher pings when it has sent nothing for this long.
 const PING_EVERY_IDLE: Duration = Duration::from_secs(1);
+/// How often this node tells the others the time, for their lag gauge.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// Further tries of a batch whose first send failed.
 const PUBLISH_RETRIES: usize = 3;
 
@@ -43,12 +46,20 @@ impl Publisher {
         let mut batch = Vec::with_capacity(BATCH);
         let mut draining = false;
         let mut idle = tokio::time::interval(PING_EVERY_IDLE);
+        let mut probe = tokio::time::interval(PROBE_EVERY);
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let received = if draining {
                 self.queued.recv_many(&mut batch, BATCH).await
             } else {
                 tokio::select! {
                     biased;
+                    // First, or a busy queue would starve it: lag matters
+                    // most when the node is busiest.
+                    _ = probe.tick() => {
+                        self.probe().await;
+                        continue;
+                    }
                     n = self.queued.recv_many(&mut batch, BATCH) => n,
                     () = shutdown.cancelled() => {
                         // What was queued before shutdown still goes out.
@@ -84,6 +95,16 @@ impl Publisher {
                 tracing::warn!("bus cannot reach Redis to publish");
             }
         }
+    }
+
+    /// Publishes the time; whether it arrives is the listeners' concern,
+    /// and a Redis that is away is the ping's.
+    async fn probe(&mut self) {
+        let _ = redis::cmd("PUBLISH")
+            .arg(self.channels.probes())
+            .arg(encode_probe(&self.node_id, now_ms()))
+            .query_async::<i64>(&mut self.conn)
+            .await;
     }
 
     async fn send(&mut self, batch: &mut Vec<Delivery>) {
