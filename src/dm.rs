@@ -151,7 +151,6 @@ async fn write_loop(store: Store, push: Push, mut queue: mpsc::Receiver<Pending>
                 }
             }
             Err(err) => {
-                metrics::counter!("meshi_db_errors_total").increment(1);
                 let unavailable = matches!(err, StoreError::Unavailable(_));
                 tracing::warn!(error = %err, "storing messages failed");
                 for sender in senders {

@@ -57,73 +57,235 @@ pub fn record_process() {
         .collect();
 }
 
-fn describe() {
-    metrics::describe_gauge!("meshi_connections", "Open sockets");
-    metrics::describe_gauge!("meshi_rooms_open", "Open rooms on this node");
-    metrics::describe_counter!("meshi_frames_in_total", "Frames received from clients");
-    metrics::describe_counter!("meshi_frames_out_total", "Frames written to clients");
-    metrics::describe_counter!("meshi_deliveries_total", "Frames queued for local sockets");
-    metrics::describe_counter!(
-        "meshi_rate_limited_total",
-        "Frames refused by the rate limit"
-    );
-    metrics::describe_counter!(
-        "meshi_rate_limit_closes_total",
-        "Sockets closed for rate-limit abuse"
-    );
-    metrics::describe_counter!(
-        "meshi_slow_consumer_closes_total",
-        "Sockets closed for not reading"
-    );
-    metrics::describe_histogram!(
-        "meshi_fanout_seconds",
-        "Time to queue one room message for every member"
-    );
-    metrics::describe_counter!(
-        "meshi_bus_published_total",
-        "Deliveries published to Redis for other nodes"
-    );
-    metrics::describe_counter!(
-        "meshi_bus_received_total",
-        "Deliveries from other nodes handed to local sockets"
-    );
-    metrics::describe_counter!(
-        "meshi_bus_dropped_total",
-        "Deliveries that never reached Redis: queue full or publish failed"
-    );
-    metrics::describe_counter!(
-        "meshi_bus_publish_errors_total",
-        "Publish round trips to Redis that failed"
-    );
-    metrics::describe_counter!(
-        "meshi_bus_decode_errors_total",
-        "Payloads from Redis that could not be read"
-    );
-    metrics::describe_counter!(
-        "meshi_bus_reconnects_total",
-        "Attempts to reconnect the bus subscription to Redis"
-    );
-    metrics::describe_gauge!("meshi_bus_channels", "Redis channels this node listens to");
-    metrics::describe_histogram!(
-        "meshi_bus_publish_seconds",
-        "Round trip of one pipeline of PUBLISH commands to Redis"
-    );
-    metrics::describe_gauge!(
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every series meshi exports besides the process's, with its help text.
+/// Labels are fixed by the code (an op, a route template, a query's name),
+/// never by a user, a room or a path, so the count of series is bounded.
+pub const SERIES: &[(&str, &[&str], &str)] = &[
+    (
         "meshi_build_info",
-        "Always 1; the labels name the build this node runs"
-    );
-    metrics::gauge!("meshi_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-    // Touch the series so a fresh node shows them at zero.
-    metrics::gauge!("meshi_connections").increment(0.0);
-    metrics::gauge!("meshi_rooms_open").increment(0.0);
-    for counter in [
-        "meshi_frames_in_total",
-        "meshi_frames_out_total",
+        &["version"],
+        "Always 1; the version label names the build this node runs",
+    ),
+    (
+        "meshi_ready",
+        &[],
+        "1 while every backend answers (what /readyz says), else 0",
+    ),
+    (
+        "meshi_backend_up",
+        &["backend"],
+        "1 while the backend (database, redis) answers, else 0",
+    ),
+    ("meshi_connections", &[], "Open sockets"),
+    (
+        "meshi_tcp_connections",
+        &[],
+        "Open TCP connections, sockets and HTTP alike",
+    ),
+    (
+        "meshi_tcp_connections_refused_total",
+        &["limit"],
+        "TCP connections refused by a limit (total, per_addr)",
+    ),
+    (
+        "meshi_sockets_refused_total",
+        &["limit"],
+        "Socket upgrades refused by a limit (per_addr, per_user)",
+    ),
+    (
+        "meshi_http_deadline_closed_total",
+        &["deadline"],
+        "HTTP connections closed at a deadline (header, body, idle, upgrade)",
+    ),
+    (
+        "meshi_http_requests_total",
+        &["method", "route", "status"],
+        "HTTP requests by method, route template and status",
+    ),
+    (
+        "meshi_http_request_seconds",
+        &["method", "route"],
+        "HTTP request latency by method and route template",
+    ),
+    (
+        "meshi_ops_total",
+        &["op", "result"],
+        "Socket ops by op and result (ok or the error code)",
+    ),
+    (
+        "meshi_op_seconds",
+        &["op"],
+        "Socket op latency, frame read to reply queued, by op",
+    ),
+    ("meshi_frames_in_total", &[], "Frames received from clients"),
+    ("meshi_frames_out_total", &[], "Frames written to clients"),
+    (
         "meshi_deliveries_total",
-        "meshi_rate_limited_total",
-        "meshi_rate_limit_closes_total",
+        &[],
+        "Frames queued for local sockets",
+    ),
+    (
+        "meshi_fanout_seconds",
+        &[],
+        "Time to queue one room event for every member on this node",
+    ),
+    (
+        "meshi_outbox_queued_frames",
+        &[],
+        "Frames waiting in all sockets' outboxes, at the scrape",
+    ),
+    (
+        "meshi_outbox_deepest_frames",
+        &[],
+        "Frames waiting in the fullest outbox, at the scrape",
+    ),
+    (
+        "meshi_outbox_capacity_frames",
+        &[],
+        "Frames an outbox holds before its socket is closed (4009)",
+    ),
+    (
         "meshi_slow_consumer_closes_total",
-    ] {
-        metrics::counter!(counter).increment(0);
+        &[],
+        "Sockets closed for not reading (4009)",
+    ),
+    (
+        "meshi_rate_limited_total",
+        &[],
+        "Frames refused by the rate limit",
+    ),
+    (
+        "meshi_rate_limit_closes_total",
+        &[],
+        "Sockets closed for rate-limit abuse (4008)",
+    ),
+    ("meshi_rooms_open", &[], "Open rooms on this node"),
+    (
+        "meshi_presence_users",
+        &[],
+        "Users with at least one socket open on this node",
+    ),
+    (
+        "meshi_sessions_revoked_total",
+        &["reason"],
+        "Sessions ended early, by reason",
+    ),
+    (
+        "meshi_revocations_swept_total",
+        &[],
+        "Revoked sessions whose sockets the sweep closed",
+    ),
+    (
+        "meshi_suspensions_swept_total",
+        &[],
+        "Suspended users whose sockets the sweep closed",
+    ),
+    ("meshi_db_seconds", &["query"], "Database latency by query"),
+    (
+        "meshi_db_errors_total",
+        &["query"],
+        "Database failures by query",
+    ),
+    (
+        "meshi_db_pool_connections",
+        &["state"],
+        "Database pool connections by state (idle, busy)",
+    ),
+    (
+        "meshi_dm_commit_seconds",
+        &[],
+        "Time to commit one batch of direct messages",
+    ),
+    ("meshi_dm_batch_size", &[], "Direct messages per commit"),
+    (
+        "meshi_redis_seconds",
+        &["kind", "name"],
+        "Redis round trips by kind (script, command, pipeline) and script name",
+    ),
+    (
+        "meshi_redis_errors_total",
+        &["kind", "name"],
+        "Redis round trips that failed, by kind and script name",
+    ),
+    (
+        "meshi_bus_published_total",
+        &[],
+        "Deliveries published to Redis for other nodes",
+    ),
+    (
+        "meshi_bus_received_total",
+        &[],
+        "Deliveries from other nodes handed to local sockets",
+    ),
+    (
+        "meshi_bus_dropped_total",
+        &[],
+        "Deliveries that never reached Redis: queue full or publish failed",
+    ),
+    (
+        "meshi_bus_publish_errors_total",
+        &[],
+        "Publish round trips to Redis that failed",
+    ),
+    (
+        "meshi_bus_decode_errors_total",
+        &[],
+        "Payloads from Redis that could not be read",
+    ),
+    (
+        "meshi_bus_reconnects_total",
+        &[],
+        "Attempts to reconnect the bus subscription to Redis",
+    ),
+    (
+        "meshi_bus_channels",
+        &[],
+        "Redis channels this node listens to",
+    ),
+    (
+        "meshi_bus_publish_seconds",
+        &[],
+        "Round trip of one pipeline of PUBLISH commands to Redis",
+    ),
+    (
+        "meshi_bus_lag_seconds",
+        &[],
+        "From another node's publish to here, by the nodes' clocks",
+    ),
+];
+
+fn kind(name: &str) -> Kind {
+    if name.ends_with("_seconds") || name == "meshi_dm_batch_size" {
+        Kind::Histogram
+    } else if name.ends_with("_total") {
+        Kind::Counter
+    } else {
+        Kind::Gauge
+    }
+}
+
+fn describe() {
+    for (name, _, help) in SERIES {
+        match kind(name) {
+            Kind::Counter => metrics::describe_counter!(*name, *help),
+            Kind::Gauge => metrics::describe_gauge!(*name, *help),
+            Kind::Histogram => metrics::describe_histogram!(*name, *help),
+        }
+    }
+    metrics::gauge!("meshi_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    // Touch the unlabelled series so a fresh node shows them at zero, and a
+    // rate over them exists before the first event.
+    for (name, _, _) in SERIES.iter().filter(|(_, labels, _)| labels.is_empty()) {
+        match kind(name) {
+            Kind::Counter => metrics::counter!(*name).increment(0),
+            Kind::Gauge => metrics::gauge!(*name).increment(0.0),
+            Kind::Histogram => {}
+        }
     }
 }

@@ -293,7 +293,6 @@ impl From<redis::RedisError> for crate::error::Error {
     }
 }
 
-
 /// Times one round trip to Redis as `meshi_redis_seconds{kind, name}` and
 /// counts its failures as `meshi_redis_errors_total{kind, name}`. Scripts
 /// are named; plain commands and pipelines are told apart by kind only,
@@ -307,8 +306,8 @@ async fn measured<T>(
     let result = round_trip.await;
     metrics::histogram!("meshi_redis_seconds", "kind" => kind, "name" => name)
         .record(started.elapsed().as_secs_f64());
-    if result.is_err() {
-        metrics::counter!("meshi_redis_errors_total", "kind" => kind, "name" => name).increment(1);
-    }
+    // Counted at zero too, so a rate over it exists before the first error.
+    metrics::counter!("meshi_redis_errors_total", "kind" => kind, "name" => name)
+        .increment(u64::from(result.is_err()));
     result
 }

@@ -490,9 +490,11 @@ return 0
 /// first message waits for that give-up instead. ARGV 3..: conversation,
 /// seq, frame, sender, other participant, now (ms).
 pub static DM_PUSH: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new("dm_push", &format!(
-        "{DM_PRELUDE}{}",
-        r#"
+    Lua::new(
+        "dm_push",
+        &format!(
+            "{DM_PRELUDE}{}",
+            r#"
 local seq = tonumber(ARGV[4])
 redis.call('HSET', key, 'users', ARGV[6] .. ' ' .. ARGV[7])
 local last = tonumber(redis.call('HGET', key, 'last')) or 0
@@ -517,16 +519,19 @@ end
 redis.call('PEXPIRE', key, 86400000)
 return 1
 "#
-    ))
+        ),
+    )
 });
 
 /// Pushes whatever a conversation has parked, in order, past the gap that
 /// never filled (its node died between storing and pushing). ARGV 3:
 /// conversation.
 pub static DM_FLUSH: LazyLock<Lua> = LazyLock::new(|| {
-    Lua::new("dm_flush", &format!(
-        "{DM_PRELUDE}{}",
-        r#"
+    Lua::new(
+        "dm_flush",
+        &format!(
+            "{DM_PRELUDE}{}",
+            r#"
 local seqs = {}
 for _, field in ipairs(redis.call('HKEYS', key)) do
   if string.sub(field, 1, 1) == 'p' then seqs[#seqs + 1] = tonumber(string.sub(field, 2)) end
@@ -542,7 +547,8 @@ redis.call('HSET', key, 'last', last)
 redis.call('ZREM', PARKED, conv)
 return #seqs
 "#
-    ))
+        ),
+    )
 });
 
 const DM_PRELUDE: &str = r#"

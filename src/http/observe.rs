@@ -29,12 +29,14 @@ pub async fn observe(request: Request, next: Next) -> Response {
     // Random rather than counted: ids stay apart across nodes and restarts.
     let id = format!("{:016x}", rand::thread_rng().gen::<u64>());
     let span = tracing::info_span!("request", request_id = %id, method, route = route.as_deref());
-    let mut response = next.run(request).instrument(span).await;
+    let mut response = next.run(request).instrument(span.clone()).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
-    let route = route.unwrap_or_else(|| "unmatched".to_owned());
     let status = response.status().as_u16().to_string();
+    // An access log for whoever turns `meshi::http` up to debug.
+    tracing::debug!(parent: &span, status, elapsed_us = started.elapsed().as_micros(), "answered");
+    let route = route.unwrap_or_else(|| "unmatched".to_owned());
     metrics::histogram!("meshi_http_request_seconds", "method" => method, "route" => route.clone())
         .record(started.elapsed().as_secs_f64());
     metrics::counter!(

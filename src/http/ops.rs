@@ -14,26 +14,18 @@ pub async fn healthz() -> impl IntoResponse {
 
 /// Ready when every backend answers; otherwise 503 naming what failed.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let database = match state.store.ping().await {
-        Ok(()) => "ok",
-        Err(err) => {
-            tracing::warn!(error = %err, "readiness check: database unreachable");
-            "unreachable"
-        }
-    };
-    let redis = match &state.cluster {
-        None => None,
-        Some(cluster) if cluster.ping().await => Some("ok"),
-        Some(_) => Some("unreachable"),
-    };
-    let failing: Vec<&str> = [("database", Some(database)), ("redis", redis)]
-        .into_iter()
-        .filter(|(_, status)| *status == Some("unreachable"))
-        .map(|(part, _)| part)
-        .collect();
-    let mut body = json!({ "status": "ready", "database": database });
-    if let Some(redis) = redis {
-        body["redis"] = json!(redis);
+    let backends = Backends::check(&state).await;
+    let word = |up: bool| if up { "ok" } else { "unreachable" };
+    let mut failing = Vec::new();
+    if !backends.database {
+        failing.push("database");
+    }
+    if backends.redis == Some(false) {
+        failing.push("redis");
+    }
+    let mut body = json!({ "status": "ready", "database": word(backends.database) });
+    if let Some(redis) = backends.redis {
+        body["redis"] = json!(word(redis));
     }
     if failing.is_empty() {
         return (StatusCode::OK, Json(body));
@@ -46,9 +38,36 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     (StatusCode::SERVICE_UNAVAILABLE, Json(body))
 }
 
+/// Whether each backend answers now; Redis is `None` on a lone node.
+struct Backends {
+    database: bool,
+    redis: Option<bool>,
+}
+
+impl Backends {
+    async fn check(state: &AppState) -> Self {
+        let database = match state.store.ping().await {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!(error = %err, "readiness check: database unreachable");
+                false
+            }
+        };
+        let redis = match &state.cluster {
+            None => None,
+            Some(cluster) => Some(cluster.ping().await),
+        };
+        Backends { database, redis }
+    }
+
+    fn ready(&self) -> bool {
+        self.database && self.redis != Some(false)
+    }
+}
+
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     crate::metrics::record_process();
-    sample(&state);
+    sample(&state).await;
     state.metrics.run_upkeep();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -57,8 +76,15 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// The gauges read at each scrape rather than kept up to date on the hot
-/// path: queue depths, who is online here, the database pool.
-fn sample(state: &AppState) {
+/// path: readiness, queue depths, who is online here, the database pool.
+async fn sample(state: &AppState) {
+    let backends = Backends::check(state).await;
+    let up = |up: bool| f64::from(u8::from(up));
+    metrics::gauge!("meshi_ready").set(up(backends.ready()));
+    metrics::gauge!("meshi_backend_up", "backend" => "database").set(up(backends.database));
+    if let Some(redis) = backends.redis {
+        metrics::gauge!("meshi_backend_up", "backend" => "redis").set(up(redis));
+    }
     let outboxes = state.hub.outbox_depths().sample();
     metrics::gauge!("meshi_outbox_queued_frames").set(outboxes.queued as f64);
     metrics::gauge!("meshi_outbox_deepest_frames").set(outboxes.deepest as f64);
@@ -66,6 +92,8 @@ fn sample(state: &AppState) {
     metrics::gauge!("meshi_presence_users").set(state.presence.users_here() as f64);
     let (open, idle) = state.store.pool_connections();
     metrics::gauge!("meshi_db_pool_connections", "state" => "idle").set(idle as f64);
-    let busy = usize::try_from(open).unwrap_or(usize::MAX).saturating_sub(idle);
+    let busy = usize::try_from(open)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(idle);
     metrics::gauge!("meshi_db_pool_connections", "state" => "busy").set(busy as f64);
 }

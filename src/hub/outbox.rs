@@ -12,8 +12,8 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use meshi_protocol::close;
 use dashmap::DashMap;
+use meshi_protocol::close;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 

@@ -10,6 +10,7 @@
 //! subscriber or loses its last.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
@@ -249,6 +250,7 @@ impl Subscribers {
                 let Some(subscribers) = self.topics.get(topic) else {
                     return;
                 };
+                let started = Instant::now();
                 let mut sent = 0u64;
                 for s in subscribers.iter() {
                     if Some(s.user) == *skip_user {
@@ -261,6 +263,12 @@ impl Subscribers {
                     sent += 1;
                 }
                 metrics::counter!("meshi_deliveries_total").increment(sent);
+                // Measured here, where both room engines' messages end up,
+                // so a cluster's fan-out is charted like a lone node's.
+                if let Topic::Room(_) = topic {
+                    metrics::histogram!("meshi_fanout_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                }
             }
             Delivery::Close {
                 topic,

@@ -13,7 +13,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
 
 use async_trait::async_trait;
 use dashmap::DashMap;
@@ -536,13 +535,11 @@ impl Shared {
         }
         state.last_seq += 1;
         message.seq = state.last_seq;
-        let started = Instant::now();
         self.publish(
             &room,
             &mut state,
             &ServerFrame::RoomMessage(message.clone()),
         );
-        metrics::histogram!("meshi_fanout_seconds").record(started.elapsed().as_secs_f64());
         let sent = Sent {
             message_id: message.message_id.clone(),
             seq: message.seq,

@@ -101,9 +101,9 @@ async fn measured<T, E: Failure>(
     let result = work.await;
     metrics::histogram!("meshi_db_seconds", "query" => query)
         .record(started.elapsed().as_secs_f64());
-    if result.as_ref().is_err_and(Failure::is_database_failure) {
-        metrics::counter!("meshi_db_errors_total", "query" => query).increment(1);
-    }
+    // Counted at zero too, so a rate over it exists before the first error.
+    let failed = result.as_ref().is_err_and(Failure::is_database_failure);
+    metrics::counter!("meshi_db_errors_total", "query" => query).increment(u64::from(failed));
     result
 }
 

@@ -52,6 +52,9 @@ pub(super) struct Connection {
     /// When typing was last forwarded, per conversation.
     pub typing_forwarded: HashMap<i64, std::time::Instant>,
     rate: RateLimit,
+    /// The socket's span, which learns the user at `hello`; an op's own
+    /// span is current then, so `Span::current()` would be the wrong one.
+    span: tracing::Span,
 }
 
 pub(super) struct Session {
@@ -86,6 +89,7 @@ pub fn run(
 ) -> impl Future<Output = ()> + Send {
     let id = state.hub.next_conn_id();
     let span = tracing::info_span!("conn", conn_id = id, user_id = field::Empty);
+    let conn_span = span.clone();
     let serve = async move {
         if !origin_allowed {
             let _ = sink
@@ -113,6 +117,7 @@ pub fn run(
             watching: false,
             pairs: HashMap::new(),
             typing_forwarded: HashMap::new(),
+            span: conn_span,
         };
         let ending = conn.read_loop(&mut stream, &kill).await;
         // Leave rooms before lingering over the close, so the others hear
@@ -277,7 +282,7 @@ impl Connection {
     /// Starts listening as this user: called once `hello` succeeds.
     pub(super) fn open_session(&mut self, identity: Identity) -> &Session {
         let user = crate::profile::summary(&identity.user);
-        tracing::Span::current().record("user_id", identity.user.id);
+        self.span.record("user_id", identity.user.id);
         let subscriber = Subscriber::new(self.id, identity.user.id, self.outbox.clone());
         self.state
             .hub

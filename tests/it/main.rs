@@ -27,6 +27,7 @@ mod limits;
 mod log_secrets;
 mod matching;
 mod notifications;
+mod observability;
 mod openapi;
 mod organisers;
 mod postgres_server;

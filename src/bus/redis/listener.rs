@@ -14,8 +14,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::codec::{decode, decode_probe, Decoded};
-use crate::clock::now_ms;
 use super::{Channels, Health, Heard, BACKOFF_MAX, BACKOFF_MIN};
+use crate::clock::now_ms;
 use crate::hub::subscribers::{Delivery, Subscribers, Topic};
 
 /// Most messages handled at once before the listener looks at anything else.

@@ -12,8 +12,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::codec::{encode, encode_probe};
-use crate::clock::now_ms;
 use super::{Channels, Health, BACKOFF_MIN};
+use crate::clock::now_ms;
 use crate::hub::subscribers::{Delivery, Topic};
 
 /// Deliveries sent to Redis in one pipeline.

@@ -30,6 +30,7 @@ pub mod json;
 pub mod place;
 pub mod platform;
 pub mod postgres;
+pub mod prom;
 pub mod services;
 pub mod store;
 pub mod wait;
