@@ -16,8 +16,8 @@ use crate::common::prom::{self, find, parse, value, Sample};
 /// with the per-user limits lifted so one user can open many rooms.
 async fn node(dir: &Path, database_url: Option<String>, extra: &[(&str, &str)]) -> Running {
     let mut command = binary::command(dir, &[]);
-    let database_url = database_url
-        .unwrap_or_else(|| format!("sqlite://{}", dir.join("meshi.db").display()));
+    let database_url =
+        database_url.unwrap_or_else(|| format!("sqlite://{}", dir.join("meshi.db").display()));
     command
         .env("MESHI_DATABASE_URL", database_url)
         .env("MESHI_MAX_HOSTED_ROOMS", "0")
@@ -127,11 +127,20 @@ async fn exercise_and_check(node: &Running, backend: &str) {
     };
     assert!(has("meshi_op_seconds_count", &[("op", "room.send")]) >= 1.0);
     assert!(has("meshi_ops_total", &[("op", "room.send"), ("result", "ok")]) >= 1.0);
-    assert!(has("meshi_ops_total", &[("op", "room.join"), ("result", "not_found")]) >= 1.0);
+    assert!(
+        has(
+            "meshi_ops_total",
+            &[("op", "room.join"), ("result", "not_found")]
+        ) >= 1.0
+    );
     assert!(
         has(
             "meshi_http_requests_total",
-            &[("method", "POST"), ("route", "/api/v1/cards"), ("status", "201")]
+            &[
+                ("method", "POST"),
+                ("route", "/api/v1/cards"),
+                ("status", "201")
+            ]
         ) >= 1.0
     );
     assert!(
@@ -141,7 +150,10 @@ async fn exercise_and_check(node: &Running, backend: &str) {
         ) >= 1.0
     );
     assert!(has("meshi_db_seconds_count", &[("query", "create_card")]) >= 1.0);
-    assert_eq!(has("meshi_db_errors_total", &[("query", "create_card")]), 0.0);
+    assert_eq!(
+        has("meshi_db_errors_total", &[("query", "create_card")]),
+        0.0
+    );
     assert!(has("meshi_sessions_revoked_total", &[("reason", "signed_out")]) >= 1.0);
     assert!(has("meshi_presence_users", &[]) >= 1.0);
     assert!(has("meshi_fanout_seconds_count", &[]) >= 1.0);
