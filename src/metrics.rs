@@ -57,6 +57,15 @@ pub fn record_process() {
         .collect();
 }
 
+/// Why sessions end early: the `reason` of `meshi_sessions_revoked_total`.
+pub const SESSION_END_REASONS: &[&str] = &[
+    "signed_out",
+    "revoked",
+    "password_changed",
+    "suspended",
+    "account_deleted",
+];
+
 enum Kind {
     Counter,
     Gauge,
@@ -279,6 +288,9 @@ fn describe() {
         }
     }
     metrics::gauge!("meshi_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    for reason in SESSION_END_REASONS {
+        metrics::counter!("meshi_sessions_revoked_total", "reason" => *reason).increment(0);
+    }
     // Touch the unlabelled series so a fresh node shows them at zero, and a
     // rate over them exists before the first event.
     for (name, _, _) in SERIES.iter().filter(|(_, labels, _)| labels.is_empty()) {

@@ -216,6 +216,7 @@ impl Store {
 /// `meshi_sessions_revoked_total{reason}`, counted once the revocation is
 /// stored.
 pub(super) fn count_revoked(reason: &'static str, sessions: impl TryInto<u64>) {
+    debug_assert!(crate::metrics::SESSION_END_REASONS.contains(&reason));
     let sessions = sessions.try_into().unwrap_or(0);
     metrics::counter!("meshi_sessions_revoked_total", "reason" => reason).increment(sessions);
 }

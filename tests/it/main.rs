@@ -32,6 +32,7 @@ mod openapi;
 mod organisers;
 mod postgres_server;
 mod production;
+mod prometheus;
 mod reports;
 mod revisions;
 mod revocation;

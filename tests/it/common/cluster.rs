@@ -51,6 +51,8 @@ pub struct Settings {
     /// `MESHI_ROOM_LIST_MAX`.
     pub max_rooms_per_socket: usize,
     pub room_list_max: u32,
+    /// `MESHI_OUTBOX_FRAMES`: frames a socket's queue holds before 4009.
+    pub outbox_frames: usize,
 }
 
 impl Default for Settings {
@@ -68,6 +70,7 @@ impl Default for Settings {
             room_create_per_min: 0,
             max_rooms_per_socket: 0,
             room_list_max: meshi::config::Config::defaults().room_list_max,
+            outbox_frames: meshi::config::Config::defaults().outbox_frames,
         }
     }
 }
@@ -108,6 +111,7 @@ impl NodeSpec {
         config.room_create_per_min = self.settings.room_create_per_min;
         config.max_rooms_per_socket = self.settings.max_rooms_per_socket;
         config.room_list_max = self.settings.room_list_max;
+        config.outbox_frames = self.settings.outbox_frames;
         if !self.settings.admin_handles.is_empty() {
             config.admin_handles = self.settings.admin_handles.clone();
         }
@@ -152,6 +156,7 @@ impl NodeSpec {
                 s.max_rooms_per_socket.to_string(),
             ),
             ("MESHI_ROOM_LIST_MAX", s.room_list_max.to_string()),
+            ("MESHI_OUTBOX_FRAMES", s.outbox_frames.to_string()),
             ("MESHI_LOG", "info,tower_http=warn,sqlx=warn".into()),
         ];
         if !s.admin_handles.is_empty() {
