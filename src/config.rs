@@ -35,8 +35,9 @@ pub struct Config {
 
     /// PEM file of the certificate authorities that sign the database
     /// server's certificate, in place of the URL's `sslrootcert` (which
-    /// it overrides). Used by `sslmode=verify-ca` and `verify-full`, and
-    /// by `require`, which then checks the chain as `verify-ca` does.
+    /// it overrides); trusted beside the public web roots. Used by
+    /// `sslmode=verify-ca` and `verify-full`, and by `require`, which then
+    /// checks the chain as `verify-ca` does.
     #[arg(long, env = "MESHI_DATABASE_CA_FILE")]
     pub database_ca_file: Option<PathBuf>,
 
@@ -46,7 +47,8 @@ pub struct Config {
     pub redis_url: Option<String>,
 
     /// PEM file of the certificate authorities that sign Redis's
-    /// certificate, for a `rediss://` URL; unset trusts the system's roots.
+    /// certificate, for a `rediss://` URL, trusted alone; unset trusts the
+    /// system's roots.
     #[arg(long, env = "MESHI_REDIS_CA_FILE")]
     pub redis_ca_file: Option<PathBuf>,
 
