@@ -140,9 +140,20 @@ async fn a_postgres_certificate_of_another_ca_is_refused() {
         "the refusal names the certificate problem: {refusal}"
     );
 
-    // A CA file makes `require` check the chain, so the operator who
-    // names a CA is not served by a server it did not sign, and the
-    // binary says so from the environment an operator sets.
+    // A CA makes `require` check the chain, so the operator who names
+    // one is not served by a server it did not sign: from the URL here,
+    // and below from the environment an operator sets, through the binary.
+    let url = database_url(
+        &pg,
+        "wrong_ca_required",
+        &format!("sslmode=require&sslrootcert={other_ca}"),
+    )
+    .await;
+    let refusal = serve_refused(test_config(url)).await;
+    assert!(
+        refusal.contains("UnknownIssuer"),
+        "the refusal names the certificate problem: {refusal}"
+    );
     let url = database_url(&pg, "wrong_ca_file", "sslmode=require").await;
     let mut command = binary::command(certs.dir(), &["serve"]);
     command
@@ -272,13 +283,25 @@ async fn config_check_shows_the_ca_files_and_refuses_what_is_not_a_certificate()
     }
 
     // A CA file beside a URL that would not use it is a mistake to say.
-    let mut command = binary::command(certs.dir(), &["config", "check"]);
-    command
-        .env("MESHI_REDIS_URL", "redis://127.0.0.1:1")
-        .env("MESHI_REDIS_CA_FILE", &certs.ca);
-    tokio::task::spawn_blocking(move || {
-        assert_refused(command, &["MESHI_REDIS_CA_FILE", "rediss://"], &[]);
-    })
-    .await
-    .expect("the check ran");
+    let unused = [
+        (
+            "MESHI_REDIS_URL",
+            "redis://127.0.0.1:1",
+            "MESHI_REDIS_CA_FILE",
+        ),
+        (
+            "MESHI_DATABASE_URL",
+            "sqlite://meshi.db",
+            "MESHI_DATABASE_CA_FILE",
+        ),
+    ];
+    for (url_name, url, ca_name) in unused {
+        let mut command = binary::command(certs.dir(), &["config", "check"]);
+        command.env(url_name, url).env(ca_name, &certs.ca);
+        tokio::task::spawn_blocking(move || {
+            assert_refused(command, &[ca_name], &[]);
+        })
+        .await
+        .expect("the check ran");
+    }
 }
