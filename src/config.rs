@@ -322,7 +322,7 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{name} file {path} is not PEM certificates: {reason}")]
+    #[error("{name} file {path} holds no usable PEM certificate: {reason}")]
     NotCertificates {
         name: &'static str,
         path: PathBuf,
