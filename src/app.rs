@@ -12,7 +12,7 @@ use crate::auth::jwt::{JwtSetupError, JwtVerifier};
 use crate::auth::Accounts;
 use crate::bus::{Bus, BusError, LocalBus, RedisBus};
 use crate::cluster::{Cluster, ClusterError, ClusterPresence, RedisEngine};
-use crate::config::Config;
+use crate::config::{Config, ConfigError, TlsRoots};
 use crate::dm::DirectMessages;
 use crate::hub::subscribers::Subscribers;
 use crate::hub::Hub;
@@ -22,7 +22,7 @@ use crate::rooms::memory::MemoryEngine;
 use crate::rooms::quota::RoomQuota;
 use crate::rooms::{RoomEngine, RoomSettings, Rooms};
 use crate::state::{AppState, Services};
-use crate::store::{Store, StoreError};
+use crate::store::{ConnectOptions, Store, StoreError};
 use crate::upkeep::Upkeep;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,8 @@ pub enum ServeError {
     Cluster(#[from] ClusterError),
     #[error("single sign-on is misconfigured: {0}")]
     Jwt(#[from] JwtSetupError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
 }
 
 /// How this node reaches the others: not at all, or through Redis.
@@ -118,18 +120,30 @@ impl AppState {
 }
 
 /// Joins the cluster named by `MESHI_REDIS_URL`, or runs alone without it.
-async fn reach(config: &Config, subscribers: &Arc<Subscribers>) -> Result<Reach, ServeError> {
+async fn reach(
+    config: &Config,
+    roots: &TlsRoots,
+    subscribers: &Arc<Subscribers>,
+) -> Result<Reach, ServeError> {
     let Some(url) = &config.redis_url else {
         return Ok(Reach::Alone);
     };
+    let client =
+        crate::bus::open_redis_client(url, roots.redis.as_deref()).map_err(BusError::Url)?;
     let node = config
         .node_id
         .clone()
         .unwrap_or_else(|| crate::ids::random("n"));
     let bus = Arc::new(
-        RedisBus::start(url, &config.redis_prefix, node.clone(), subscribers.clone()).await?,
+        RedisBus::start(
+            client.clone(),
+            &config.redis_prefix,
+            node.clone(),
+            subscribers.clone(),
+        )
+        .await?,
     );
-    let cluster = Cluster::connect(url, &config.redis_prefix, &node, bus.clone()).await?;
+    let cluster = Cluster::connect(&client, &config.redis_prefix, &node, bus.clone()).await?;
     tracing::info!(node, prefix = %config.redis_prefix, "joined the cluster");
     Ok(Reach::Cluster { cluster, bus })
 }
@@ -142,14 +156,15 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    // Keys are read before the database is touched, so a bad key file
-    // stops the start without side effects.
+    // Keys and certificates are read before the database is touched, so a
+    // bad file stops the start without side effects.
     let jwt = JwtVerifier::from_config(&config)?;
-    let store = Store::connect(&config.database_url).await?;
+    let roots = config.tls_roots()?;
+    let store = open_store(&config, &roots).await?;
     store.migrate().await?;
     let drain_time = Duration::from_secs(config.drain_secs);
     let subscribers = Arc::new(Subscribers::default());
-    let reach = reach(&config, &subscribers).await?;
+    let reach = reach(&config, &roots, &subscribers).await?;
     let node_ttl = Duration::from_millis(config.node_ttl_ms);
     let state = AppState::new(config, store, jwt, subscribers, reach);
     let router = crate::http::router(state.clone());
@@ -218,6 +233,15 @@ pub async fn serve(
     state.store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Opens the database `config` names, with its CA file read into `roots`
+/// (see [`Config::tls_roots`]).
+pub async fn open_store(config: &Config, roots: &TlsRoots) -> Result<Store, StoreError> {
+    let options = ConnectOptions {
+        root_cert_pem: roots.database.clone(),
+    };
+    Store::connect_with(&config.database_url, &options).await
 }
 
 /// Serves `/metrics` on `addr` until the node drains.

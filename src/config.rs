@@ -33,10 +33,24 @@ pub struct Config {
     )]
     pub database_url: String,
 
-    /// Redis URL for running several nodes; unset means one node with an
-    /// in-process bus.
+    /// PEM file of the certificate authorities that sign the database
+    /// server's certificate, in place of the URL's `sslrootcert` (which
+    /// it overrides); trusted beside the public web roots. Used by
+    /// `sslmode=verify-ca` and `verify-full`, and by `require`, which then
+    /// checks the chain as `verify-ca` does.
+    #[arg(long, env = "MESHI_DATABASE_CA_FILE")]
+    pub database_ca_file: Option<PathBuf>,
+
+    /// Redis URL for running several nodes: `redis://...`, or
+    /// `rediss://...` for TLS. Unset means one node with an in-process bus.
     #[arg(long, env = "MESHI_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+
+    /// PEM file of the certificate authorities that sign Redis's
+    /// certificate, for a `rediss://` URL, trusted alone; unset trusts the
+    /// system's roots.
+    #[arg(long, env = "MESHI_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
 
     /// Prefix of every Redis key and channel, so several deployments (or
     /// test runs) can share one Redis.
@@ -308,6 +322,20 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{name} file {path} holds no usable PEM certificate: {reason}")]
+    NotCertificates {
+        name: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+}
+
+/// The certificate authorities the backing services are checked against,
+/// as read from their files: PEM, each checked to hold certificates.
+#[derive(Clone, Default)]
+pub struct TlsRoots {
+    pub database: Option<Vec<u8>>,
+    pub redis: Option<Vec<u8>>,
 }
 
 /// Where identity-provider JWTs are checked against, as configured.
@@ -376,6 +404,23 @@ impl Config {
         {
             return Err(ConfigError::Invalid(
                 "MESHI_NODE_ID must be 1-64 letters, digits, '.', '_' or '-'".into(),
+            ));
+        }
+        if self.database_ca_file.is_some() && !is_postgres_url(&self.database_url) {
+            return Err(ConfigError::Invalid(
+                "MESHI_DATABASE_CA_FILE is for a postgres:// MESHI_DATABASE_URL".into(),
+            ));
+        }
+        // A CA file beside a plain `redis://` URL means the operator meant
+        // TLS and would get none.
+        if self.redis_ca_file.is_some()
+            && !self
+                .redis_url
+                .as_deref()
+                .is_some_and(|url| url.starts_with("rediss://"))
+        {
+            return Err(ConfigError::Invalid(
+                "MESHI_REDIS_CA_FILE is for a rediss:// MESHI_REDIS_URL".into(),
             ));
         }
         if self.production {
@@ -471,6 +516,21 @@ impl Config {
         })
     }
 
+    /// Reads the CA files of the database and of Redis, when set, and
+    /// checks that each holds certificates, so a wrong file stops the
+    /// start with its name rather than at the first connection.
+    pub fn tls_roots(&self) -> Result<TlsRoots, ConfigError> {
+        let read = |name: &'static str, path: &Option<PathBuf>| {
+            path.as_deref()
+                .map(|path| read_certificates(name, path))
+                .transpose()
+        };
+        Ok(TlsRoots {
+            database: read("MESHI_DATABASE_CA_FILE", &self.database_ca_file)?,
+            redis: read("MESHI_REDIS_CA_FILE", &self.redis_ca_file)?,
+        })
+    }
+
     pub fn heartbeat(&self) -> Duration {
         Duration::from_millis(self.heartbeat_ms)
     }
@@ -543,6 +603,31 @@ fn read_named_file(name: &'static str, path: &Path) -> Result<Vec<u8>, ConfigErr
     })
 }
 
+/// The file at `path`, refused unless it is PEM with at least one
+/// certificate and every certificate in it would be taken as a root.
+fn read_certificates(name: &'static str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+    use rustls::pki_types::pem::PemObject;
+    let pem = read_named_file(name, path)?;
+    let refused = |reason: String| ConfigError::NotCertificates {
+        name,
+        path: path.to_owned(),
+        reason,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|err| refused(err.to_string()))?;
+        roots.add(cert).map_err(|err| refused(err.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(refused("no CERTIFICATE block in it".into()));
+    }
+    Ok(pem)
+}
+
+fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres:") || url.starts_with("postgresql:")
+}
+
 /// An IPv4 peer seen through an IPv6 socket (`::ffff:a.b.c.d`) as the IPv4
 /// address it is, so limits and proxy lists see one address, not two.
 pub fn canonical_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
@@ -578,7 +663,9 @@ impl fmt::Debug for Config {
         let Config {
             addr,
             database_url,
+            database_ca_file,
             redis_url,
+            redis_ca_file,
             redis_prefix,
             node_id,
             node_ttl_ms,
@@ -625,7 +712,9 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("addr", addr)
             .field("database_url", &scheme_only(database_url))
+            .field("database_ca_file", database_ca_file)
             .field("redis_url", &redis_url.as_deref().map(scheme_only))
+            .field("redis_ca_file", redis_ca_file)
             .field("redis_prefix", redis_prefix)
             .field("node_id", node_id)
             .field("node_ttl_ms", node_ttl_ms)

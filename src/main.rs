@@ -97,7 +97,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(Command::Migrate { config }) => {
             init_logs(config.log_format);
-            let store = meshi::store::Store::connect(&config.database_url).await?;
+            let store = meshi::app::open_store(&config, &config.tls_roots()?).await?;
             store.migrate().await?;
             tracing::info!(backend = store.backend(), "migrations applied");
             Ok(())
@@ -143,6 +143,7 @@ fn check_config(config: &Config, given: &clap::ArgMatches) -> anyhow::Result<()>
         .is_some_and(|source| source != clap::parser::ValueSource::DefaultValue);
     config.validate(explicit_database)?;
     config.jwt_keys()?;
+    config.tls_roots()?;
     for warning in config.production_warnings() {
         println!("warning: production: {warning}");
     }
@@ -162,15 +163,40 @@ fn redacted(name: &str, value: &str) -> String {
     if secret {
         return "<redacted>".to_owned();
     }
-    // scheme://user:password@host/… keeps the user and hides the password.
-    if let Some((scheme, rest)) = value.split_once("://") {
-        if let Some((userinfo, host)) = rest.split_once('@') {
-            if let Some((user, _)) = userinfo.split_once(':') {
-                return format!("{scheme}://{user}:<redacted>@{host}");
-            }
-        }
+    match value.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://{}", redacted_url(rest)),
+        None => value.to_owned(),
     }
-    value.to_owned()
+}
+
+/// A URL after its `scheme://`, with the password of its user part and any
+/// `password=` of its query hidden, the rest (TLS settings among it) shown.
+fn redacted_url(rest: &str) -> String {
+    // The last `@` ends the user part, since a password may hold `@`, `/`
+    // or `?` unescaped; a stray `@` later in the URL hides more, not less.
+    let (user, rest) = match rest.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => (format!("{user}:<redacted>@"), host),
+            None => (format!("{userinfo}@"), host),
+        },
+        None => (String::new(), rest),
+    };
+    let rest = match rest.split_once('?') {
+        Some((path, query)) => {
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                        format!("{key}=<redacted>")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", pairs.join("&"))
+        }
+        None => rest.to_owned(),
+    };
+    format!("{user}{rest}")
 }
 
 async fn admin(action: AdminAction) -> anyhow::Result<()> {
@@ -178,7 +204,7 @@ async fn admin(action: AdminAction) -> anyhow::Result<()> {
         AdminAction::Create { config, .. } | AdminAction::Promote { config, .. } => config.clone(),
     };
     init_logs(config.log_format);
-    let store = meshi::store::Store::connect(&config.database_url).await?;
+    let store = meshi::app::open_store(&config, &config.tls_roots()?).await?;
     store.migrate().await?;
     let accounts = meshi::auth::Accounts::new(store.clone(), config.into(), None);
     let outcome = match action {

@@ -92,8 +92,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("the Redis URL is not valid: {0}")]
-    Url(#[source] redis::RedisError),
     #[error("cannot reach Redis: {0}")]
     Connect(#[source] redis::RedisError),
     #[error("node id `{0}` is in use by a running node; give each node its own MESHI_NODE_ID")]
@@ -114,13 +112,14 @@ struct Inner {
 }
 
 impl Cluster {
+    /// Opens the command connection from `client`, the one the bus's
+    /// connections came from (see [`crate::bus::open_redis_client`]).
     pub async fn connect(
-        url: &str,
+        client: &redis::Client,
         prefix: &str,
         node: &str,
         bus: Arc<RedisBus>,
     ) -> Result<Cluster, ClusterError> {
-        let client = crate::bus::open_redis_client(url).map_err(ClusterError::Url)?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(CONNECT_TIMEOUT))

@@ -44,7 +44,7 @@ pub use notifications::NotificationRow;
 pub use reports::{Filed, NewReport, QueueFrom, ReportRow, Resolution, Resolved};
 pub use suspensions::{ListedUser, Suspension, TokenLookup, UserFilter, SUSPENDED_INDEFINITELY};
 
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -156,9 +156,22 @@ pub(crate) use on_pool;
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// What a database URL cannot carry.
+#[derive(Clone, Default)]
+pub struct ConnectOptions {
+    /// PEM certificates of the authorities that sign the Postgres server's
+    /// certificate; they replace the URL's `sslrootcert`.
+    pub root_cert_pem: Option<Vec<u8>>,
+}
+
 impl Store {
     /// Opens a pool for `url` without touching the schema.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, &ConnectOptions::default()).await
+    }
+
+    /// Opens a pool for `url` with what `options` adds to it.
+    pub async fn connect_with(url: &str, options: &ConnectOptions) -> Result<Self, StoreError> {
         let pool = if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
@@ -182,7 +195,7 @@ impl Store {
                     // query; a dead connection fails its query instead,
                     // is dropped by the pool, and `/readyz` pings anyway.
                     .test_before_acquire(false)
-                    .connect(url)
+                    .connect_with(postgres_options(url, options)?)
                     .await?,
             )
         } else {
@@ -224,6 +237,29 @@ impl Store {
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await);
     }
+}
+
+/// `url` parsed, with the root certificates of `options`. A root
+/// certificate makes `sslmode=require` check the chain as `verify-ca`
+/// does, which is what libpq does: sqlx would otherwise take any
+/// certificate, and an operator who names a CA means it to be checked.
+fn postgres_options(url: &str, options: &ConnectOptions) -> Result<PgConnectOptions, StoreError> {
+    let mut pg = PgConnectOptions::from_str(url)?;
+    let names_root = url.split_once('?').is_some_and(|(_, query)| {
+        query.split('&').any(|pair| {
+            let key = pair.split_once('=').map_or(pair, |(key, _)| key);
+            matches!(key, "sslrootcert" | "ssl-root-cert" | "ssl-ca")
+        })
+    });
+    if let Some(pem) = &options.root_cert_pem {
+        pg = pg.ssl_root_cert_from_pem(pem.clone());
+    }
+    if (names_root || options.root_cert_pem.is_some())
+        && matches!(pg.get_ssl_mode(), PgSslMode::Require)
+    {
+        pg = pg.ssl_mode(PgSslMode::VerifyCa);
+    }
+    Ok(pg)
 }
 
 /// A URL fit for error messages: scheme only, never credentials.

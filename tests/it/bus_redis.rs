@@ -22,7 +22,8 @@ struct Node {
 
 async fn node(url: &str, prefix: &str, id: &str) -> Node {
     let subscribers = Arc::new(Subscribers::default());
-    let bus = RedisBus::start(url, prefix, id.into(), subscribers.clone())
+    let client = meshi::bus::open_redis_client(url, None).expect("a Redis URL");
+    let bus = RedisBus::start(client, prefix, id.into(), subscribers.clone())
         .await
         .unwrap_or_else(|e| panic!("node {id} could not start its bus: {e}"));
     Node { subscribers, bus }

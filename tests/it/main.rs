@@ -53,4 +53,5 @@ mod store_contract;
 mod store_messages;
 mod store_platform;
 mod suspension;
+mod tls;
 mod web_client;

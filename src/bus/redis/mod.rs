@@ -61,12 +61,26 @@ use publisher::Publisher;
 /// A client whose connections send at once. Script calls and publishes are
 /// small writes; with Nagle's algorithm one written while the previous is
 /// unacknowledged waits for Redis's delayed ACK, up to 40 ms.
-pub fn open_client(url: &str) -> redis::RedisResult<redis::Client> {
+///
+/// A `rediss://` URL speaks TLS, checked against `root_cert_pem` (PEM
+/// certificates) when given and against the system's roots otherwise.
+/// Every connection of a node opens from the one client, so the bus's two
+/// and the cluster's share one TLS setup.
+pub fn open_client(url: &str, root_cert_pem: Option<&[u8]>) -> redis::RedisResult<redis::Client> {
     use redis::IntoConnectionInfo;
     let info = url
         .into_connection_info()?
         .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
-    redis::Client::open(info)
+    match root_cert_pem {
+        Some(pem) => redis::Client::build_with_tls(
+            info,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.to_vec()),
+            },
+        ),
+        None => redis::Client::open(info),
+    }
 }
 
 /// Deliveries waiting for the publisher; past this, they are dropped.
@@ -139,10 +153,11 @@ impl Heard {
 }
 
 impl RedisBus {
-    /// Connects both ends and starts their tasks. Fails if Redis cannot be
-    /// reached now; once started, the bus outlives Redis restarts.
+    /// Connects both ends from `client` (see [`open_client`]) and starts
+    /// their tasks. Fails if Redis cannot be reached now; once started, the
+    /// bus outlives Redis restarts.
     pub async fn start(
-        url: &str,
+        client: redis::Client,
         prefix: &str,
         node_id: String,
         subscribers: Arc<Subscribers>,
@@ -150,7 +165,6 @@ impl RedisBus {
         if node_id.is_empty() || node_id.len() > 255 {
             return Err(BusError::NodeId);
         }
-        let client = open_client(url).map_err(BusError::Url)?;
         let config = ConnectionManagerConfig::new()
             .set_min_delay(BACKOFF_MIN)
             .set_max_delay(BACKOFF_MAX)

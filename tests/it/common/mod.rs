@@ -13,6 +13,7 @@
 //! - [`cluster`], [`services`], [`postgres`]: several nodes on a shared
 //!   Postgres and Redis, and the services themselves.
 //! - [`binary`]: the `meshi` binary as a child process.
+//! - [`certs`]: a CA and a server certificate made at run time, for TLS.
 //! - [`store`]: store contracts run on both backends.
 
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ use tokio::task::JoinHandle;
 
 pub mod api;
 pub mod binary;
+pub mod certs;
 pub mod chat;
 pub mod cluster;
 pub mod json;

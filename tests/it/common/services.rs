@@ -4,7 +4,8 @@
 //!   of a test go under its own [`random_prefix`].
 //! - [`ThrowawayRedis`] and [`ThrowawayPostgres`]: a server of one test
 //!   alone, a child process on a free loopback port, so the test may stop
-//!   it and start it again (killed on drop).
+//!   it and start it again (killed on drop); either may speak TLS only,
+//!   with the certificates of a [`TestCerts`].
 //!
 //! An unreachable shared service fails the test saying how to start it.
 
@@ -16,6 +17,7 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::time::{sleep, timeout, Instant};
 
+use super::certs::TestCerts;
 use super::free_port;
 
 /// A random key prefix of the form `meshi-test-<16 hex digits>`.
@@ -40,6 +42,10 @@ pub async fn shared_redis() -> String {
 /// One PING, bounded to a second.
 async fn redis_ping(url: &str) -> Result<(), String> {
     let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    client_ping(&client).await
+}
+
+async fn client_ping(client: &redis::Client) -> Result<(), String> {
     let attempt = async {
         let mut conn = client.get_multiplexed_async_connection().await?;
         redis::cmd("PING").query_async::<String>(&mut conn).await
@@ -55,10 +61,35 @@ async fn redis_ping(url: &str) -> Result<(), String> {
 pub struct ThrowawayRedis {
     pub port: u16,
     child: Option<Child>,
+    tls: Option<RedisTls>,
+    logs: tempfile::TempDir,
+}
+
+/// The files a TLS-only `redis-server` is started with.
+struct RedisTls {
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
 }
 
 impl ThrowawayRedis {
     pub async fn start() -> Self {
+        Self::start_configured(None).await
+    }
+
+    /// A server that speaks only TLS (`--port 0`), presenting the server
+    /// certificate of `certs`; clients need no certificate of their own.
+    /// Its URL is `rediss://`, and [`client`](Self::client) trusts `certs.ca`.
+    pub async fn start_with_tls(certs: &TestCerts) -> Self {
+        Self::start_configured(Some(RedisTls {
+            cert: certs.server_cert.clone(),
+            key: certs.server_key.clone(),
+            ca: certs.ca.clone(),
+        }))
+        .await
+    }
+
+    async fn start_configured(tls: Option<RedisTls>) -> Self {
         match Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -74,13 +105,33 @@ impl ThrowawayRedis {
         let mut redis = ThrowawayRedis {
             port: free_port(),
             child: None,
+            tls,
+            logs: tempfile::tempdir().expect("temp dir for the redis log"),
         };
         redis.start_again().await;
         redis
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// A client of this server, trusting the CA it was started with.
+    pub fn client(&self) -> redis::Client {
+        let ca = self
+            .tls
+            .as_ref()
+            .map(|tls| std::fs::read(&tls.ca).expect("read the CA file"));
+        meshi::bus::open_redis_client(&self.url(), ca.as_deref()).expect("a Redis client")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.logs.path().join("redis.log")).unwrap_or_default()
     }
 
     /// Kills the server (SIGKILL) and waits for it to be gone.
@@ -95,36 +146,56 @@ impl ThrowawayRedis {
     pub async fn start_again(&mut self) {
         assert!(self.child.is_none(), "redis is already running");
         let deadline = Instant::now() + Duration::from_secs(10);
+        let client = self.client();
+        let port = self.port.to_string();
         loop {
-            let mut child = Command::new("redis-server")
-                .args(["--port", &self.port.to_string()])
+            let mut command = Command::new("redis-server");
+            match &self.tls {
+                None => command.args(["--port", &port]),
+                Some(tls) => command
+                    .args(["--port", "0", "--tls-port", &port])
+                    .arg("--tls-cert-file")
+                    .arg(&tls.cert)
+                    .arg("--tls-key-file")
+                    .arg(&tls.key)
+                    .arg("--tls-ca-cert-file")
+                    .arg(&tls.ca)
+                    .args(["--tls-auth-clients", "no"]),
+            };
+            let log = File::create(self.logs.path().join("redis.log")).expect("redis log");
+            let mut child = command
                 .args(["--bind", "127.0.0.1"])
                 .args(["--save", ""])
                 .args(["--appendonly", "no"])
                 .args(["--daemonize", "no"])
                 .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stdout(log.try_clone().expect("clone the redis log"))
+                .stderr(log)
                 .spawn()
                 .expect("spawn redis-server");
             // Wait for PING, or for the child to exit (port not yet free).
             loop {
-                if redis_ping(&self.url()).await.is_ok() {
+                if client_ping(&client).await.is_ok() {
                     self.child = Some(child);
                     return;
                 }
                 if let Ok(Some(status)) = child.try_wait() {
                     assert!(
                         Instant::now() < deadline,
-                        "redis-server on port {} keeps exiting ({status})",
-                        self.port
+                        "redis-server on port {} keeps exiting ({status}); its log:\n{}",
+                        self.port,
+                        self.log()
                     );
                     break;
                 }
                 if Instant::now() >= deadline {
                     let _ = child.kill();
                     let _ = child.wait();
-                    panic!("redis-server on port {} never answered PING", self.port);
+                    panic!(
+                        "redis-server on port {} never answered PING; its log:\n{}",
+                        self.port,
+                        self.log()
+                    );
                 }
                 sleep(Duration::from_millis(50)).await;
             }
@@ -186,6 +257,17 @@ pub struct ThrowawayPostgres {
 
 impl ThrowawayPostgres {
     pub async fn start() -> Option<Self> {
+        Self::start_configured(None).await
+    }
+
+    /// A server with `ssl = on`, presenting the server certificate of
+    /// `certs`. It still takes plain connections too: what a client asks
+    /// for (`sslmode`) decides.
+    pub async fn start_with_tls(certs: &TestCerts) -> Option<Self> {
+        Self::start_configured(Some(certs)).await
+    }
+
+    async fn start_configured(tls: Option<&TestCerts>) -> Option<Self> {
         let bin = meshi_testkit::postgres_binaries()?;
         let dir = tempfile::tempdir().expect("temp dir for Postgres");
         // Postgres refuses to run as root; run it as the `postgres` user then.
@@ -218,8 +300,44 @@ impl ThrowawayPostgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if let Some(certs) = tls {
+            pg.install_certificate(certs);
+        }
         pg.start_again().await;
         Some(pg)
+    }
+
+    /// Copies the server certificate and key into the data directory and
+    /// turns `ssl` on. Postgres refuses a key that others may read, or that
+    /// is not owned by the user it runs as.
+    fn install_certificate(&self, certs: &TestCerts) {
+        use std::io::Write;
+        use std::os::unix::fs::PermissionsExt;
+        let data = self.data_dir();
+        let cert = data.join("server.crt");
+        let key = data.join("server.key");
+        std::fs::copy(&certs.server_cert, &cert).expect("copy the server certificate");
+        std::fs::copy(&certs.server_key, &key).expect("copy the server key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+            .expect("make the server key private");
+        if self.as_postgres_user {
+            let status = Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(&cert)
+                .arg(&key)
+                .status()
+                .expect("chown the server certificate and key");
+            assert!(status.success(), "chown the server certificate and key");
+        }
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .expect("open postgresql.conf");
+        writeln!(
+            conf,
+            "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'"
+        )
+        .expect("turn ssl on in postgresql.conf");
     }
 
     fn data_dir(&self) -> PathBuf {
