@@ -301,3 +301,25 @@ fn describe() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_documents_every_series_with_its_labels() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
+        for (name, labels, _) in SERIES {
+            let row = readme
+                .lines()
+                .find(|line| line.starts_with(&format!("| `{name}` |")))
+                .unwrap_or_else(|| panic!("README's metrics table has no row for {name}"));
+            for label in *labels {
+                assert!(
+                    row.contains(&format!("`{label}`")),
+                    "README's row for {name} does not name its label {label}: {row}"
+                );
+            }
+        }
+    }
+}
