@@ -102,23 +102,29 @@ pub(super) fn encode_probe(node_id: &str, sent_at_ms: i64) -> Vec<u8> {
 
 /// When another node sent this probe; `None` for this node's own.
 pub(super) fn decode_probe(own: &str, payload: &[u8]) -> Result<Option<i64>, DecodeError> {
+    let Some((kind, body)) = open_envelope(own, payload)? else {
+        return Ok(None);
+    };
+    if kind != KIND_PROBE {
+        return Err(DecodeError::Kind(kind));
+    }
+    let sent_at = body.first_chunk::<8>().ok_or(DecodeError::Short)?;
+    Ok(Some(i64::from_be_bytes(*sent_at)))
+}
+
+/// The kind and body of a payload another node (or Redis) sent; `None`
+/// for this node's own.
+fn open_envelope<'a>(own: &str, payload: &'a [u8]) -> Result<Option<(u8, &'a [u8])>, DecodeError> {
     let [version, kind, n, rest @ ..] = payload else {
         return Err(DecodeError::Short);
     };
     if *version != VERSION {
         return Err(DecodeError::Version(*version));
     }
-    if *kind != KIND_PROBE {
-        return Err(DecodeError::Kind(*kind));
-    }
     let (origin, body) = rest
         .split_at_checked(usize::from(*n))
         .ok_or(DecodeError::Short)?;
-    if origin == own.as_bytes() {
-        return Ok(None);
-    }
-    let sent_at = body.first_chunk::<8>().ok_or(DecodeError::Short)?;
-    Ok(Some(i64::from_be_bytes(*sent_at)))
+    Ok((origin != own.as_bytes()).then_some((*kind, body)))
 }
 
 #[derive(Debug)]
@@ -153,26 +159,17 @@ pub(super) enum DecodeError {
 
 /// Decodes a payload heard on `topic`'s channel by the node `own`.
 pub(super) fn decode(own: &str, payload: &[u8], topic: &Topic) -> Result<Decoded, DecodeError> {
-    let [version, kind, n, rest @ ..] = payload else {
-        return Err(DecodeError::Short);
-    };
-    if *version != VERSION {
-        return Err(DecodeError::Version(*version));
-    }
-    let (origin, body) = rest
-        .split_at_checked(usize::from(*n))
-        .ok_or(DecodeError::Short)?;
-    if origin == own.as_bytes() {
+    let Some((kind, body)) = open_envelope(own, payload)? else {
         return Ok(Decoded::Own);
-    }
+    };
     let topic = topic.clone();
-    if *kind == KIND_SEQUENCED || *kind == KIND_CLOSING {
-        return decode_sequenced(topic, body, *kind == KIND_CLOSING);
+    if kind == KIND_SEQUENCED || kind == KIND_CLOSING {
+        return decode_sequenced(topic, body, kind == KIND_CLOSING);
     }
-    if *kind == KIND_REMOVED {
+    if kind == KIND_REMOVED {
         return decode_removed(topic, body);
     }
-    let delivery = match *kind {
+    let delivery = match kind {
         KIND_FRAME => {
             let (skip_user, frame) = match body {
                 [0, frame @ ..] => (None, frame),
