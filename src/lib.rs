@@ -26,6 +26,14 @@
 //! - [`standing`]: event and community rooms and who may enter them.
 //! - [`validate`]: input rules shared by REST and socket ops.
 
+/// The build, as `meshi --version` prints it: the release and the commit.
+pub const BUILD: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("MESHI_COMMIT"),
+    ")"
+);
+
 pub mod app;
 pub mod auth;
 pub mod bus;

@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "meshi", version, about = "Real-time chat and rooms server")]
+#[command(name = "meshi", version = meshi::BUILD, about = "Real-time chat and rooms server")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

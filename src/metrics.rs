@@ -78,8 +78,8 @@ enum Kind {
 pub const SERIES: &[(&str, &[&str], &str)] = &[
     (
         "meshi_build_info",
-        &["version"],
-        "Always 1; the version label names the build this node runs",
+        &["version", "commit"],
+        "Always 1; the labels name the release and the commit this node runs",
     ),
     (
         "meshi_ready",
@@ -287,7 +287,12 @@ fn describe() {
             Kind::Histogram => metrics::describe_histogram!(*name, *help),
         }
     }
-    metrics::gauge!("meshi_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    metrics::gauge!(
+        "meshi_build_info",
+        "version" => env!("CARGO_PKG_VERSION"),
+        "commit" => env!("MESHI_COMMIT")
+    )
+    .set(1.0);
     for reason in SESSION_END_REASONS {
         metrics::counter!("meshi_sessions_revoked_total", "reason" => *reason).increment(0);
     }

@@ -430,12 +430,14 @@ async fn metrics_are_prometheus_text_with_the_meshi_series() {
         );
     }
     let build = format!(
-        "meshi_build_info{{version=\"{}\"}} 1",
+        "meshi_build_info{{version=\"{}\",commit=\"",
         env!("CARGO_PKG_VERSION")
     );
     assert!(
-        metrics.lines().any(|line| line == build),
-        "{build} in:\n{metrics}"
+        metrics
+            .lines()
+            .any(|line| line.starts_with(&build) && line.ends_with("\"} 1")),
+        "{build}…\"}} 1 in:\n{metrics}"
     );
     // This test's socket is open and has sent and received frames.
     assert!(sample(&metrics, "meshi_connections").is_some_and(|v| v >= 1.0));

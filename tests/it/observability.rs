@@ -98,7 +98,7 @@ async fn series_stay_bounded_however_many_rooms_there_are() {
 }
 
 /// The traffic every part should show, then checks of the parts.
-async fn exercise_and_check(node: &Running, backend: &str) {
+async fn exercise_and_check(node: &Running, node_dir: &Path, backend: &str) {
     let (mut alice, alice_token, _) = node.user("alice").await;
     let (mut bob, bob_token, _) = node.user("bob").await;
     let room = create_room(&mut alice, "watched").await;
@@ -172,6 +172,20 @@ async fn exercise_and_check(node: &Running, backend: &str) {
         build.first().and_then(|s| s.label("version")),
         Some(env!("CARGO_PKG_VERSION"))
     );
+    let commit = build.first().and_then(|s| s.label("commit")).unwrap_or("");
+    assert!(
+        !commit.is_empty(),
+        "meshi_build_info names no commit: {build:?}"
+    );
+    let version = binary::command(node_dir, &["--version"]);
+    let printed = tokio::task::spawn_blocking(move || binary::run_with_timeout(version))
+        .await
+        .expect("--version ran");
+    assert_eq!(
+        printed.stdout.trim(),
+        format!("meshi {} (commit {commit})", env!("CARGO_PKG_VERSION")),
+        "--version names the same build as the metrics"
+    );
     for process in [
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
@@ -188,14 +202,14 @@ async fn exercise_and_check(node: &Running, backend: &str) {
 async fn every_part_is_measured_on_sqlite() {
     let dir = tempfile::tempdir().expect("temp dir");
     let node = node(dir.path(), None, &[]).await;
-    exercise_and_check(&node, "sqlite").await;
+    exercise_and_check(&node, dir.path(), "sqlite").await;
 }
 
 #[tokio::test]
 async fn every_part_is_measured_on_postgres() {
     let dir = tempfile::tempdir().expect("temp dir");
     let node = node(dir.path(), Some(fresh_database().await), &[]).await;
-    exercise_and_check(&node, "postgres").await;
+    exercise_and_check(&node, dir.path(), "postgres").await;
 }
 
 #[tokio::test]
