@@ -411,6 +411,27 @@ impl Config {
                 "MESHI_DATABASE_CA_FILE is for a postgres:// MESHI_DATABASE_URL".into(),
             ));
         }
+        // Below `require`, Postgres checks no certificate and may not even
+        // encrypt: a CA named there would protect nothing while looking
+        // as if it did.
+        let names_database_ca = self.database_ca_file.is_some()
+            || url_param(
+                &self.database_url,
+                &["sslrootcert", "ssl-root-cert", "ssl-ca"],
+            )
+            .is_some();
+        let checks_certificates = matches!(
+            url_param(&self.database_url, &["sslmode", "ssl-mode"]),
+            Some("require" | "verify-ca" | "verify-full")
+        );
+        if is_postgres_url(&self.database_url) && names_database_ca && !checks_certificates {
+            return Err(ConfigError::Invalid(
+                "a database CA (MESHI_DATABASE_CA_FILE or sslrootcert) needs sslmode=verify-full \
+                 in MESHI_DATABASE_URL (or require / verify-ca); with another sslmode the \
+                 certificate is not checked"
+                    .into(),
+            ));
+        }
         // A CA file beside a plain `redis://` URL means the operator meant
         // TLS and would get none.
         if self.redis_ca_file.is_some()
@@ -459,6 +480,14 @@ impl Config {
             warnings.push(
                 "MESHI_ALLOWED_ORIGINS is unset: pages on every origin may open sockets; \
                  list the origins of your web clients",
+            );
+        }
+        if is_postgres_url(&self.database_url)
+            && url_param(&self.database_url, &["sslmode", "ssl-mode"]) != Some("verify-full")
+        {
+            warnings.push(
+                "MESHI_DATABASE_URL has no sslmode=verify-full: the database's certificate is \
+                 not checked against its host name, so another host may stand in for it",
             );
         }
         if self.metrics_addr.is_none() {
@@ -846,4 +875,14 @@ mod tests {
         let err = config.jwt_keys().err().expect("a missing file is an error");
         assert!(err.to_string().contains("MESHI_JWT_SECRET_FILE"), "{err}");
     }
+}
+
+/// The value of the first of `keys` in the URL's query, if any.
+fn url_param<'a>(url: &'a str, keys: &[&str]) -> Option<&'a str> {
+    let (_, query) = url.split_once('?')?;
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| keys.contains(key))
+        .map(|(_, value)| value)
 }

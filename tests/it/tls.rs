@@ -271,7 +271,10 @@ async fn config_check_shows_the_ca_files_and_refuses_what_is_not_a_certificate()
     for (name, file) in refused {
         let mut command = binary::command(certs.dir(), &["config", "check"]);
         command
-            .env("MESHI_DATABASE_URL", "postgres://meshi@127.0.0.1:1/meshi")
+            .env(
+                "MESHI_DATABASE_URL",
+                "postgres://meshi@127.0.0.1:1/meshi?sslmode=verify-full",
+            )
             .env("MESHI_REDIS_URL", "rediss://127.0.0.1:1")
             .env(name, &file);
         let file = file.display().to_string();
@@ -294,6 +297,17 @@ async fn config_check_shows_the_ca_files_and_refuses_what_is_not_a_certificate()
             "sqlite://meshi.db",
             "MESHI_DATABASE_CA_FILE",
         ),
+        // Below `require` Postgres checks no certificate, CA or not.
+        (
+            "MESHI_DATABASE_URL",
+            "postgres://meshi@127.0.0.1:1/meshi",
+            "MESHI_DATABASE_CA_FILE",
+        ),
+        (
+            "MESHI_DATABASE_URL",
+            "postgres://meshi@127.0.0.1:1/meshi?sslmode=prefer",
+            "MESHI_DATABASE_CA_FILE",
+        ),
     ];
     for (url_name, url, ca_name) in unused {
         let mut command = binary::command(certs.dir(), &["config", "check"]);
@@ -304,4 +318,17 @@ async fn config_check_shows_the_ca_files_and_refuses_what_is_not_a_certificate()
         .await
         .expect("the check ran");
     }
+    let mut command = binary::command(certs.dir(), &["config", "check"]);
+    command.env(
+        "MESHI_DATABASE_URL",
+        format!(
+            "postgres://meshi@127.0.0.1:1/meshi?sslmode=prefer&sslrootcert={}",
+            certs.ca.display()
+        ),
+    );
+    tokio::task::spawn_blocking(move || {
+        assert_refused(command, &["sslrootcert", "sslmode=verify-full"], &[]);
+    })
+    .await
+    .expect("the check ran");
 }
