@@ -255,7 +255,7 @@ pub const SERIES: &[(&str, &[&str], &str)] = &[
     (
         "meshi_bus_channels",
         &[],
-        "Redis channels this node listens to",
+        "Redis channels of topics this node listens to (the lag probes' besides)",
     ),
     (
         "meshi_bus_publish_seconds",

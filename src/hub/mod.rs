@@ -33,7 +33,7 @@ struct Inner {
     bus: Arc<dyn Bus>,
     subscribers: Arc<Subscribers>,
     next_conn: AtomicU64,
-    depths: outbox::Depths,
+    depths: Arc<outbox::Depths>,
 }
 
 impl Hub {
@@ -43,7 +43,7 @@ impl Hub {
                 bus,
                 subscribers,
                 next_conn: AtomicU64::new(1),
-                depths: outbox::Depths::default(),
+                depths: Arc::default(),
             }),
         }
     }
@@ -53,7 +53,7 @@ impl Hub {
     }
 
     /// The queues of this node's open sockets, for the metrics scrape.
-    pub fn outbox_depths(&self) -> &outbox::Depths {
+    pub fn outbox_depths(&self) -> &Arc<outbox::Depths> {
         &self.inner.depths
     }
 

@@ -199,6 +199,18 @@ pub struct Depths {
     queues: DashMap<ConnId, Arc<Shared>>,
 }
 
+/// A socket's queue counted in [`Depths`] while this lives.
+pub struct Tracked {
+    depths: Arc<Depths>,
+    conn: ConnId,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.depths.queues.remove(&self.conn);
+    }
+}
+
 /// Frames queued on this node: in all, and in the fullest queue.
 pub struct Sample {
     pub queued: usize,
@@ -206,12 +218,14 @@ pub struct Sample {
 }
 
 impl Depths {
-    pub fn track(&self, conn: ConnId, outbox: &Outbox) {
+    /// Counts the socket's queue until the returned guard drops, however
+    /// the socket's task ends.
+    pub fn track(self: &Arc<Self>, conn: ConnId, outbox: &Outbox) -> Tracked {
         self.queues.insert(conn, outbox.shared.clone());
-    }
-
-    pub fn untrack(&self, conn: ConnId) {
-        self.queues.remove(&conn);
+        Tracked {
+            depths: self.clone(),
+            conn,
+        }
     }
 
     pub fn sample(&self) -> Sample {

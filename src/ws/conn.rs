@@ -103,7 +103,7 @@ pub fn run(
         }
         metrics::gauge!("meshi_connections").increment(1.0);
         let (outbox, rx, kill) = Outbox::new(state.config.outbox_frames);
-        state.hub.outbox_depths().track(id, &outbox);
+        let _counted = state.hub.outbox_depths().track(id, &outbox);
         let writer = state
             .tasks
             .spawn(write_loop(sink, rx, kill.clone(), state.config.heartbeat()).in_current_span());
@@ -134,7 +134,6 @@ pub fn run(
             }
         }
         let _ = writer.await;
-        conn.state.hub.outbox_depths().untrack(id);
         metrics::gauge!("meshi_connections").decrement(1.0);
         tracing::debug!("socket closed");
     };

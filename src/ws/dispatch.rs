@@ -339,16 +339,14 @@ impl Connection {
     }
 }
 
-/// Whether a socket is still in a room it joined: it is not once its user
-/// was taken out (their access ended), and the room is forgotten then.
-/// `meshi_op_seconds{op}` and `meshi_ops_total{op, result}`, the result
-/// being `ok` or the error's code: both label sets are fixed by the
-/// protocol, whatever the clients send.
 /// A frame that names no op the server knows, or not readably.
 fn count_unreadable() {
     metrics::counter!("meshi_ops_total", "op" => "unknown", "result" => "bad_request").increment(1);
 }
 
+/// `meshi_op_seconds{op}` and `meshi_ops_total{op, result}`, the result
+/// being `ok` or the error's code: both label sets are fixed by the
+/// protocol, whatever the clients send.
 fn observe(op: &'static str, started: std::time::Instant, result: &Result<Reply>) {
     metrics::histogram!("meshi_op_seconds", "op" => op).record(started.elapsed().as_secs_f64());
     let outcome = match result {
@@ -358,6 +356,8 @@ fn observe(op: &'static str, started: std::time::Instant, result: &Result<Reply>
     metrics::counter!("meshi_ops_total", "op" => op, "result" => outcome).increment(1);
 }
 
+/// Whether a socket is still in a room it joined: it is not once its user
+/// was taken out (their access ended), and the room is forgotten then.
 fn still_joined(
     joined: &mut HashSet<Arc<str>>,
     subscribers: &Subscribers,

@@ -207,9 +207,11 @@ impl RedisBus {
             Publisher {
                 conn: publisher,
                 queued,
+                probes: channels.probes(),
                 channels: channels.clone(),
                 node_id: node_id.clone(),
                 health: health.clone(),
+                probe_due: None,
             }
             .run(shutdown.clone()),
         );

@@ -37,8 +37,12 @@ pub(super) struct Publisher {
     pub(super) conn: ConnectionManager,
     pub(super) queued: mpsc::Receiver<Delivery>,
     pub(super) channels: Channels,
+    /// The channel of the lag probes ([`Channels::probes`]).
+    pub(super) probes: String,
     pub(super) node_id: String,
     pub(super) health: Arc<Health>,
+    /// When the probe now due was stamped; it goes out with the next batch.
+    pub(super) probe_due: Option<i64>,
 }
 
 impl Publisher {
@@ -55,9 +59,13 @@ impl Publisher {
                 tokio::select! {
                     biased;
                     // First, or a busy queue would starve it: lag matters
-                    // most when the node is busiest.
+                    // most when the node is busiest. Stamped now, it rides
+                    // behind what is queued, so the lag counts the wait.
                     _ = probe.tick() => {
-                        self.probe().await;
+                        self.probe_due = Some(now_ms());
+                        if self.queued.is_empty() {
+                            self.probe().await;
+                        }
                         continue;
                     }
                     n = self.queued.recv_many(&mut batch, BATCH) => n,
@@ -97,14 +105,20 @@ impl Publisher {
         }
     }
 
-    /// Publishes the time; whether it arrives is the listeners' concern,
-    /// and a Redis that is away is the ping's.
+    /// Publishes the due probe alone, the queue being empty. Not while
+    /// Redis is away: the ping finds out when it is back, and a probe
+    /// waiting on a dead connection would hold up the batches.
     async fn probe(&mut self) {
-        let _ = redis::cmd("PUBLISH")
-            .arg(self.channels.probes())
-            .arg(encode_probe(&self.node_id, now_ms()))
-            .query_async::<i64>(&mut self.conn)
-            .await;
+        if !self.health.publisher_up.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(sent_at) = self.probe_due.take() {
+            let _ = redis::cmd("PUBLISH")
+                .arg(&self.probes)
+                .arg(encode_probe(&self.node_id, sent_at))
+                .query_async::<i64>(&mut self.conn)
+                .await;
+        }
     }
 
     async fn send(&mut self, batch: &mut Vec<Delivery>) {
@@ -115,6 +129,10 @@ impl Publisher {
                 encode(&self.node_id, delivery),
             )
             .ignore();
+        }
+        if let Some(sent_at) = self.probe_due.take() {
+            pipe.publish(&self.probes, encode_probe(&self.node_id, sent_at))
+                .ignore();
         }
         let sent = batch.len() as u64;
         batch.clear();
