@@ -790,6 +790,16 @@ impl fmt::Debug for Config {
     }
 }
 
+/// The value of the first of `keys` in the URL's query, if any.
+fn url_param<'a>(url: &'a str, keys: &[&str]) -> Option<&'a str> {
+    let (_, query) = url.split_once('?')?;
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| keys.contains(key))
+        .map(|(_, value)| value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -875,14 +885,4 @@ mod tests {
         let err = config.jwt_keys().err().expect("a missing file is an error");
         assert!(err.to_string().contains("MESHI_JWT_SECRET_FILE"), "{err}");
     }
-}
-
-/// The value of the first of `keys` in the URL's query, if any.
-fn url_param<'a>(url: &'a str, keys: &[&str]) -> Option<&'a str> {
-    let (_, query) = url.split_once('?')?;
-    query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(key, _)| keys.contains(key))
-        .map(|(_, value)| value)
 }
