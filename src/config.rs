@@ -415,11 +415,7 @@ impl Config {
         // encrypt: a CA named there would protect nothing while looking
         // as if it did.
         let names_database_ca = self.database_ca_file.is_some()
-            || url_param(
-                &self.database_url,
-                &["sslrootcert", "ssl-root-cert", "ssl-ca"],
-            )
-            .is_some();
+            || url_param(&self.database_url, ROOT_CERT_PARAMS).is_some();
         let checks_certificates = matches!(
             url_param(&self.database_url, &["sslmode", "ssl-mode"]),
             Some("require" | "verify-ca" | "verify-full")
@@ -790,8 +786,12 @@ impl fmt::Debug for Config {
     }
 }
 
+/// The query parameters by which a Postgres URL names its root
+/// certificates, as sqlx reads them.
+pub(crate) const ROOT_CERT_PARAMS: &[&str] = &["sslrootcert", "ssl-root-cert", "ssl-ca"];
+
 /// The value of the first of `keys` in the URL's query, if any.
-fn url_param<'a>(url: &'a str, keys: &[&str]) -> Option<&'a str> {
+pub(crate) fn url_param<'a>(url: &'a str, keys: &[&str]) -> Option<&'a str> {
     let (_, query) = url.split_once('?')?;
     query
         .split('&')

@@ -43,6 +43,25 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
+/// Times `work` into the histogram `seconds` and counts whether it
+/// `failed` into the counter `failures`, both labelled `labels`. The
+/// failure is counted at zero too, so a rate over it exists before the
+/// first one.
+pub async fn timed<T, E>(
+    seconds: &'static str,
+    failures: &'static str,
+    labels: &[(&'static str, &'static str)],
+    failed: impl FnOnce(&E) -> bool,
+    work: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    let started = std::time::Instant::now();
+    let result = work.await;
+    metrics::histogram!(seconds, labels).record(started.elapsed().as_secs_f64());
+    let failed = result.as_ref().err().is_some_and(failed);
+    metrics::counter!(failures, labels).increment(u64::from(failed));
+    result
+}
+
 /// Sets the process metrics (CPU, memory, open file descriptors and their
 /// limit, start time, threads), so that a load tool without access to the
 /// server's process reads them from `/metrics`; called on each scrape.

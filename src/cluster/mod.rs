@@ -301,12 +301,13 @@ async fn measured<T>(
     name: &'static str,
     round_trip: impl std::future::Future<Output = redis::RedisResult<T>>,
 ) -> redis::RedisResult<T> {
-    let started = std::time::Instant::now();
-    let result = round_trip.await;
-    metrics::histogram!("meshi_redis_seconds", "kind" => kind, "name" => name)
-        .record(started.elapsed().as_secs_f64());
-    // Counted at zero too, so a rate over it exists before the first error.
-    metrics::counter!("meshi_redis_errors_total", "kind" => kind, "name" => name)
-        .increment(u64::from(result.is_err()));
-    result
+    let labels = [("kind", kind), ("name", name)];
+    crate::metrics::timed(
+        "meshi_redis_seconds",
+        "meshi_redis_errors_total",
+        &labels,
+        |_| true,
+        round_trip,
+    )
+    .await
 }

@@ -128,10 +128,6 @@ impl Outbox {
         self.shared.kill.token.cancel();
     }
 
-    pub fn depth(&self) -> usize {
-        self.shared.queue().len()
-    }
-
     /// False when the queue is full.
     fn enqueue(&self, outbound: Outbound) -> bool {
         {

@@ -97,14 +97,15 @@ async fn measured<T, E: Failure>(
     query: &'static str,
     work: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, E> {
-    let started = std::time::Instant::now();
-    let result = work.await;
-    metrics::histogram!("meshi_db_seconds", "query" => query)
-        .record(started.elapsed().as_secs_f64());
-    // Counted at zero too, so a rate over it exists before the first error.
-    let failed = result.as_ref().is_err_and(Failure::is_database_failure);
-    metrics::counter!("meshi_db_errors_total", "query" => query).increment(u64::from(failed));
-    result
+    let labels = [("query", query)];
+    crate::metrics::timed(
+        "meshi_db_seconds",
+        "meshi_db_errors_total",
+        &labels,
+        Failure::is_database_failure,
+        work,
+    )
+    .await
 }
 
 /// Whether an error of a store operation means the database failed.
@@ -245,12 +246,7 @@ impl Store {
 /// certificate, and an operator who names a CA means it to be checked.
 fn postgres_options(url: &str, options: &ConnectOptions) -> Result<PgConnectOptions, StoreError> {
     let mut pg = PgConnectOptions::from_str(url)?;
-    let names_root = url.split_once('?').is_some_and(|(_, query)| {
-        query.split('&').any(|pair| {
-            let key = pair.split_once('=').map_or(pair, |(key, _)| key);
-            matches!(key, "sslrootcert" | "ssl-root-cert" | "ssl-ca")
-        })
-    });
+    let names_root = crate::config::url_param(url, crate::config::ROOT_CERT_PARAMS).is_some();
     if let Some(pem) = &options.root_cert_pem {
         pg = pg.ssl_root_cert_from_pem(pem.clone());
     }
