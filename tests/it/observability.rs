@@ -11,6 +11,7 @@ use crate::common::binary::{self, Running};
 use crate::common::chat::{create_room, join, say};
 use crate::common::postgres::fresh_database;
 use crate::common::prom::{self, find, parse, value, Sample};
+use crate::common::services::ThrowawayPostgres;
 
 /// A node of its own on `database_url` (SQLite in `dir` when `None`),
 /// with the per-user limits lifted so one user can open many rooms.
@@ -277,4 +278,42 @@ async fn json_logs_tie_a_request_and_a_socket_together_with_flat_ids() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test]
+async fn a_database_that_goes_away_shows_as_errors_and_not_ready() {
+    let Some(mut pg) = ThrowawayPostgres::start().await else {
+        panic!(
+            "this test runs its own Postgres and needs initdb and postgres under \
+             /usr/lib/postgresql/<version>/bin; install them with `apt-get install postgresql`"
+        );
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = node(dir.path(), Some(pg.create_database("meshi").await), &[]).await;
+    let (token, _) = node.register("failing").await;
+    let before = parse(&prom::scrape(&node).await);
+    assert_eq!(value(&before, "meshi_ready", &[]), Some(1.0));
+    let errors_before = value(&before, "meshi_db_errors_total", &[]).unwrap_or(0.0);
+
+    pg.stop().await;
+    let (status, _) = node
+        .post(
+            "/api/v1/cards",
+            Some(&token),
+            json!({"title": "t", "body": "b", "tags": []}),
+        )
+        .await;
+    assert_eq!(status, 503, "a write with the database gone");
+    let after = parse(&prom::scrape(&node).await);
+    let errors_after = value(&after, "meshi_db_errors_total", &[]).unwrap_or(0.0);
+    assert!(
+        errors_after > errors_before,
+        "database errors {errors_before} then {errors_after}: {:#?}",
+        find(&after, "meshi_db_errors_total", &[])
+    );
+    assert_eq!(value(&after, "meshi_ready", &[]), Some(0.0));
+    assert_eq!(
+        value(&after, "meshi_backend_up", &[("backend", "database")]),
+        Some(0.0)
+    );
 }
